@@ -1,0 +1,724 @@
+// clm_torch.cpp — implementation of clm_torch.h over ATen.
+//
+// Every entry point runs its body through PROTECT, which turns any C++
+// exception into an error string returned by value. See clm_torch.h.
+#include "clm_torch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+#include <torch/cuda.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#ifdef CLM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#define CLM_TORCH_AT_LEAST(maj, min) \
+  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+
+struct clm_tensor_s {
+  at::Tensor t;
+};
+
+namespace {
+
+char *dup(const char *s) {
+  size_t n = std::strlen(s);
+  char *p = static_cast<char *>(std::malloc(n + 1));
+  if (p) std::memcpy(p, s, n + 1);
+  return p;
+}
+
+// Runs body; on any exception stores the message in err.
+template <typename F>
+char *guard(F &&body) {
+  try {
+    body();
+    return nullptr;
+  } catch (const c10::Error &e) {
+    return dup(e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    return dup(e.what());
+  } catch (...) {
+    return dup("unknown C++ exception");
+  }
+}
+
+clm_tensor wrap(at::Tensor t) { return new clm_tensor_s{std::move(t)}; }
+
+template <typename F>
+clm_tresult tresult(F &&f) {
+  clm_tresult r{nullptr, nullptr};
+  r.err = guard([&] { r.t = wrap(f()); });
+  return r;
+}
+
+const at::Tensor &T(clm_tensor h) {
+  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
+  return h->t;
+}
+
+c10::optional<at::Tensor> opt(clm_tensor h) {
+  if (h == nullptr) return c10::nullopt;
+  return h->t;
+}
+
+at::Device dev(int d) {
+  if (d < 0) return at::Device(at::kCPU);
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d));
+}
+
+int devcode(const at::Device &d) {
+  if (d.is_cpu()) return -1;
+  return d.index() < 0 ? 0 : d.index();
+}
+
+at::ScalarType st(int dtype) {
+  if (dtype < 0 || dtype >= static_cast<int>(at::ScalarType::NumOptions))
+    throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+  return static_cast<at::ScalarType>(dtype);
+}
+
+at::IntArrayRef ints(const int64_t *p, int n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
+
+std::vector<at::Tensor> tensors(const clm_tensor *ts, int n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (int i = 0; i < n; i++) v.push_back(T(ts[i]));
+  return v;
+}
+
+}  // namespace
+
+extern "C" {
+
+void clm_free_string(char *s) { std::free(s); }
+void clm_tensor_free(clm_tensor t) { delete t; }
+
+// ---- library ------------------------------------------------------------
+
+int clm_has_sdpa(void) {
+#if CLM_TORCH_AT_LEAST(2, 1)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+void clm_capabilities(char *buf, size_t n) {
+  int cuda_build = 0;
+#ifdef CLM_WITH_CUDA
+  cuda_build = 1;
+#endif
+  int autocast_api_24 = CLM_TORCH_AT_LEAST(2, 4);
+  std::snprintf(buf, n, "torch=%s sdpa=%d cuda_build=%d cuda_available=%d autocast_device_api=%d foreach_mul_tensor=%d",
+                TORCH_VERSION, clm_has_sdpa(), cuda_build, clm_cuda_is_available(), autocast_api_24,
+                static_cast<int>(CLM_TORCH_AT_LEAST(2, 1)));
+}
+
+char *clm_set_num_threads(int n) {
+  return guard([&] { at::set_num_threads(n); });
+}
+int clm_get_num_threads(void) { return at::get_num_threads(); }
+
+int clm_cuda_is_available(void) {
+  try {
+    return torch::cuda::is_available() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int clm_cuda_device_count(void) {
+  try {
+    return static_cast<int>(torch::cuda::device_count());
+  } catch (...) {
+    return 0;
+  }
+}
+
+char *clm_synchronize(int device) {
+  return guard([&] {
+    if (device >= 0) torch::cuda::synchronize(device);
+  });
+}
+
+char *clm_manual_seed(uint64_t seed) {
+  // As torch.manual_seed: the CPU generator and every CUDA device's.
+  return guard([&] {
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(seed);
+    }
+    if (at::hasCUDA()) {
+      int n = clm_cuda_device_count();
+      for (int i = 0; i < n; i++) {
+        auto gen = at::globalContext().defaultGenerator(dev(i));
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_current_seed(seed);
+      }
+    }
+  });
+}
+
+clm_tresult clm_rng_state(int device) {
+  return tresult([&] {
+    auto gen = device < 0 ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(dev(device));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return gen.get_state();
+  });
+}
+
+char *clm_set_rng_state(int device, clm_tensor state) {
+  return guard([&] {
+    auto gen = device < 0 ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(dev(device));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(T(state));
+  });
+}
+
+char *clm_cuda_memory(int device, int64_t *allocated, int64_t *peak) {
+  return guard([&] {
+#ifdef CLM_WITH_CUDA
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    auto &a = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    *allocated = a.current;
+    *peak = a.peak;
+#else
+    (void)device;
+    (void)allocated;
+    (void)peak;
+    throw std::runtime_error("CUDA memory statistics: the shim was built without CUDA");
+#endif
+  });
+}
+
+char *clm_cuda_reset_peak(int device) {
+  return guard([&] {
+#ifdef CLM_WITH_CUDA
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+#else
+    (void)device;
+    throw std::runtime_error("CUDA memory statistics: the shim was built without CUDA");
+#endif
+  });
+}
+
+// ---- grad mode and autocast ------------------------------------------------
+
+int clm_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
+void clm_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
+
+clm_iresult clm_autocast_enter(int device_type, int dtype) {
+  clm_iresult r{0, nullptr};
+  r.err = guard([&] {
+    auto dt = st(dtype);
+#if CLM_TORCH_AT_LEAST(2, 4)
+    auto d = device_type == 1 ? at::kCUDA : at::kCPU;
+    r.v = at::autocast::is_autocast_enabled(d) ? 1 : 0;
+    at::autocast::set_autocast_enabled(d, true);
+    at::autocast::set_autocast_dtype(d, dt);
+#else
+    if (device_type == 1) {
+      r.v = at::autocast::is_enabled() ? 1 : 0;
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(dt);
+    } else {
+      r.v = at::autocast::is_cpu_enabled() ? 1 : 0;
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(dt);
+    }
+#endif
+    at::autocast::increment_nesting();
+  });
+  return r;
+}
+
+char *clm_autocast_exit(int device_type, int prev_enabled) {
+  return guard([&] {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if CLM_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(device_type == 1 ? at::kCUDA : at::kCPU, prev_enabled != 0);
+#else
+    if (device_type == 1)
+      at::autocast::set_enabled(prev_enabled != 0);
+    else
+      at::autocast::set_cpu_enabled(prev_enabled != 0);
+#endif
+  });
+}
+
+// ---- creation and data ------------------------------------------------------
+
+clm_tresult clm_from_data(const void *data, size_t nbytes, const int64_t *shape, int ndim, int dtype, int device) {
+  return tresult([&] {
+    auto t = at::empty(ints(shape, ndim), at::TensorOptions().dtype(st(dtype)));
+    if (t.nbytes() != nbytes)
+      throw std::invalid_argument("from_data: " + std::to_string(nbytes) + " bytes for a tensor of " +
+                                  std::to_string(t.nbytes()));
+    if (nbytes > 0) std::memcpy(t.data_ptr(), data, nbytes);
+    return device < 0 ? t : t.to(dev(device));
+  });
+}
+
+char *clm_copy_to(clm_tensor h, void *dst, size_t nbytes) {
+  return guard([&] {
+    auto c = T(h).detach().to(at::kCPU).contiguous();
+    if (c.nbytes() != nbytes)
+      throw std::invalid_argument("copy_to: destination of " + std::to_string(nbytes) + " bytes for a tensor of " +
+                                  std::to_string(c.nbytes()));
+    if (nbytes > 0) std::memcpy(dst, c.data_ptr(), nbytes);
+  });
+}
+
+clm_tresult clm_full(const int64_t *shape, int ndim, double value, int dtype, int device) {
+  return tresult([&] { return at::full(ints(shape, ndim), value, at::TensorOptions().dtype(st(dtype)).device(dev(device))); });
+}
+
+clm_tresult clm_arange(double start, double end, double step, int dtype, int device) {
+  return tresult([&] { return at::arange(start, end, step, at::TensorOptions().dtype(st(dtype)).device(dev(device))); });
+}
+
+clm_tresult clm_eye(int64_t n, int64_t m, int dtype, int device) {
+  return tresult([&] { return at::eye(n, m, at::TensorOptions().dtype(st(dtype)).device(dev(device))); });
+}
+
+clm_tresult clm_randn(const int64_t *shape, int ndim, int dtype, int device) {
+  return tresult([&] { return at::randn(ints(shape, ndim), at::TensorOptions().dtype(st(dtype)).device(dev(device))); });
+}
+
+clm_tresult clm_rand(const int64_t *shape, int ndim, int dtype, int device) {
+  return tresult([&] { return at::rand(ints(shape, ndim), at::TensorOptions().dtype(st(dtype)).device(dev(device))); });
+}
+
+// ---- metadata ---------------------------------------------------------------
+
+int clm_dim(clm_tensor h) { return static_cast<int>(h->t.dim()); }
+void clm_shape(clm_tensor h, int64_t *shape) {
+  auto s = h->t.sizes();
+  for (size_t i = 0; i < s.size(); i++) shape[i] = s[i];
+}
+int clm_dtype(clm_tensor h) { return static_cast<int>(h->t.scalar_type()); }
+int clm_device(clm_tensor h) { return devcode(h->t.device()); }
+int64_t clm_numel(clm_tensor h) { return h->t.numel(); }
+int clm_requires_grad(clm_tensor h) { return h->t.requires_grad() ? 1 : 0; }
+int clm_defined(clm_tensor h) { return h->t.defined() ? 1 : 0; }
+
+clm_dresult clm_item(clm_tensor h) {
+  clm_dresult r{0, nullptr};
+  r.err = guard([&] { r.v = T(h).item<double>(); });
+  return r;
+}
+
+// ---- in place ---------------------------------------------------------------
+
+char *clm_normal_(clm_tensor h, double mean, double std) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).normal_(mean, std);
+  });
+}
+
+char *clm_uniform_(clm_tensor h, double a, double b) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).uniform_(a, b);
+  });
+}
+
+// Same steps as torch.nn.init.orthogonal_, so that a seeded generator gives
+// the same matrix as PyTorch: QR of a standard normal matrix, signs fixed by
+// the diagonal of R.
+char *clm_orthogonal_(clm_tensor h, double gain) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    auto &t = T(h);
+    if (t.dim() < 2) throw std::invalid_argument("orthogonal_: only tensors with 2 or more dimensions are supported");
+    if (t.numel() == 0) return;
+    int64_t rows = t.size(0);
+    int64_t cols = t.numel() / rows;
+    auto flat = t.new_empty({rows, cols}).normal_(0, 1);
+    if (rows < cols) flat.t_();
+    auto qr = at::linalg_qr(flat);
+    auto q = std::get<0>(qr);
+    auto r = std::get<1>(qr);
+    auto d = at::diag(r, 0);
+    q.mul_(d.sign());
+    if (rows < cols) q.t_();
+    t.view_as(q).copy_(q);
+    t.mul_(gain);
+  });
+}
+
+char *clm_copy_(clm_tensor dst, clm_tensor src) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(dst).copy_(T(src));
+  });
+}
+
+char *clm_fill_(clm_tensor h, double value) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).fill_(value);
+  });
+}
+
+char *clm_mul_scalar_(clm_tensor h, double s) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).mul_(s);
+  });
+}
+
+char *clm_add_(clm_tensor h, clm_tensor other, double alpha) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).add_(T(other), alpha);
+  });
+}
+
+char *clm_set_requires_grad(clm_tensor h, int flag) {
+  return guard([&] { T(h).set_requires_grad(flag != 0); });
+}
+
+// ---- ops --------------------------------------------------------------------
+
+clm_tresult clm_unary(int op, clm_tensor h) {
+  return tresult([&]() -> at::Tensor {
+    const auto &a = T(h);
+    switch (op) {
+      case CLM_UNARY_NEG: return at::neg(a);
+      case CLM_UNARY_EXP: return at::exp(a);
+      case CLM_UNARY_LOG: return at::log(a);
+      case CLM_UNARY_SQRT: return at::sqrt(a);
+      case CLM_UNARY_RSQRT: return at::rsqrt(a);
+      case CLM_UNARY_TANH: return at::tanh(a);
+      case CLM_UNARY_RELU: return at::relu(a);
+      case CLM_UNARY_SIGMOID: return at::sigmoid(a);
+      case CLM_UNARY_ABS: return at::abs(a);
+      case CLM_UNARY_SIGN: return at::sign(a);
+      case CLM_UNARY_SQUARE: return at::square(a);
+      case CLM_UNARY_CONTIGUOUS: return a.contiguous();
+      case CLM_UNARY_CLONE: return a.clone();
+      case CLM_UNARY_DETACH: return a.detach();
+      case CLM_UNARY_T: return a.t();
+      case CLM_UNARY_LOGICAL_NOT: return at::logical_not(a);
+    }
+    throw std::invalid_argument("unknown unary op " + std::to_string(op));
+  });
+}
+
+clm_tresult clm_binary(int op, clm_tensor ha, clm_tensor hb) {
+  return tresult([&]() -> at::Tensor {
+    const auto &a = T(ha);
+    const auto &b = T(hb);
+    switch (op) {
+      case CLM_BINARY_ADD: return at::add(a, b);
+      case CLM_BINARY_SUB: return at::sub(a, b);
+      case CLM_BINARY_MUL: return at::mul(a, b);
+      case CLM_BINARY_DIV: return at::div(a, b);
+      case CLM_BINARY_MATMUL: return at::matmul(a, b);
+      case CLM_BINARY_MAXIMUM: return at::maximum(a, b);
+      case CLM_BINARY_MINIMUM: return at::minimum(a, b);
+      case CLM_BINARY_EQ: return at::eq(a, b);
+      case CLM_BINARY_NE: return at::ne(a, b);
+      case CLM_BINARY_LT: return at::lt(a, b);
+      case CLM_BINARY_LE: return at::le(a, b);
+      case CLM_BINARY_GT: return at::gt(a, b);
+      case CLM_BINARY_GE: return at::ge(a, b);
+      case CLM_BINARY_POW: return at::pow(a, b);
+    }
+    throw std::invalid_argument("unknown binary op " + std::to_string(op));
+  });
+}
+
+clm_tresult clm_scalar(int op, clm_tensor ha, double s) {
+  return tresult([&]() -> at::Tensor {
+    const auto &a = T(ha);
+    switch (op) {
+      case CLM_SCALAR_ADD: return at::add(a, s);
+      case CLM_SCALAR_MUL: return at::mul(a, s);
+      case CLM_SCALAR_DIV: return at::div(a, s);
+      case CLM_SCALAR_POW: return at::pow(a, s);
+      case CLM_SCALAR_RSUB: return at::rsub(a, s);
+      case CLM_SCALAR_EQ: return at::eq(a, s);
+      case CLM_SCALAR_NE: return at::ne(a, s);
+      case CLM_SCALAR_LT: return at::lt(a, s);
+      case CLM_SCALAR_LE: return at::le(a, s);
+      case CLM_SCALAR_GT: return at::gt(a, s);
+      case CLM_SCALAR_GE: return at::ge(a, s);
+      case CLM_SCALAR_CLAMP_MIN: return at::clamp_min(a, s);
+      case CLM_SCALAR_CLAMP_MAX: return at::clamp_max(a, s);
+    }
+    throw std::invalid_argument("unknown scalar op " + std::to_string(op));
+  });
+}
+
+clm_tresult clm_where(clm_tensor c, clm_tensor a, clm_tensor b) {
+  return tresult([&] { return at::where(T(c), T(a), T(b)); });
+}
+
+clm_tresult clm_addmm(clm_tensor bias, clm_tensor a, clm_tensor b) {
+  return tresult([&] { return at::addmm(T(bias), T(a), T(b)); });
+}
+
+clm_tresult clm_linear(clm_tensor x, clm_tensor w, clm_tensor b) {
+  return tresult([&] { return at::linear(T(x), T(w), opt(b)); });
+}
+
+clm_tresult clm_embedding(clm_tensor w, clm_tensor idx) {
+  return tresult([&] { return at::embedding(T(w), T(idx)); });
+}
+
+clm_tresult clm_softmax(clm_tensor a, int64_t dim) {
+  return tresult([&] { return at::softmax(T(a), dim); });
+}
+
+clm_tresult clm_log_softmax(clm_tensor a, int64_t dim) {
+  return tresult([&] { return at::log_softmax(T(a), dim); });
+}
+
+clm_tresult clm_gelu(clm_tensor a, int tanh_approx) {
+  return tresult([&] { return at::gelu(T(a), tanh_approx ? "tanh" : "none"); });
+}
+
+clm_tresult clm_leaky_relu(clm_tensor a, double slope) {
+  return tresult([&] { return at::leaky_relu(T(a), slope); });
+}
+
+clm_tresult clm_layer_norm(clm_tensor x, const int64_t *shape, int ndim, clm_tensor w, clm_tensor b, double eps) {
+  return tresult([&] { return at::layer_norm(T(x), ints(shape, ndim), opt(w), opt(b), eps); });
+}
+
+clm_tresult clm_dropout(clm_tensor a, double p, int train) {
+  return tresult([&] { return at::dropout(T(a), p, train != 0); });
+}
+
+clm_tresult clm_cross_entropy(clm_tensor logits, clm_tensor target, int64_t ignore_index, int reduction) {
+  return tresult([&] {
+    if (reduction < 0 || reduction > 2) throw std::invalid_argument("cross_entropy: unknown reduction");
+    return at::cross_entropy_loss(T(logits), T(target), c10::nullopt, reduction, ignore_index, 0.0);
+  });
+}
+
+clm_tresult clm_sdpa(clm_tensor q, clm_tensor k, clm_tensor v, clm_tensor mask, double dropout, int causal,
+                     double scale) {
+  return tresult([&]() -> at::Tensor {
+#if CLM_TORCH_AT_LEAST(2, 1)
+    c10::optional<double> s;
+    if (scale > 0) s = scale;
+    return at::scaled_dot_product_attention(T(q), T(k), T(v), opt(mask), dropout, causal != 0, s);
+#else
+    // Materialised fallback with the same semantics.
+    const auto &Q = T(q);
+    double sc = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
+    auto logits = at::matmul(Q, T(k).transpose(-2, -1)).mul(sc);
+    if (causal) {
+      auto L = Q.size(-2), S = T(k).size(-2);
+      auto keep = at::ones({L, S}, Q.options().dtype(at::kBool)).tril();
+      logits = logits.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+    }
+    if (mask != nullptr) {
+      const auto &m = T(mask);
+      if (m.scalar_type() == at::kBool)
+        logits = logits.masked_fill(m.logical_not(), -std::numeric_limits<double>::infinity());
+      else
+        logits = logits.add(m);
+    }
+    auto p = at::softmax(logits, -1);
+    if (dropout > 0) p = at::dropout(p, dropout, true);
+    return at::matmul(p, T(v));
+#endif
+  });
+}
+
+// ---- reductions ---------------------------------------------------------------
+
+clm_tresult clm_sum(clm_tensor a, const int64_t *dims, int n, int keepdim) {
+  return tresult([&] { return n == 0 && !keepdim ? T(a).sum() : at::sum(T(a), ints(dims, n), keepdim != 0); });
+}
+
+clm_tresult clm_mean(clm_tensor a, const int64_t *dims, int n, int keepdim) {
+  return tresult([&] { return n == 0 && !keepdim ? T(a).mean() : at::mean(T(a), ints(dims, n), keepdim != 0); });
+}
+
+clm_tresult clm_var(clm_tensor a, const int64_t *dims, int n, int64_t correction, int keepdim) {
+  return tresult([&] {
+    at::OptionalIntArrayRef d;
+    if (n > 0) d = ints(dims, n);
+#if TORCH_VERSION_MAJOR >= 2
+    return at::var(T(a), d, at::Scalar(correction), keepdim != 0);
+#else
+    return at::var(T(a), d, c10::optional<int64_t>(correction), keepdim != 0);
+#endif
+  });
+}
+
+clm_tresult clm_norm(clm_tensor a, double p, const int64_t *dims, int n, int keepdim) {
+  return tresult([&] {
+    at::OptionalIntArrayRef d;
+    if (n > 0) d = ints(dims, n);
+    return at::linalg_vector_norm(T(a), p, d, keepdim != 0);
+  });
+}
+
+clm_tresult clm_amax(clm_tensor a, const int64_t *dims, int n, int keepdim) {
+  return tresult([&] { return at::amax(T(a), ints(dims, n), keepdim != 0); });
+}
+
+clm_tresult clm_max(clm_tensor a, int64_t dim, int keepdim) {
+  return tresult([&] { return dim == INT64_MIN ? T(a).max() : std::get<0>(T(a).max(dim, keepdim != 0)); });
+}
+
+clm_tresult clm_median(clm_tensor a, int64_t dim, int keepdim) {
+  return tresult([&] { return dim == INT64_MIN ? T(a).median() : std::get<0>(T(a).median(dim, keepdim != 0)); });
+}
+
+clm_tresult clm_cumsum(clm_tensor a, int64_t dim) {
+  return tresult([&] { return at::cumsum(T(a), dim); });
+}
+
+// ---- shapes -------------------------------------------------------------------
+
+clm_tresult clm_reshape(clm_tensor a, const int64_t *shape, int n) {
+  return tresult([&] { return T(a).reshape(ints(shape, n)); });
+}
+clm_tresult clm_view(clm_tensor a, const int64_t *shape, int n) {
+  return tresult([&] { return T(a).view(ints(shape, n)); });
+}
+clm_tresult clm_expand(clm_tensor a, const int64_t *shape, int n) {
+  return tresult([&] { return T(a).expand(ints(shape, n)); });
+}
+clm_tresult clm_permute(clm_tensor a, const int64_t *dims, int n) {
+  return tresult([&] { return T(a).permute(ints(dims, n)); });
+}
+clm_tresult clm_transpose(clm_tensor a, int64_t d0, int64_t d1) {
+  return tresult([&] { return T(a).transpose(d0, d1); });
+}
+clm_tresult clm_unsqueeze(clm_tensor a, int64_t dim) {
+  return tresult([&] { return T(a).unsqueeze(dim); });
+}
+clm_tresult clm_squeeze(clm_tensor a, int64_t dim) {
+  return tresult([&] { return T(a).squeeze(dim); });
+}
+clm_tresult clm_narrow(clm_tensor a, int64_t dim, int64_t start, int64_t length) {
+  return tresult([&] { return T(a).narrow(dim, start, length); });
+}
+clm_tresult clm_index_select(clm_tensor a, int64_t dim, clm_tensor index) {
+  return tresult([&] { return at::index_select(T(a), dim, T(index)); });
+}
+clm_tresult clm_cat(const clm_tensor *ts, int n, int64_t dim) {
+  return tresult([&] { return at::cat(tensors(ts, n), dim); });
+}
+clm_tresult clm_stack(const clm_tensor *ts, int n, int64_t dim) {
+  return tresult([&] { return at::stack(tensors(ts, n), dim); });
+}
+
+char *clm_split(clm_tensor a, int64_t size, int64_t dim, clm_tensor *out, int cap, int *n) {
+  return guard([&] {
+    auto parts = T(a).split(size, dim);
+    if (static_cast<int>(parts.size()) > cap)
+      throw std::invalid_argument("split: " + std::to_string(parts.size()) + " chunks exceed the capacity " +
+                                  std::to_string(cap));
+    *n = static_cast<int>(parts.size());
+    for (size_t i = 0; i < parts.size(); i++) out[i] = wrap(parts[i]);
+  });
+}
+
+clm_tresult clm_tril(clm_tensor a, int64_t k) {
+  return tresult([&] { return at::tril(T(a), k); });
+}
+clm_tresult clm_triu(clm_tensor a, int64_t k) {
+  return tresult([&] { return at::triu(T(a), k); });
+}
+clm_tresult clm_masked_fill(clm_tensor a, clm_tensor mask, double value) {
+  return tresult([&] { return T(a).masked_fill(T(mask), value); });
+}
+clm_tresult clm_to(clm_tensor a, int dtype, int device) {
+  return tresult([&] { return T(a).to(dev(device), st(dtype)); });
+}
+
+// ---- autograd -----------------------------------------------------------------
+
+char *clm_backward(clm_tensor t, clm_tensor grad) {
+  return guard([&] {
+    if (grad == nullptr)
+      T(t).backward();
+    else
+      T(t).backward(T(grad));
+  });
+}
+
+clm_tresult clm_grad(clm_tensor h) {
+  clm_tresult r{nullptr, nullptr};
+  r.err = guard([&] {
+    const auto &g = T(h).grad();
+    if (g.defined()) r.t = wrap(g);
+  });
+  return r;
+}
+
+char *clm_set_grad_none(clm_tensor h) {
+  return guard([&] { T(h).mutable_grad().reset(); });
+}
+
+clm_tresult clm_clip_grad_norm(const clm_tensor *ts, int n, double max_norm, double p) {
+  // torch.nn.utils.clip_grad_norm_ with its default foreach path: per-tensor
+  // norms, the norm of those, coefficient 1/(total + 1e-6) * max_norm
+  // clamped at 1, gradients scaled in place.
+  return tresult([&] {
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < n; i++) {
+      const auto &g = T(ts[i]).grad();
+      if (g.defined()) grads.push_back(g);
+    }
+    if (grads.empty()) return at::zeros({}, at::kFloat);
+    // Group by (device, dtype) in first-seen order, as PyTorch does.
+    std::vector<std::vector<at::Tensor>> groups;
+    for (auto &g : grads) {
+      bool placed = false;
+      for (auto &grp : groups)
+        if (grp[0].device() == g.device() && grp[0].scalar_type() == g.scalar_type()) {
+          grp.push_back(g);
+          placed = true;
+          break;
+        }
+      if (!placed) groups.push_back({g});
+    }
+    std::vector<at::Tensor> norms;
+    for (auto &grp : groups) {
+      auto ns = at::_foreach_norm(grp, p);
+      norms.insert(norms.end(), ns.begin(), ns.end());
+    }
+    auto first = grads[0].device();
+    for (auto &x : norms) x = x.to(first);
+    auto total = at::linalg_vector_norm(at::stack(norms), p);
+    auto coef = at::clamp_max(total.add(1e-6).reciprocal().mul(max_norm), 1.0);
+    for (auto &grp : groups) {
+#if CLM_TORCH_AT_LEAST(2, 1)
+      at::_foreach_mul_(grp, coef.to(grp[0].device()));
+#else
+      auto c = coef.to(grp[0].device());
+      for (auto &g : grp) g.mul_(c);
+#endif
+    }
+    return total;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,160 @@
+package torch
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+// leakCheck fails the test if it leaves tensor handles behind.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	before := LiveTensors()
+	t.Cleanup(func() {
+		if after := LiveTensors(); after != before {
+			t.Errorf("live tensors: %d before, %d after", before, after)
+		}
+	})
+}
+
+func TestRoundTripAndMetadata(t *testing.T) {
+	leakCheck(t)
+	WithScope(func(s *Scope) {
+		x := FromFloat32([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+		if got := x.Shape(); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+			t.Fatalf("shape %v", got)
+		}
+		if x.DType() != Float32 || x.Device() != CPU || x.Numel() != 6 {
+			t.Fatalf("metadata: %v", x)
+		}
+		y := x.T().Contiguous().Float32s()
+		want := []float32{1, 4, 2, 5, 3, 6}
+		for i := range want {
+			if y[i] != want[i] {
+				t.Fatalf("transpose: got %v want %v", y, want)
+			}
+		}
+		if got := x.Sum(false).Item(); got != 21 {
+			t.Fatalf("sum %v", got)
+		}
+		i64 := FromInt64([]int64{3, -1}).Int64s()
+		if i64[0] != 3 || i64[1] != -1 {
+			t.Fatalf("int64 round trip %v", i64)
+		}
+	})
+}
+
+func TestErrorsAreTypedAndRecoverable(t *testing.T) {
+	leakCheck(t)
+	cases := []struct {
+		name string
+		f    func()
+		want string // a fragment of libtorch's message
+	}{
+		{"shape mismatch", func() {
+			Zeros([]int64{2, 3}, Float32, CPU).Matmul(Zeros([]int64{4, 5}, Float32, CPU))
+		}, "cannot be multiplied"},
+		{"bad dtype", func() {
+			Embedding(Zeros([]int64{4, 2}, Float32, CPU), Zeros([]int64{3}, Float32, CPU))
+		}, "Long"},
+		{"wrong device", func() {
+			Zeros([]int64{2}, Float32, CUDA(7))
+		}, ""},
+		{"freed tensor", func() {
+			x := Zeros([]int64{2}, Float32, CPU)
+			x.Free()
+			x.Neg()
+		}, "freed"},
+		{"int dtype code", func() { Zeros([]int64{2}, DType(99), CPU) }, "dtype"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var err error
+			WithScope(func(*Scope) { err = Try(c.f) })
+			var te *Error
+			if !errors.As(err, &te) {
+				t.Fatalf("got %v (%T), want *torch.Error", err, err)
+			}
+			if !strings.Contains(te.Msg, c.want) {
+				t.Errorf("message %q lacks %q", te.Msg, c.want)
+			}
+			if strings.Contains(te.Msg, "Exception raised from") || strings.Contains(te.Msg, "frame #") {
+				t.Errorf("message carries a C++ backtrace: %q", te.Msg)
+			}
+			// The process goes on: libtorch still works.
+			WithScope(func(*Scope) {
+				if v := Ones([]int64{3}, Float32, CPU).Sum(false).Item(); v != 3 {
+					t.Fatalf("after error: %v", v)
+				}
+			})
+		})
+	}
+}
+
+func TestScopeFreesAndKeeps(t *testing.T) {
+	leakCheck(t)
+	base := LiveTensors()
+	var kept *Tensor
+	outer := NewScope()
+	WithScope(func(s *Scope) {
+		a := Ones([]int64{4}, Float32, CPU)
+		b := a.MulScalar(2).AddScalar(1)
+		kept = s.Keep(b.Sum(false))
+		if LiveTensors()-base != 4 {
+			t.Fatalf("inside: %d live", LiveTensors()-base)
+		}
+	})
+	if LiveTensors()-base != 1 || kept.Freed() || kept.Item() != 12 {
+		t.Fatalf("after inner close: %d live, kept %v", LiveTensors()-base, kept)
+	}
+	outer.Close()
+	if !kept.Freed() || LiveTensors() != base {
+		t.Fatalf("outer scope did not free the kept tensor")
+	}
+}
+
+func TestNoGradAndAutograd(t *testing.T) {
+	leakCheck(t)
+	WithScope(func(s *Scope) {
+		w := FromFloat64([]float64{1, 2, 3}).SetRequiresGrad(true)
+		defer w.ZeroGrad()
+		w.Square().Sum(false).Backward()
+		g := w.Grad().Float64s()
+		for i, want := range []float64{2, 4, 6} {
+			if g[i] != want {
+				t.Fatalf("grad %v", g)
+			}
+		}
+		NoGrad(func() {
+			if GradEnabled() || w.MulScalar(2).RequiresGrad() {
+				t.Fatal("no-grad mode records")
+			}
+		})
+		if !GradEnabled() {
+			t.Fatal("grad mode not restored")
+		}
+		w.ZeroGrad()
+		if w.Grad() != nil {
+			t.Fatal("gradient not dropped")
+		}
+	})
+}
+
+func TestCapabilities(t *testing.T) {
+	c := Capabilities()
+	if !strings.Contains(c, "torch=") || Version() == "unknown" {
+		t.Fatalf("capabilities %q", c)
+	}
+	t.Logf("%s", c)
+	if major := Version()[0]; major >= '2' && !HasFusedAttention() && !strings.HasPrefix(Version(), "2.0") {
+		t.Errorf("libtorch %s should have fused attention", Version())
+	}
+	if d, err := ParseDevice("cuda:2"); err != nil || d != CUDA(2) {
+		t.Errorf("ParseDevice: %v %v", d, err)
+	}
+	if _, err := ParseDevice("tpu"); err == nil {
+		t.Error("ParseDevice accepted tpu")
+	}
+	_ = math.Pi
+}
