@@ -9,10 +9,11 @@
 // little-endian, and the tensors cover the data section exactly, without
 // gaps or overlaps.
 //
-// Open maps a file into memory and validates it; Write and Encode produce
-// files that the reference implementation writes byte for byte the same way
-// (same tensor order, compact JSON, header padded with spaces to a multiple
-// of 8 bytes so that every tensor is aligned to its element size).
+// Open maps a file into memory and validates it; Write and Encode lay files
+// out as the reference implementation does (same tensor order, compact JSON,
+// header padded with spaces to a multiple of 8 bytes so that every tensor is
+// aligned to its element size), byte for byte except that metadata keys are
+// sorted where the reference leaves them in hash order.
 package safetensors
 
 import (
@@ -136,6 +137,8 @@ type FormatError struct {
 	Detail string // what exactly is wrong
 }
 
+// Error returns "safetensors: FILE: tensor "NAME": ERR: DETAIL", leaving out
+// the empty parts.
 func (e *FormatError) Error() string {
 	s := "safetensors: "
 	if e.File != "" {
