@@ -1,0 +1,278 @@
+"""Reference training loop: the original's HF Trainer step, written out.
+
+What one optimizer step does (HF Trainer as the original configures it, fp32):
+  1. for each of `accum` micro-batches: loss_j = model(batch_j).loss;
+     backward(loss_j / accum)                       (gradients accumulate)
+  2. global grad-norm clip over every parameter that has a gradient:
+     n_i = ||g_i||_2 per tensor, total = ||(n_1, ..., n_k)||_2,
+     coef = min(1, max_norm / (total + 1e-6)), g_i *= coef (always applied)
+  3. optimizer step with lr = base_lr * lambda(step), step = 0, 1, ...
+     (so the very first step has lr 0 under warmup)
+  4. zero_grad(set_to_none=True): a parameter that the next forward does not
+     use keeps grad None and is skipped by the optimizer (no decay either).
+The logged loss of a step is the mean of the micro-batch losses (each a mean
+over its own non-ignored tokens), i.e. sum_j loss_j / accum, as HF Trainer's
+tr_loss; the logged grad_norm is `total` before clipping.
+
+Param groups (the original's MyTrainer.create_optimizer): weight decay on
+every trainable parameter except those of LayerNorm/RMSNorm modules (incl.
+q_norm/k_norm and the layer-0 LayerNorm of norm_type none), names containing
+"bias" and names containing "gain". Frozen parameters are left out.
+
+Optimizers:
+  adamw_hf     transformers' old AdamW (correct_bias=True):
+                 m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+                 denom = sqrt(v) + eps
+                 step_size = lr * sqrt(1 - b2^t) / (1 - b1^t)   (Python float)
+                 p -= step_size * m / denom
+                 p -= lr * wd * p                                (after the update)
+  adamw_torch  torch.optim.AdamW(foreach=False): p *= 1 - lr*wd first, then
+               m.lerp_(g, 1-b1); denom = sqrt(v)/sqrt(1-b2^t) + eps;
+               p -= lr/(1-b1^t) * m / denom.
+
+Schedules (HF get_scheduler semantics; warmup = ceil(warmup_ratio * total)):
+  polynomial  step < w: step/max(1,w); step > total: lr_end/lr;
+              else ((lr - lr_end) * (1 - (step-w)/(total-w))**power + lr_end) / lr
+              (lr_end is reached at step == total, one past the last step)
+  linear      step < w: step/max(1,w); else max(0, (total-step)/max(1,total-w))
+  cosine      step < w: step/max(1,w); else max(0, 0.5*(1+cos(pi*2*0.5*progress)))
+  constant    1 (no warmup);  constant_with_warmup: step/max(1,w) then 1
+
+Usage:
+  python train.py --config cfg.json --weights w.safetensors \
+      --batches batches.safetensors --steps N --accum K [--lr 1e-3] \
+      [--optimizer adamw_hf|adamw_torch] [--schedule polynomial] \
+      [--total-steps T] [--warmup-ratio 0.05] [--lr-end 1e-7] \
+      [--weight-decay 0.1] [--beta1 0.9] [--beta2 0.999] [--eps 1e-8] \
+      [--max-grad-norm 1.0] [--pad-id N] [--dtype float32|float64] \
+      --out traj.json [--out-weights final.safetensors]
+batches.safetensors: `input_ids` int64 [steps*accum, B, T] (micro-batch j of
+step s is row s*accum + j), optional `labels` of the same shape (default: the
+input ids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model as M  # noqa: E402
+
+
+# ---------------------------------------------------------------------------
+# Param groups
+# ---------------------------------------------------------------------------
+
+
+def param_groups(model: nn.Module, weight_decay: float):
+    """[decay group, no-decay group] by the original's rules, each in
+    named_parameters order; prints counts to stderr (nanoGPT style)."""
+    in_norm = set()
+    for mname, mod in model.named_modules():
+        if isinstance(mod, (nn.LayerNorm, M.RMSNorm)):
+            for pname, _ in mod.named_parameters(recurse=False):
+                in_norm.add(f"{mname}.{pname}" if mname else pname)
+    decay, no_decay, dn, nn_ = [], [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name in in_norm or "bias" in name or "gain" in name:
+            no_decay.append(p)
+            nn_.append(name)
+        else:
+            decay.append(p)
+            dn.append(name)
+    for label, ps in (("decay", decay), ("no decay", no_decay)):
+        print(f"param group {label}: {len(ps)} tensors, {sum(p.numel() for p in ps)} parameters", file=sys.stderr)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "names": dn},
+        {"params": no_decay, "weight_decay": 0.0, "names": nn_},
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------
+
+
+class AdamWHF(torch.optim.Optimizer):
+    """transformers' old AdamW (removed from transformers 5), from its update rule."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                st["step"] += 1
+                t = st["step"]
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m.mul_(b1).add_(g, alpha=1.0 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+                denom = v.sqrt().add_(eps)
+                step_size = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+                p.addcdiv_(m, denom, value=-step_size)
+                if wd > 0.0:
+                    p.add_(p, alpha=-lr * wd)
+
+
+def make_optimizer(name, groups, lr, betas, eps):
+    plain = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+    if name == "adamw_hf":
+        return AdamWHF(plain, lr=lr, betas=betas, eps=eps)
+    if name == "adamw_torch":
+        return torch.optim.AdamW(plain, lr=lr, betas=betas, eps=eps, foreach=False, fused=False)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+# ---------------------------------------------------------------------------
+# Schedules: lambda(step) multiplies the base lr (torch LambdaLR)
+# ---------------------------------------------------------------------------
+
+
+def warmup_steps(total: int, ratio: float) -> int:
+    return math.ceil(total * ratio)
+
+
+def lr_lambda(kind: str, step: int, warmup: int, total: int, lr: float, lr_end: float = 1e-7, power: float = 1.0) -> float:
+    if kind == "constant":
+        return 1.0
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    if kind == "constant_with_warmup":
+        return 1.0
+    if kind == "linear":
+        return max(0.0, float(total - step) / float(max(1, total - warmup)))
+    if kind == "cosine":
+        progress = float(step - warmup) / float(max(1, total - warmup))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
+    if kind == "polynomial":
+        if step > total:
+            return lr_end / lr
+        pct_remaining = 1 - (step - warmup) / (total - warmup)
+        return ((lr - lr_end) * pct_remaining ** power + lr_end) / lr
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+# ---------------------------------------------------------------------------
+# Loop
+# ---------------------------------------------------------------------------
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ semantics (norm of per-tensor norms)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, 2) for g in grads]), 2)
+    if max_norm > 0:
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef)
+    return total.item()
+
+
+def train(a) -> dict:
+    torch.use_deterministic_algorithms(True)
+    dtype = M.DTYPES[a.dtype]
+    cfg = M.Config.from_json(a.config)
+    model = M.build(cfg)
+    model.load_weights(M.load_tensors(a.weights))
+    model.to(dtype)
+    model.train()  # dropout is active only if the config sets it
+    batches = M.load_tensors(a.batches)
+    ids = batches["input_ids"].long()
+    labels = batches["labels"].long() if "labels" in batches else ids
+    need = a.steps * a.accum
+    if ids.shape[0] < need:
+        raise SystemExit(f"batches hold {ids.shape[0]} micro-batches, need steps*accum = {need}")
+
+    groups = param_groups(model, a.weight_decay)
+    opt = make_optimizer(a.optimizer, groups, a.lr, (a.beta1, a.beta2), a.eps)
+    total = a.total_steps or a.steps
+    warm = warmup_steps(total, a.warmup_ratio)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(a.schedule, s, warm, total, a.lr, a.lr_end, a.power))
+    params = list(model.parameters())
+
+    traj = []
+    model.zero_grad(set_to_none=True)
+    for step in range(a.steps):
+        lr = opt.param_groups[0]["lr"]
+        loss_sum = 0.0
+        for j in range(a.accum):
+            k = step * a.accum + j
+            out = model(ids[k], labels=labels[k], pad_id=a.pad_id)
+            (out["loss"] / a.accum).backward()
+            loss_sum += out["loss"].item()
+        gnorm = clip_grad_norm(params, a.max_grad_norm)
+        opt.step()
+        sched.step()
+        model.zero_grad(set_to_none=True)
+        rec = {"step": step + 1, "loss": loss_sum / a.accum, "lr": lr, "grad_norm": gnorm}
+        traj.append(rec)
+        print(json.dumps(rec), flush=True)
+
+    result = {
+        "optimizer": a.optimizer, "schedule": a.schedule, "warmup_steps": warm, "total_steps": total,
+        "accum": a.accum, "dtype": a.dtype,
+        "groups": [{"weight_decay": g["weight_decay"], "names": g["names"]} for g in groups],
+        "steps": traj,
+    }
+    with open(a.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    if a.out_weights:
+        M.save_tensors(model.weights(), a.out_weights, metadata={"config": json.dumps(cfg.to_dict())})
+    return result
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--batches", required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--accum", type=int, default=1)
+    ap.add_argument("--total-steps", type=int, default=0, help="schedule length (default: --steps)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--optimizer", choices=("adamw_hf", "adamw_torch"), default="adamw_hf")
+    ap.add_argument("--schedule", choices=("polynomial", "linear", "cosine", "constant", "constant_with_warmup"),
+                    default="polynomial")
+    ap.add_argument("--warmup-ratio", type=float, default=0.05)
+    ap.add_argument("--lr-end", type=float, default=1e-7)
+    ap.add_argument("--power", type=float, default=1.0)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--beta1", type=float, default=0.9)
+    ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--eps", type=float, default=1e-8)
+    ap.add_argument("--max-grad-norm", type=float, default=1.0, help="0 disables clipping (norm still logged)")
+    ap.add_argument("--pad-id", type=int, default=None)
+    ap.add_argument("--dtype", choices=sorted(M.DTYPES), default="float32")
+    ap.add_argument("--out", required=True, help="trajectory JSON")
+    ap.add_argument("--out-weights", help="final weights (params and W_init buffers)")
+    a = ap.parse_args(argv)
+    if a.schedule == "polynomial" and not a.lr > a.lr_end:
+        ap.error(f"lr_end ({a.lr_end}) must be smaller than lr ({a.lr})")
+    train(a)
+
+
+if __name__ == "__main__":
+    main()
