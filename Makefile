@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch clean
+.PHONY: all setup build test vet bench bench-torch device-bins clean
 
 all: build
 
@@ -37,6 +37,13 @@ bench-torch: $(SHIM)
 	scripts/bench-torch.sh
 
 bench: bench-torch
+
+# Test binaries for scripts/device-check.sh on a GPU machine without Go.
+DEVICE_PKGS ?= torch
+device-bins: $(SHIM)
+	@mkdir -p bin/device
+	@for p in $(DEVICE_PKGS); do $(GO) test -c -o bin/device/$$p.test ./$$p || exit 1; done
+	@ls bin/device
 
 clean:
 	rm -rf build bin

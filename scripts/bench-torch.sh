@@ -9,8 +9,8 @@ count=${BENCH_COUNT:-5}
 py=${CLM_PYTHON:-.clm/venv/bin/python}
 out=$(mktemp -d)
 echo "libtorch threads: $threads, $count runs each"
-CLM_BENCH_THREADS=$threads go test -run '^$' -bench 'OpDispatch$|MLPStep' -count "$count" ./torch/ | grep '^Benchmark' | sed 's/-[0-9]*\t/\t/' | tee "$out/go.txt"
-for _ in $(seq "$count"); do "$py" scripts/reference/bench_torch.py "$threads"; done | sed 's/-[0-9]*\t/\t/' | tee "$out/py.txt"
+CLM_BENCH_THREADS=$threads go test -run '^$' -bench 'OpDispatch$|MLPStep' -count "$count" ./torch/ | grep '^Benchmark' | sed -E 's/-[0-9]+[[:space:]]+/\t/' | tee "$out/go.txt"
+for _ in $(seq "$count"); do "$py" scripts/reference/bench_torch.py "$threads"; done | sed -E 's/-[0-9]+[[:space:]]+/\t/' | tee "$out/py.txt"
 awk -F'\t' 'FNR==NR { split($3, a, " "); g[$1] += a[1]; gn[$1]++; next }
   { split($3, a, " "); p[$1] += a[1]; pn[$1]++ }
   END { printf "\n%-22s %14s %14s %8s\n", "benchmark", "Go ns/op", "PyTorch ns/op", "Go/Py";

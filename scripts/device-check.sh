@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one script a GPU machine runs (see ../shared/DESIGN.md §6 and README
+# "GPU"). That machine has CUDA PyTorch, nvcc and cmake, but no Go and no
+# network, so the Go test binaries are built beforehand on a workstation:
+#
+#   make device-bins          # here: bin/device/*.test, built against build/
+#   <device tool> run, carrying bin/device:  scripts/device-check.sh
+#
+# It builds the shim against the machine's CUDA PyTorch, runs the GPU tests
+# of every test binary (CPU-only tests are left to `make test`), and writes
+# a summary to $OUT (or ./device-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-device-out}
+mkdir -p "$out"
+log() { printf '%s\n' "$*" | tee -a "$out/summary.txt"; }
+
+py=${PYTHON:-python3}
+prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+torchlib=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+log "device-check $(date -u +%FT%TZ)"
+log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi: none')"
+log "torch $("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+start=$(date +%s)
+if ! cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$out/cmake.log" 2>&1 ||
+   ! cmake --build build -j "$(nproc)" >>"$out/cmake.log" 2>&1; then
+  log "shim build FAILED (see cmake.log)"; tail -30 "$out/cmake.log"; exit 1
+fi
+log "shim built in $(( $(date +%s) - start ))s: $(grep -o 'clm: building the CUDA shim' "$out/cmake.log" || echo 'CPU shim')"
+
+export LD_LIBRARY_PATH="$PWD/build:$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export CLM_PYTHON="$(command -v "$py")" CLM_REQUIRE_REFERENCE=1
+status=0
+for bin in bin/device/*.test; do
+  [ -x "$bin" ] || { log "no test binaries in bin/device (run make device-bins first)"; exit 1; }
+  pkg=$(basename "$bin" .test)
+  # Test binaries run from their package directory, as `go test` does.
+  if (cd "$pkg" 2>/dev/null || cd .; "$OLDPWD/$bin" -test.run "${DEVICE_TESTS:-GPU}" -test.v -test.timeout 8m) >"$out/$pkg.log" 2>&1; then
+    log "PASS $pkg: $(grep -c '^--- PASS' "$out/$pkg.log") passed, $(grep -c '^--- SKIP' "$out/$pkg.log") skipped"
+  else
+    status=1
+    log "FAIL $pkg"; grep -E '^(--- FAIL|panic|\s+\S+_test.go:)' "$out/$pkg.log" | head -20 | tee -a "$out/summary.txt"
+  fi
+  grep -E '^\s+\S+_test.go:[0-9]+: ' "$out/$pkg.log" | head -20 >>"$out/summary.txt"
+done
+if [ -x scripts/bench-gpu.sh ]; then
+  scripts/bench-gpu.sh "$out" || status=1
+fi
+log "total $(( $(date +%s) - start ))s, status $status"
+exit $status
