@@ -780,6 +780,27 @@ def cmd_params(a):
     print(json.dumps({"params": total, "trainable": trainable}))
 
 
+def cmd_describe(a):
+    """One JSON line per config: the config as read, parameters in
+    named_parameters order as [name, shape, trainable], buffers as
+    [name, shape], and the counts."""
+    for path in a.configs:
+        cfg = Config.from_json(path)
+        model = build(cfg)
+        total, trainable = count_params(model)
+        print(json.dumps({
+            "config": cfg.to_dict(),
+            "params": [[n, list(p.shape), p.requires_grad] for n, p in model.named_parameters()],
+            "buffers": [[n, list(b.shape)] for n, b in model.named_buffers()],
+            "total": total,
+            "trainable": trainable,
+        }))
+
+
+def cmd_presets(a):
+    print(json.dumps({name: preset(name).to_dict() for name in PRESETS}))
+
+
 def cmd_preset(a):
     overrides = {}
     for kv in a.set or []:
@@ -877,6 +898,13 @@ def main(argv=None):
     s.add_argument("--set", action="append", help="key=JSON value, e.g. n_layer=18 or value_skip_gain=null")
     s.add_argument("--out")
     s.set_defaults(fn=cmd_preset)
+
+    e = sub.add_parser("describe", help="JSON lines: config as read, parameter list, counts")
+    e.add_argument("configs", nargs="+")
+    e.set_defaults(fn=cmd_describe)
+
+    e = sub.add_parser("presets", help="all presets as one JSON object")
+    e.set_defaults(fn=cmd_presets)
 
     t = sub.add_parser("selftest", help="compare with HF GPT-2 (needs transformers)")
     t.set_defaults(fn=cmd_selftest)
