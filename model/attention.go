@@ -1,0 +1,199 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"clm/torch"
+)
+
+// AttentionImpl selects how shaped attention is computed.
+type AttentionImpl int
+
+const (
+	// AttentionAuto uses AttentionFused where it is exact (libtorch has
+	// fused attention, no tanh logit capping, no attention dropout while
+	// training, attention probabilities not requested) and
+	// AttentionMaterialised otherwise.
+	AttentionAuto AttentionImpl = iota
+	// AttentionFused never builds the T×T matrix. Eq. 5 distributes over V:
+	//
+	//	A'·V = attn_mat_resid_gain·softmax(QKᵀ/√d_h)·V
+	//	       + attn_mat_skip_gain·V − centre_attn_gain·C·V
+	//
+	// where softmax(…)·V is libtorch's scaled_dot_product_attention and
+	// C·V, the causal uniform matrix times V, is the running mean of V
+	// along the sequence (cumsum divided by position).
+	AttentionFused
+	// AttentionMaterialised builds A' [B, H, T, T] as the original does.
+	AttentionMaterialised
+)
+
+// checkAttention reports whether impl can compute cfg's attention exactly.
+func checkAttention(cfg *Config, impl AttentionImpl) error {
+	if impl != AttentionFused {
+		return nil
+	}
+	switch {
+	case !torch.HasFusedAttention():
+		return fmt.Errorf("model: fused attention needs libtorch ≥ 2.1 (have %s); use auto or materialised", torch.Version())
+	case cfg.DotNormType != DotNormNone:
+		return fmt.Errorf("model: fused attention cannot apply dot_norm_type %q; use auto or materialised", cfg.DotNormType)
+	case cfg.AttnPdrop > 0:
+		return fmt.Errorf("model: fused attention cannot apply attn_pdrop %v to the shaped matrix; use auto or materialised", cfg.AttnPdrop)
+	}
+	return nil
+}
+
+// ParseAttentionImpl parses "auto", "fused" or "materialised" (also
+// "materialized").
+func ParseAttentionImpl(s string) (AttentionImpl, error) {
+	switch s {
+	case "auto", "":
+		return AttentionAuto, nil
+	case "fused":
+		return AttentionFused, nil
+	case "materialised", "materialized":
+		return AttentionMaterialised, nil
+	}
+	return AttentionAuto, fmt.Errorf("unknown attention implementation %q (want auto, fused or materialised)", s)
+}
+
+func (a AttentionImpl) String() string {
+	switch a {
+	case AttentionFused:
+		return "fused"
+	case AttentionMaterialised:
+		return "materialised"
+	}
+	return "auto"
+}
+
+// attention is the attention sub-block of one layer: qk_attn, the value
+// and projection layers (Eq. 6), optional per-head q/k norms (the OP block)
+// and the shaped-attention gains (Eq. 5).
+type attention struct {
+	cfg            *Config
+	qk             linear // d → 2d; columns [0, d) are W^Q, [d, 2d) W^K
+	v, proj        linear
+	qNorm, kNorm   norm
+	matResid       *torch.Tensor // attn_mat_resid_gain [1, H, 1, 1]
+	matSkip        *torch.Tensor // attn_mat_skip_gain  [1, H, 1, 1]
+	centre         *torch.Tensor // centre_attn_gain    [1, H, 1, 1]
+	nHead, headDim int64
+	nEmbd          int64
+}
+
+func newAttention(ps *Params, cfg *Config, layer int) attention {
+	p := layerPrefix(layer) + "attn."
+	d, hd := int64(cfg.NEmbd), int64(cfg.HeadDim)
+	vl, pl := cfg.ValueLayer(layer), cfg.ProjLayer(layer)
+	a := attention{
+		cfg:      cfg,
+		qk:       newLinear(ps, p+"qk_attn", LinearPlain, false, d, 2*d),
+		v:        newLinear(ps, p+"v_attn", vl.Form, vl.ScaleOnly, d, d),
+		proj:     newLinear(ps, p+"c_proj", pl.Form, pl.ScaleOnly, d, d),
+		matResid: ps.get(p + "attn_mat_resid_gain"),
+		matSkip:  ps.get(p + "attn_mat_skip_gain"),
+		centre:   ps.get(p + "centre_attn_gain"),
+		nHead:    int64(cfg.NHead), headDim: hd, nEmbd: d,
+	}
+	if cfg.QKNormType == QKNormRMS {
+		a.qNorm = newNorm(ps, p+"q_norm", NormRMS, hd, cfg.LayerNormEpsilon)
+		a.kNorm = newNorm(ps, p+"k_norm", NormRMS, hd, cfg.LayerNormEpsilon)
+	}
+	return a
+}
+
+// heads splits [B, T, d] into [B, H, T, d_h].
+func (a *attention) heads(t *torch.Tensor, B, T int64) *torch.Tensor {
+	return t.View(B, T, a.nHead, a.headDim).Permute(0, 2, 1, 3)
+}
+
+// forward returns the sub-block output [B, T, d] and, when wantProbs, the
+// softmax probabilities [B, H, T, T] (before the Eq. 5 gains).
+func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool) (out, probs *torch.Tensor) {
+	s := x.Shape()
+	B, T := s[0], s[1]
+	qk := a.qk.forward(x).Split(a.nEmbd, 2) // 2 × [B, T, d]
+	v := a.heads(a.v.forward(x), B, T)      // [B, H, T, d_h]
+	q, k := a.qNorm.forward(a.heads(qk[0], B, T)), a.kNorm.forward(a.heads(qk[1], B, T))
+
+	if impl == AttentionAuto {
+		impl = AttentionMaterialised
+		if torch.HasFusedAttention() && a.cfg.DotNormType == DotNormNone && !(train && a.cfg.AttnPdrop > 0) {
+			impl = AttentionFused
+		}
+	}
+	if wantProbs {
+		impl = AttentionMaterialised // the probabilities are the T×T matrix itself
+	}
+	var y *torch.Tensor // [B, H, T, d_h]
+	if impl == AttentionFused {
+		y = a.shapedFused(q, k, v, T)
+	} else {
+		y, probs = a.shapedMaterialised(q, k, v, T, train)
+	}
+	y = y.Permute(0, 2, 1, 3).Reshape(B, T, a.nEmbd) // merge heads
+	out = a.proj.forward(y).Dropout(a.cfg.ResidPdrop, train && a.cfg.ResidPdrop > 0)
+	if !wantProbs {
+		probs = nil
+	}
+	return out, probs
+}
+
+// shapedMaterialised is Eq. 5 as the original computes it:
+//
+//	P  = softmax(mask(QKᵀ/√d_h))           (optionally 30·tanh(·/30) first)
+//	A' = attn_mat_resid_gain·P [+ attn_mat_skip_gain·I − centre_attn_gain·C]
+//	out = dropout(A')·V
+//
+// with C[i, j] = 1/(i+1) for j ≤ i, the causal uniform matrix.
+func (a *attention) shapedMaterialised(q, k, v *torch.Tensor, T int64, train bool) (out, probs *torch.Tensor) {
+	dt, dev := v.DType(), v.Device()
+	logits := q.Matmul(k.Transpose(-1, -2)) // [B, H, T, T]
+	logits = logits.Div(torch.Scalar(math.Sqrt(float64(a.headDim)), logits.DType(), dev))
+	if a.cfg.DotNormType == DotNormTanh {
+		up := logits
+		if ld := logits.DType(); ld != torch.Float64 {
+			up = logits.ToDType(torch.Float32)
+		}
+		logits = up.DivScalar(TanhSoftcap).Tanh().MulScalar(TanhSoftcap)
+	}
+	causal := torch.Ones([]int64{T, T}, torch.Bool, dev).Tril(0)
+	logits = torch.Where(causal, logits, torch.Scalar(lowest(logits.DType()), logits.DType(), dev))
+	probs = logits.Softmax(-1)
+
+	A := a.matResid.Mul(probs.ToDType(dt))
+	if a.cfg.CentreAttn {
+		eye := torch.Eye(T, T, dt, dev)
+		C := causal.ToDType(dt).Div(torch.Arange(1, float64(T+1), 1, dt, dev).View(-1, 1))
+		A = A.Add(a.matSkip.Mul(eye).Sub(a.centre.Mul(C)))
+	}
+	A = A.Dropout(a.cfg.AttnPdrop, train && a.cfg.AttnPdrop > 0)
+	return A.Matmul(v), probs
+}
+
+// shapedFused is Eq. 5 without the T×T matrix (see AttentionFused).
+func (a *attention) shapedFused(q, k, v *torch.Tensor, T int64) *torch.Tensor {
+	y := a.matResid.Mul(torch.SDPA(q, k, v, nil, 0, true, 0)) // resid·softmax(QKᵀ/√d_h)·V
+	if !a.cfg.CentreAttn {
+		return y
+	}
+	pos := torch.Arange(1, float64(T+1), 1, v.DType(), v.Device()).View(-1, 1) // [T, 1]
+	cv := v.Cumsum(2).Div(pos)                                                 // C·V: running mean over positions
+	return y.Add(a.matSkip.Mul(v)).Sub(a.centre.Mul(cv))
+}
+
+// lowest is torch.finfo(dt).min, the original's mask value.
+func lowest(dt torch.DType) float64 {
+	switch dt {
+	case torch.Float64:
+		return -math.MaxFloat64
+	case torch.Float16:
+		return -65504
+	case torch.BFloat16:
+		return -3.3895313892515355e38
+	}
+	return -math.MaxFloat32
+}

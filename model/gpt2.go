@@ -1,0 +1,241 @@
+package model
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"clm/torch"
+)
+
+// IgnoreIndex marks label positions that the loss ignores.
+const IgnoreIndex = -100
+
+// Options are the runtime choices of a model that are not part of the
+// original configuration.
+type Options struct {
+	// Device holds the parameters (torch.CPU or torch.CUDA(i)).
+	Device torch.Device
+	// DType of the parameters: Float32 (master weights under autocast) or
+	// Float64 (parity tests).
+	DType torch.DType
+	// Attention selects the shaped-attention implementation.
+	Attention AttentionImpl
+}
+
+// Model is a GPT-2 language model (GPT2LMHeadModel) whose blocks are one of
+// the paper's variants: embeddings wte + wpe, L blocks, the final LayerNorm
+// ln_f, and a head tied to wte.
+type Model struct {
+	cfg    Config
+	opts   Options
+	params *Params
+	wte    *torch.Tensor // [V, d]
+	wpe    *torch.Tensor // [n_positions, d]
+	blocks []block
+	lnF    norm
+}
+
+// New builds a model of cfg with zeroed tensors; call Init (training from
+// scratch) or LoadState (checkpoints, reference weights) next. cfg is
+// validated first.
+func New(cfg Config, opts Options) (*Model, error) {
+	cfg = cfg.Clone()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.DType == 0 {
+		opts.DType = torch.Float32
+	}
+	if !opts.DType.IsFloat() {
+		return nil, fmt.Errorf("model: parameters must be floating point, not %v", opts.DType)
+	}
+	if err := checkAttention(&cfg, opts.Attention); err != nil {
+		return nil, err
+	}
+	m := &Model{cfg: cfg, opts: opts}
+	if err := torch.Try(func() {
+		m.params = newParams(cfg.Params(), opts.DType, opts.Device)
+	}); err != nil {
+		if m.params != nil {
+			m.params.free()
+		}
+		return nil, fmt.Errorf("model: allocating parameters on %v: %w", opts.Device, err)
+	}
+	ps := m.params
+	m.wte, m.wpe = ps.get("transformer.wte.weight"), ps.get("transformer.wpe.weight")
+	for i := 0; i < cfg.NLayer; i++ {
+		m.blocks = append(m.blocks, newBlock(ps, &m.cfg, i))
+	}
+	m.lnF = newNorm(ps, "transformer.ln_f", NormLN, int64(cfg.NEmbd), cfg.LayerNormEpsilon)
+	for _, p := range ps.Trainable() {
+		p.T.SetRequiresGrad(true)
+	}
+	return m, nil
+}
+
+// Config returns the model's validated configuration.
+func (m *Model) Config() Config { return m.cfg.Clone() }
+
+// Options returns the runtime options.
+func (m *Model) Options() Options { return m.opts }
+
+// SetAttention switches the shaped-attention implementation; it refuses
+// AttentionFused where that would not be exact.
+func (m *Model) SetAttention(a AttentionImpl) error {
+	if err := checkAttention(&m.cfg, a); err != nil {
+		return err
+	}
+	m.opts.Attention = a
+	return nil
+}
+
+// Params returns the ordered parameter registry.
+func (m *Model) Params() *Params { return m.params }
+
+// Close frees every parameter and buffer.
+func (m *Model) Close() {
+	if m.params != nil {
+		m.params.free()
+		m.params = nil
+	}
+}
+
+// ForwardOptions selects what Forward computes besides the logits.
+type ForwardOptions struct {
+	// Labels [B, T] (int64): the loss is the mean next-token cross-entropy
+	// of logits[:, :-1] against Labels[:, 1:], ignoring IgnoreIndex. Nil: no
+	// loss.
+	Labels *torch.Tensor
+	// PadID, when ≥ 0, also ignores labels equal to it (the original's
+	// collator masks the pad id, which is the eos id). −1: none.
+	PadID int64
+	// Train enables dropout.
+	Train bool
+	// Hidden returns the hidden states (HF output_hidden_states).
+	Hidden bool
+	// Attention returns the softmax attention probabilities of each layer
+	// (forces the materialised path).
+	Attention bool
+}
+
+// Output is what Forward returns; every tensor belongs to the open scope.
+type Output struct {
+	// Logits [B, T, V].
+	Logits *torch.Tensor
+	// Loss is a 0-d tensor, or nil without labels.
+	Loss *torch.Tensor
+	// Hidden has L+1 entries with Hugging Face semantics: the inputs of
+	// blocks 0..L−1 (entry 0 is the embedding output), then ln_f of the last
+	// block's output.
+	Hidden []*torch.Tensor
+	// Attention has the softmax probabilities [B, H, T, T] of each layer,
+	// before the Eq. 5 gains.
+	Attention []*torch.Tensor
+}
+
+// Forward runs the model on input ids [B, T] (int64, on the model's device).
+func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
+	s := ids.Shape()
+	if len(s) != 2 || s[1] > int64(m.cfg.NPositions) {
+		panic(&torch.Error{Op: "model.forward", Msg: fmt.Sprintf("input ids of shape %v: want [B, T] with T ≤ n_positions %d", s, m.cfg.NPositions)})
+	}
+	T := s[1]
+	var out Output
+	pos := torch.Arange(0, float64(T), 1, torch.Int64, m.opts.Device)
+	x := torch.Embedding(m.wte, ids).Add(torch.Embedding(m.wpe, pos)) // [B, T, d]
+	x = x.Dropout(m.cfg.EmbdPdrop, o.Train && m.cfg.EmbdPdrop > 0)
+	for i := range m.blocks {
+		if o.Hidden {
+			out.Hidden = append(out.Hidden, x)
+		}
+		var probs *torch.Tensor
+		x, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention)
+		if o.Attention {
+			out.Attention = append(out.Attention, probs)
+		}
+	}
+	x = m.lnF.forward(x)
+	if o.Hidden {
+		out.Hidden = append(out.Hidden, x)
+	}
+	out.Logits = x.Matmul(m.wte.T()) // tied head
+	if o.Labels != nil {
+		out.Loss = NextTokenLoss(out.Logits, o.Labels, o.PadID)
+	}
+	return out
+}
+
+// NextTokenLoss is the mean cross-entropy of logits[:, :-1] [B, T, V]
+// against labels[:, 1:], ignoring IgnoreIndex and, when padID ≥ 0, labels
+// equal to padID.
+func NextTokenLoss(logits, labels *torch.Tensor, padID int64) *torch.Tensor {
+	s := logits.Shape()
+	T, V := s[1], s[2]
+	if padID >= 0 {
+		labels = labels.MaskedFill(labels.EqScalar(float64(padID)), IgnoreIndex)
+	}
+	l := logits.Narrow(1, 0, T-1).Reshape(-1, V)
+	y := labels.Narrow(1, 1, T-1).Reshape(-1)
+	return torch.CrossEntropy(l, y, IgnoreIndex, torch.ReduceMean)
+}
+
+// State returns every parameter and buffer by name, in registry order (the
+// tensors are the model's own; do not free them).
+func (m *Model) State() []torch.Named {
+	out := make([]torch.Named, 0, len(m.params.list))
+	for _, p := range m.params.list {
+		out = append(out, torch.Named{Name: p.Name, Tensor: p.T})
+	}
+	return out
+}
+
+// LoadState copies named tensors into the model's parameters and buffers.
+// Names, shapes and dtypes must match exactly; the error lists every
+// mismatch (missing, unexpected, wrong shape).
+func (m *Model) LoadState(tensors []torch.Named) error {
+	have := map[string]*torch.Tensor{}
+	for _, n := range tensors {
+		have[n.Name] = n.Tensor
+	}
+	var problems []string
+	for _, p := range m.params.list {
+		t, ok := have[p.Name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("missing %s %v", p.Name, p.Shape))
+			continue
+		}
+		if got := t.Shape(); fmt.Sprint(got) != fmt.Sprint(p.Shape) && !(len(p.Shape) == 0 && len(got) == 0) {
+			problems = append(problems, fmt.Sprintf("%s: shape %v, model has %v", p.Name, got, p.Shape))
+		}
+		if !t.DType().IsFloat() {
+			problems = append(problems, fmt.Sprintf("%s: dtype %v is not floating point", p.Name, t.DType()))
+		}
+		delete(have, p.Name)
+	}
+	var extra []string
+	for name := range have {
+		extra = append(extra, name)
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		problems = append(problems, "unexpected "+name)
+	}
+	if len(problems) > 0 {
+		more := ""
+		if len(problems) > 12 {
+			more = fmt.Sprintf(" (and %d more)", len(problems)-12)
+			problems = problems[:12]
+		}
+		return fmt.Errorf("weights do not match the model: %s%s", strings.Join(problems, "; "), more)
+	}
+	byName := map[string]*torch.Tensor{}
+	for _, n := range tensors {
+		byName[n.Name] = n.Tensor
+	}
+	return torch.Try(func() {
+		for _, p := range m.params.list {
+			p.T.CopyFrom(byName[p.Name]) // in place, outside autograd
+		}
+	})
+}

@@ -1,0 +1,130 @@
+package model
+
+import (
+	"math"
+
+	"clm/torch"
+)
+
+// norm is ln_1, ln_2, ln_f, q_norm or k_norm: a LayerNorm, an RMSNorm, or
+// the identity.
+type norm struct {
+	kind   NormType
+	weight *torch.Tensor // LayerNorm weight or RMSNorm scale
+	bias   *torch.Tensor // LayerNorm only
+	eps    float64
+	width  int64
+}
+
+func newNorm(ps *Params, prefix string, kind NormType, width int64, eps float64) norm {
+	n := norm{kind: kind, eps: eps, width: width}
+	switch kind {
+	case NormLN:
+		n.weight, n.bias = ps.get(prefix+".weight"), ps.get(prefix+".bias")
+	case NormRMS:
+		n.weight = ps.get(prefix + ".scale")
+	}
+	return n
+}
+
+// forward normalises over the last dim. RMSNorm is
+// scale · x / (‖x‖₂·d^-½ + eps): eps is added to the RMS, as the original
+// computes it.
+func (n norm) forward(x *torch.Tensor) *torch.Tensor {
+	switch n.kind {
+	case NormLN:
+		return torch.LayerNorm(x, []int64{n.width}, n.weight, n.bias, n.eps)
+	case NormRMS:
+		rms := x.Norm(2, true, -1).MulScalar(math.Pow(float64(n.width), -0.5))
+		return n.weight.Mul(x.Div(rms.AddScalar(n.eps)))
+	}
+	return x
+}
+
+// linear is the original's MyConv1D: y = x·W + b with W stored [in, out]
+// (HF Conv1D layout) and b a zero bias (trainable only in qk_attn).
+//
+// Value and projection layers may be reparameterised (Eq. 6 of Simplifying
+// Transformer Blocks):
+//
+//	W = resid_gain · W_train + skip_gain · W_init
+//
+// with W_train zero-initialised and W_init a fixed buffer (identity,
+// orthogonal or normal(1/√d)). When resid_gain is 0 and W_init is the
+// identity the layer is just b + skip_gain·x, and with skip gain 1 as well
+// it is the identity and has no parameters at all.
+type linear struct {
+	form      LinearForm
+	scaleOnly bool
+	weight    *torch.Tensor // [in, out]: W (plain) or W_train (Eq. 6)
+	bias      *torch.Tensor // [out]
+	residGain *torch.Tensor // [1], Eq. 6 only
+	skipGain  *torch.Tensor // [1], Eq. 6 only
+	winit     *torch.Tensor // [in, in] buffer W_init, Eq. 6 only
+	in, out   int64
+}
+
+func newLinear(ps *Params, prefix string, form LinearForm, scaleOnly bool, in, out int64) linear {
+	l := linear{form: form, scaleOnly: scaleOnly, in: in, out: out}
+	if form == LinearIdentity {
+		return l
+	}
+	l.weight, l.bias = ps.get(prefix+".weight"), ps.get(prefix+".bias")
+	if form == LinearReparam {
+		l.residGain, l.skipGain = ps.get(prefix+".resid_gain"), ps.get(prefix+".skip_gain")
+		l.winit = ps.get(prefix + ".id")
+	}
+	return l
+}
+
+// forward maps [..., in] to [..., out].
+func (l linear) forward(x *torch.Tensor) *torch.Tensor {
+	switch {
+	case l.form == LinearIdentity:
+		return x
+	case l.scaleOnly:
+		// b + skip_gain·x: W_train and resid_gain stay out of the graph.
+		return l.bias.Add(x.Mul(l.skipGain))
+	}
+	w := l.weight
+	if l.form == LinearReparam {
+		// Eq. 6: W = resid_gain·W_train + skip_gain·W_init.
+		w = l.residGain.Mul(l.weight).Add(l.skipGain.Mul(l.winit))
+	}
+	shape := x.Shape()
+	outShape := append(shape[:len(shape)-1:len(shape)-1], l.out)
+	y := torch.Addmm(l.bias, x.Reshape(-1, l.in), w) // [N, out]
+	return y.View(outShape...)
+}
+
+// activation applies the MLP nonlinearity with the op sequence of its
+// Hugging Face (ACT2FN) definition.
+func activation(act Activation, slope float64, x *torch.Tensor) *torch.Tensor {
+	switch act {
+	case ActLeakyReLU:
+		return torch.Where(x.GeScalar(0), x, x.MulScalar(slope))
+	case ActReLU:
+		return x.Relu()
+	case ActGELU:
+		return x.Gelu()
+	case ActGELUPyTorchTanh:
+		return x.GeluTanh()
+	case ActGELUNew:
+		// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+		inner := x.Add(x.PowScalar(3).MulScalar(0.044715)).MulScalar(math.Sqrt(2 / math.Pi))
+		return x.MulScalar(0.5).Mul(inner.Tanh().AddScalar(1))
+	case ActGELUFast:
+		// 0.5·x·(1 + tanh(0.7978845608·x·(1 + 0.044715·x²)))
+		inner := x.MulScalar(0.7978845608).Mul(x.MulScalar(0.044715).Mul(x).AddScalar(1))
+		return x.MulScalar(0.5).Mul(inner.Tanh().AddScalar(1))
+	case ActQuickGELU:
+		return x.Mul(x.MulScalar(1.702).Sigmoid())
+	case ActSiLU, ActSwish:
+		return x.Mul(x.Sigmoid())
+	case ActTanh:
+		return x.Tanh()
+	case ActSigmoid:
+		return x.Sigmoid()
+	}
+	panic("model: unknown activation " + string(act))
+}
