@@ -1,0 +1,623 @@
+package data
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"clm/data/bpe"
+	"clm/data/corpus"
+)
+
+// Options select, tokenize and cache a corpus.
+type Options struct {
+	// Train is the corpus (default: the local Python standard library).
+	Train corpus.Source `json:"train"`
+	// Valid, when set, is a separate validation corpus (as CodeParrot's
+	// -valid dataset); otherwise documents are split from Train by a hash of
+	// their names (ValidFraction of them go to validation).
+	Valid *corpus.Source `json:"valid,omitempty"`
+	// Tokenizer is the path of the tokenizer (see bpe.Load).
+	Tokenizer string `json:"-"`
+	// ContextLength is the chunk length in tokens (default 128).
+	ContextLength int `json:"context_length"`
+	// NumTokenMult selects NumTokenMult x 100000 training documents (default 1;
+	// all documents, with a warning, when there are fewer).
+	NumTokenMult float64 `json:"num_token_mult"`
+	// ValidDocs is the number of validation documents (default 2000).
+	ValidDocs int `json:"valid_docs"`
+	// ValidFraction is the share of Train documents held out for validation
+	// when Valid is nil (default 0.05).
+	ValidFraction float64 `json:"valid_fraction"`
+	// Seed of the document shuffle (default 0).
+	Seed int64 `json:"seed"`
+	// CacheDir holds the token cache (default: $CLM_CACHE/data/<corpus> or
+	// the user cache directory).
+	CacheDir string `json:"-"`
+	// Workers tokenizing in parallel (default: all cores).
+	Workers int `json:"-"`
+	// Progress reports long steps (default: DefaultProgress(os.Stderr)).
+	Progress Progress `json:"-"`
+	// Log receives one-line messages (default: os.Stderr).
+	Log io.Writer `json:"-"`
+}
+
+// WithDefaults returns o with defaults filled in.
+func (o Options) WithDefaults() (Options, error) {
+	var err error
+	if o.Train, err = o.Train.Normalize(); err != nil {
+		return o, err
+	}
+	if o.Valid != nil {
+		v, err := o.Valid.Normalize()
+		if err != nil {
+			return o, fmt.Errorf("validation corpus: %w", err)
+		}
+		o.Valid = &v
+	}
+	if o.ContextLength == 0 {
+		o.ContextLength = 128
+	}
+	if o.NumTokenMult == 0 {
+		o.NumTokenMult = 1
+	}
+	if o.ValidDocs == 0 {
+		o.ValidDocs = 2000
+	}
+	if o.ValidFraction == 0 {
+		o.ValidFraction = 0.05
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+	if o.Progress == nil {
+		o.Progress = DefaultProgress(os.Stderr)
+	}
+	switch {
+	case o.ContextLength < 2:
+		return o, fmt.Errorf("context length %d: must be at least 2", o.ContextLength)
+	case o.NumTokenMult < 0:
+		return o, fmt.Errorf("num_token_mult %g: must be positive", o.NumTokenMult)
+	case o.ValidDocs < 0:
+		return o, fmt.Errorf("valid_docs %d: must not be negative", o.ValidDocs)
+	case o.ValidFraction < 0 || o.ValidFraction >= 1:
+		return o, fmt.Errorf("valid_fraction %g: must be in [0, 1)", o.ValidFraction)
+	case o.Tokenizer == "":
+		return o, errors.New("no tokenizer given")
+	}
+	if o.CacheDir == "" {
+		base, err := CacheRoot()
+		if err != nil {
+			return o, err
+		}
+		o.CacheDir = filepath.Join(base, "data", cacheName(o))
+	}
+	return o, nil
+}
+
+// CacheRoot returns $CLM_CACHE, else <user cache dir>/clm.
+func CacheRoot() (string, error) {
+	if d := os.Getenv("CLM_CACHE"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: %v (set CLM_CACHE)", err)
+	}
+	return filepath.Join(d, "clm"), nil
+}
+
+// cacheName names the cache directory after the corpus and the context length.
+func cacheName(o Options) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s|%s", o.Train.Path, strings.Join(o.Train.Extensions, ","))
+	return fmt.Sprintf("%s-%08x-ctx%d", o.Train.Kind, h.Sum32(), o.ContextLength)
+}
+
+// Manifest records what a token cache was built from, and its shards.
+type Manifest struct {
+	Version          int                       `json:"version"`
+	Settings         Options                   `json:"settings"`
+	TrainFingerprint string                    `json:"train_fingerprint"`
+	ValidFingerprint string                    `json:"valid_fingerprint,omitempty"`
+	TokenizerPath    string                    `json:"tokenizer_path"`
+	TokenizerSHA256  string                    `json:"tokenizer_sha256"`
+	VocabSize        int                       `json:"vocab_size"`
+	DType            string                    `json:"dtype"`
+	Corpus           corpus.Stats              `json:"corpus"`
+	DocumentsSeen    int                       `json:"documents_seen"`
+	Splits           map[string]*SplitManifest `json:"splits"`
+	Created          string                    `json:"created"`
+	TokenizeSeconds  float64                   `json:"tokenize_seconds"`
+}
+
+// SplitManifest describes the chunks of one split.
+type SplitManifest struct {
+	Documents int     `json:"documents"` // documents selected
+	Chunked   int     `json:"chunked"`   // documents with at least one full chunk
+	Tokens    int64   `json:"tokens"`    // tokens of the selected documents
+	Chunks    int     `json:"chunks"`    // full chunks kept
+	Shards    []Shard `json:"shards"`
+}
+
+// Shard is one file of chunks.
+type Shard struct {
+	File   string `json:"file"`
+	Chunks int    `json:"chunks"`
+	Bytes  int64  `json:"bytes"`
+	CRC32C string `json:"crc32c"`
+}
+
+const manifestVersion = 1
+
+// Dataset is a prepared corpus: train and validation chunks from the cache.
+type Dataset struct {
+	Train, Valid *Chunks
+	Manifest     Manifest
+	Tokenizer    *bpe.Tokenizer
+	Dir          string
+}
+
+// Close releases the mapped shards.
+func (d *Dataset) Close() error {
+	err := d.Train.Close()
+	if e := d.Valid.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Prepare returns the dataset of o, from the token cache when it matches o,
+// the corpus and the tokenizer, else after building it (with a message).
+func Prepare(ctx context.Context, o Options) (*Dataset, error) {
+	o, err := o.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := bpe.Load(o.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	want, err := expectedManifest(o, tok)
+	if err != nil {
+		return nil, err
+	}
+	if ds, reason := openCache(o.CacheDir, want, tok); ds != nil {
+		return ds, nil
+	} else if reason != "" {
+		fmt.Fprintf(o.Log, "data: token cache %s %s; rebuilding\n", o.CacheDir, reason)
+	} else {
+		fmt.Fprintf(o.Log, "data: building token cache %s\n", o.CacheDir)
+	}
+	if err := build(ctx, o, tok, want); err != nil {
+		return nil, err
+	}
+	ds, reason := openCache(o.CacheDir, want, tok)
+	if ds == nil {
+		return nil, fmt.Errorf("token cache %s: %s right after building it", o.CacheDir, reason)
+	}
+	return ds, nil
+}
+
+// expectedManifest is the manifest fields that identify a valid cache.
+func expectedManifest(o Options, tok *bpe.Tokenizer) (Manifest, error) {
+	m := Manifest{Version: manifestVersion, Settings: o, TokenizerPath: o.Tokenizer, VocabSize: tok.VocabSize(), DType: "uint16"}
+	if tok.VocabSize() > 1<<16 {
+		m.DType = "uint32"
+	}
+	var err error
+	if m.TrainFingerprint, err = o.Train.Fingerprint(); err != nil {
+		return m, err
+	}
+	if o.Valid != nil {
+		if m.ValidFingerprint, err = o.Valid.Fingerprint(); err != nil {
+			return m, fmt.Errorf("validation corpus: %w", err)
+		}
+	}
+	j, err := tok.MarshalJSON()
+	if err != nil {
+		return m, err
+	}
+	sum := sha256.Sum256(j)
+	m.TokenizerSHA256 = hex.EncodeToString(sum[:])
+	return m, nil
+}
+
+func settingsJSON(o Options) string {
+	b, _ := json.Marshal(o)
+	return string(b)
+}
+
+// settingsDiff lists the settings that differ, "key old -> new".
+func settingsDiff(a, b Options) string {
+	var ma, mb map[string]any
+	json.Unmarshal([]byte(settingsJSON(a)), &ma)
+	json.Unmarshal([]byte(settingsJSON(b)), &mb)
+	var out []string
+	for k := range mb {
+		if ja, jb := fmt.Sprint(ma[k]), fmt.Sprint(mb[k]); ja != jb {
+			out = append(out, fmt.Sprintf("%s %s -> %s", k, ja, jb))
+		}
+	}
+	for k := range ma {
+		if _, ok := mb[k]; !ok {
+			out = append(out, fmt.Sprintf("%s %v -> unset", k, ma[k]))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// openCache opens the cache at dir if its manifest matches want and every
+// shard checks out; otherwise it returns why not ("" when there is none).
+func openCache(dir string, want Manifest, tok *bpe.Tokenizer) (*Dataset, string) {
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ""
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("has an unreadable manifest (%v)", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Sprintf("has a corrupt manifest (%v)", err)
+	}
+	switch {
+	case m.Version != want.Version:
+		return nil, fmt.Sprintf("has format version %d, not %d", m.Version, want.Version)
+	case m.TokenizerSHA256 != want.TokenizerSHA256:
+		return nil, "was built with another tokenizer"
+	case settingsJSON(m.Settings) != settingsJSON(want.Settings):
+		return nil, "was built with other settings (" + settingsDiff(m.Settings, want.Settings) + ")"
+	case m.TrainFingerprint != want.TrainFingerprint || m.ValidFingerprint != want.ValidFingerprint:
+		return nil, "was built from a corpus that has changed since"
+	case m.Splits["train"] == nil || m.Splits["valid"] == nil:
+		return nil, "lacks a split"
+	}
+	width := 2
+	if m.DType == "uint32" {
+		width = 4
+	}
+	for _, name := range []string{"train", "valid"} {
+		for _, sh := range m.Splits[name].Shards {
+			if reason := checkShard(dir, sh, want.Settings.ContextLength*width); reason != "" {
+				return nil, reason
+			}
+		}
+	}
+	ds := &Dataset{Manifest: m, Tokenizer: tok, Dir: dir}
+	if ds.Train, err = openChunks(dir, m.Splits["train"], want.Settings.ContextLength, width); err != nil {
+		return nil, err.Error()
+	}
+	if ds.Valid, err = openChunks(dir, m.Splits["valid"], want.Settings.ContextLength, width); err != nil {
+		ds.Train.Close()
+		return nil, err.Error()
+	}
+	return ds, ""
+}
+
+// checkShard verifies a shard's size and checksum.
+func checkShard(dir string, sh Shard, chunkBytes int) string {
+	f, err := os.Open(filepath.Join(dir, sh.File))
+	if err != nil {
+		return fmt.Sprintf("misses shard %s", sh.File)
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, f)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("has an unreadable shard %s (%v)", sh.File, err)
+	case n != sh.Bytes || n != int64(sh.Chunks*chunkBytes):
+		return fmt.Sprintf("has a truncated shard %s (%d bytes, want %d)", sh.File, n, sh.Bytes)
+	case fmt.Sprintf("%08x", h.Sum32()) != sh.CRC32C:
+		return fmt.Sprintf("has a corrupt shard %s (checksum mismatch)", sh.File)
+	}
+	return ""
+}
+
+// selection is the result of the document selection.
+type selection struct {
+	// order[split] maps a walk index to its position in the split (-1: not selected)
+	train, valid map[int]int
+	seen         int
+}
+
+// hashValid reports whether a document belongs to the validation split of a
+// corpus without a separate validation source.
+func hashValid(name string, fraction float64) bool {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return float64(h.Sum64()>>11)/float64(1<<53) < fraction
+}
+
+// selectDocs lists the documents of src (names only) and picks, after a
+// seeded shuffle, the first want of those that keep(name) accepts.
+func selectDocs(ctx context.Context, src corpus.Source, keep func(string) bool, want int, seed int64, stream uint64) (map[int]int, int, corpus.Stats, error) {
+	var idx []int
+	i := 0
+	st, err := src.Walk(ctx, func(d corpus.Document) error {
+		if keep(d.Name) {
+			idx = append(idx, i)
+		}
+		i++
+		return nil
+	})
+	if err != nil {
+		return nil, 0, st, err
+	}
+	perm := permutation(len(idx), seed, stream)
+	n := min(want, len(idx))
+	sel := make(map[int]int, n)
+	for pos := 0; pos < n; pos++ {
+		sel[idx[perm[pos]]] = pos
+	}
+	return sel, len(idx), st, nil
+}
+
+// FullChunks cuts the ids of one document into consecutive chunks of ctx
+// tokens and keeps only full ones, as the original's tokenize function does
+// (truncation with overflowing tokens, then length == context_length). The
+// chunks are returned concatenated.
+func FullChunks(ids []int32, ctx int) []int32 {
+	full := len(ids) / ctx * ctx
+	return ids[:full:full]
+}
+
+type docJob struct {
+	pos  int
+	text string
+}
+
+// tokenizeSplit tokenizes the selected documents of src on all workers and
+// returns their chunks in selection order.
+func tokenizeSplit(ctx context.Context, o Options, tok *bpe.Tokenizer, src corpus.Source, sel map[int]int, name string) ([][]int32, *SplitManifest, error) {
+	perDoc := make([][]int32, len(sel))
+	sm := &SplitManifest{Documents: len(sel)}
+	var tokens atomic.Int64
+	jobs := make(chan docJob, 64)
+	var wg sync.WaitGroup
+	for w := 0; w < o.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enc := tok.NewEncoder()
+			for j := range jobs {
+				ids := enc.Encode(j.text)
+				tokens.Add(int64(len(ids)))
+				perDoc[j.pos] = FullChunks(ids, o.ContextLength)
+				o.Progress.Add(int64(len(j.text)))
+			}
+		}()
+	}
+	o.Progress.Start("tokenizing "+name+" (bytes)", 0)
+	i := 0
+	_, err := src.Walk(ctx, func(d corpus.Document) error {
+		if pos, ok := sel[i]; ok {
+			select {
+			case jobs <- docJob{pos, d.Text}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		i++
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	o.Progress.Finish()
+	if err != nil {
+		return nil, nil, err
+	}
+	sm.Tokens = tokens.Load()
+	for _, c := range perDoc {
+		if len(c) > 0 {
+			sm.Chunked++
+			sm.Chunks += len(c) / o.ContextLength
+		}
+	}
+	return perDoc, sm, nil
+}
+
+const shardBytes = 256 << 20
+
+// writeSplit writes the chunks of a split as shards.
+func writeSplit(dir, name string, perDoc [][]int32, sm *SplitManifest, ctxLen, width int) error {
+	chunksPerShard := max(1, shardBytes/(ctxLen*width))
+	var f *os.File
+	var h hashWriter
+	var sh Shard
+	buf := make([]byte, 0, 1<<16)
+	flush := func() error {
+		if len(buf) > 0 {
+			if _, err := f.Write(buf); err != nil {
+				return err
+			}
+			h.Write(buf)
+			buf = buf[:0]
+		}
+		return nil
+	}
+	closeShard := func() error {
+		if f == nil {
+			return nil
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		sh.CRC32C = fmt.Sprintf("%08x", h.Sum32())
+		sm.Shards = append(sm.Shards, sh)
+		f = nil
+		return nil
+	}
+	open := func() error {
+		sh = Shard{File: fmt.Sprintf("%s-%05d.bin", name, len(sm.Shards))}
+		h = hashWriter{crc32.New(castagnoli)}
+		var err error
+		f, err = os.Create(filepath.Join(dir, sh.File))
+		return err
+	}
+	if err := open(); err != nil {
+		return err
+	}
+	for _, doc := range perDoc {
+		for c := 0; c+ctxLen <= len(doc); c += ctxLen {
+			if sh.Chunks == chunksPerShard {
+				if err := closeShard(); err != nil {
+					return err
+				}
+				if err := open(); err != nil {
+					return err
+				}
+			}
+			for _, id := range doc[c : c+ctxLen] {
+				if width == 2 {
+					buf = binary.LittleEndian.AppendUint16(buf, uint16(id))
+				} else {
+					buf = binary.LittleEndian.AppendUint32(buf, uint32(id))
+				}
+			}
+			sh.Chunks++
+			sh.Bytes += int64(ctxLen * width)
+			if len(buf) >= 1<<16 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return closeShard()
+}
+
+type hashWriter struct {
+	crc interface {
+		Write([]byte) (int, error)
+		Sum32() uint32
+	}
+}
+
+func (h hashWriter) Write(b []byte) { h.crc.Write(b) }
+func (h hashWriter) Sum32() uint32  { return h.crc.Sum32() }
+
+// build tokenizes the corpus and writes the cache.
+func build(ctx context.Context, o Options, tok *bpe.Tokenizer, m Manifest) error {
+	start := time.Now()
+	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
+		return fmt.Errorf("token cache: %w", err)
+	}
+	// Remove the old cache first: a manifest never describes other shards.
+	os.Remove(filepath.Join(o.CacheDir, "manifest.json"))
+	olds, _ := filepath.Glob(filepath.Join(o.CacheDir, "*.bin"))
+	for _, f := range olds {
+		os.Remove(f)
+	}
+	nTrain := int(o.NumTokenMult * 100000)
+	validSrc := o.Train
+	isValid := func(name string) bool { return hashValid(name, o.ValidFraction) }
+	keepTrain := func(name string) bool { return !isValid(name) }
+	keepValid := isValid
+	if o.Valid != nil {
+		validSrc = *o.Valid
+		keepTrain = func(string) bool { return true }
+		keepValid = func(string) bool { return true }
+	}
+	trainSel, trainAvail, st, err := selectDocs(ctx, o.Train, keepTrain, nTrain, o.Seed, 1)
+	if err != nil {
+		return err
+	}
+	m.Corpus = st
+	validSel, validAvail, _, err := selectDocs(ctx, validSrc, keepValid, o.ValidDocs, o.Seed, 2)
+	if err != nil {
+		return fmt.Errorf("validation documents: %w", err)
+	}
+	m.DocumentsSeen = st.Documents
+	if trainAvail < nTrain {
+		fmt.Fprintf(o.Log, "data: warning: %d training documents wanted (num_token_mult %g x 100000), only %d available: taking all\n", nTrain, o.NumTokenMult, trainAvail)
+	}
+	if validAvail < o.ValidDocs {
+		fmt.Fprintf(o.Log, "data: warning: %d validation documents wanted, only %d available: taking all\n", o.ValidDocs, validAvail)
+	}
+	if len(validSel) == 0 {
+		return fmt.Errorf("corpus %s: no validation documents (raise valid_fraction or give a validation corpus)", o.Train)
+	}
+	if len(st.Problems) > 0 {
+		fmt.Fprintf(o.Log, "data: corpus %s: %s (first: %s)\n", o.Train, st.String(), st.Problems[0])
+	}
+	width := 2
+	if m.DType == "uint32" {
+		width = 4
+	}
+	m.Splits = map[string]*SplitManifest{}
+	for _, sp := range []struct {
+		name string
+		src  corpus.Source
+		sel  map[int]int
+	}{{"train", o.Train, trainSel}, {"valid", validSrc, validSel}} {
+		perDoc, sm, err := tokenizeSplit(ctx, o, tok, sp.src, sp.sel, sp.name)
+		if err != nil {
+			return err
+		}
+		if err := writeSplit(o.CacheDir, sp.name, perDoc, sm, o.ContextLength, width); err != nil {
+			return fmt.Errorf("token cache %s: %w", o.CacheDir, err)
+		}
+		m.Splits[sp.name] = sm
+	}
+	if m.Splits["train"].Chunks == 0 {
+		return fmt.Errorf("corpus %s: no training document has %d tokens (one full chunk)", o.Train, o.ContextLength)
+	}
+	m.Created = time.Now().UTC().Format(time.RFC3339)
+	m.TokenizeSeconds = time.Since(start).Seconds()
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(o.CacheDir, "manifest.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("token cache: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(o.CacheDir, "manifest.json"))
+}
+
+// Summary describes a dataset in a few lines.
+func (d *Dataset) Summary() string {
+	m := d.Manifest
+	var b strings.Builder
+	fmt.Fprintf(&b, "cache      %s\n", d.Dir)
+	fmt.Fprintf(&b, "corpus     %s: %s\n", m.Settings.Train, m.Corpus.String())
+	fmt.Fprintf(&b, "tokenizer  %s (vocabulary %d, %s, sha256 %.12s)\n", m.TokenizerPath, m.VocabSize, m.DType, m.TokenizerSHA256)
+	fmt.Fprintf(&b, "settings   context %d, num_token_mult %g, valid_docs %d, seed %d\n", m.Settings.ContextLength, m.Settings.NumTokenMult, m.Settings.ValidDocs, m.Settings.Seed)
+	names := make([]string, 0, len(m.Splits))
+	for n := range m.Splits {
+		names = append(names, n)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	for _, n := range names {
+		s := m.Splits[n]
+		fmt.Fprintf(&b, "%-10s %d documents (%d with a full chunk), %d tokens, %d chunks = %d tokens in %d shards\n",
+			n, s.Documents, s.Chunked, s.Tokens, s.Chunks, int64(s.Chunks)*int64(m.Settings.ContextLength), len(s.Shards))
+	}
+	return b.String()
+}
