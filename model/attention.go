@@ -142,15 +142,23 @@ func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProb
 	return out, probs
 }
 
-// shapedMaterialised is Eq. 5 as the original computes it:
+// shapedMaterialised is Eq. 5 as the original computes it: out =
+// dropout(A')·V with A' from shapedMatrix.
+func (a *attention) shapedMaterialised(q, k, v *torch.Tensor, T int64, train bool) (out, probs *torch.Tensor) {
+	A, probs := a.shapedMatrix(q, k, T, v.DType())
+	A = A.Dropout(a.cfg.AttnPdrop, train && a.cfg.AttnPdrop > 0)
+	return A.Matmul(v), probs
+}
+
+// shapedMatrix is the shaped attention matrix of Eq. 5, [B, H, T, T]:
 //
 //	P  = softmax(mask(QKᵀ/√d_h))           (optionally 30·tanh(·/30) first)
 //	A' = attn_mat_resid_gain·P [+ attn_mat_skip_gain·I − centre_attn_gain·C]
-//	out = dropout(A')·V
 //
-// with C[i, j] = 1/(i+1) for j ≤ i, the causal uniform matrix.
-func (a *attention) shapedMaterialised(q, k, v *torch.Tensor, T int64, train bool) (out, probs *torch.Tensor) {
-	dt, dev := v.DType(), v.Device()
+// with C[i, j] = 1/(i+1) for j ≤ i, the causal uniform matrix. It returns A'
+// (in dt) and P.
+func (a *attention) shapedMatrix(q, k *torch.Tensor, T int64, dt torch.DType) (A, probs *torch.Tensor) {
+	dev := q.Device()
 	logits := q.Matmul(k.Transpose(-1, -2)) // [B, H, T, T]
 	logits = logits.Div(torch.Scalar(math.Sqrt(float64(a.headDim)), logits.DType(), dev))
 	if a.cfg.DotNormType == DotNormTanh {
@@ -164,14 +172,13 @@ func (a *attention) shapedMaterialised(q, k, v *torch.Tensor, T int64, train boo
 	logits = torch.Where(causal, logits, torch.Scalar(lowest(logits.DType()), logits.DType(), dev))
 	probs = logits.Softmax(-1)
 
-	A := a.matResid.Mul(probs.ToDType(dt))
+	A = a.matResid.Mul(probs.ToDType(dt))
 	if a.cfg.CentreAttn {
 		eye := torch.Eye(T, T, dt, dev)
 		C := causal.ToDType(dt).Div(torch.Arange(1, float64(T+1), 1, dt, dev).View(-1, 1))
 		A = A.Add(a.matSkip.Mul(eye).Sub(a.centre.Mul(C)))
 	}
-	A = A.Dropout(a.cfg.AttnPdrop, train && a.cfg.AttnPdrop > 0)
-	return A.Matmul(v), probs
+	return A, probs
 }
 
 // shapedFused is Eq. 5 without the T×T matrix (see AttentionFused).

@@ -50,6 +50,9 @@ func New(cfg Config, opts Options) (*Model, error) {
 	if !opts.DType.IsFloat() {
 		return nil, fmt.Errorf("model: parameters must be floating point, not %v", opts.DType)
 	}
+	if err := torch.CheckDevice(opts.Device); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	if err := checkAttention(&cfg, opts.Attention); err != nil {
 		return nil, err
 	}

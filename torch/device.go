@@ -11,23 +11,46 @@ import (
 	"strings"
 )
 
-// Device is where a tensor lives: CPU, or a CUDA device by ordinal.
+// Device is where a tensor lives: CPU (the zero value), or a CUDA device
+// by ordinal.
 type Device int
 
 // CPU is the host.
-const CPU Device = -1
+const CPU Device = 0
 
 // CUDA returns the CUDA device with ordinal i.
-func CUDA(i int) Device { return Device(i) }
+func CUDA(i int) Device { return Device(i + 1) }
 
 // IsCUDA reports whether d is a CUDA device.
-func (d Device) IsCUDA() bool { return d >= 0 }
+func (d Device) IsCUDA() bool { return d > 0 }
+
+// Index returns the CUDA ordinal of d, or −1 for the CPU.
+func (d Device) Index() int { return int(d) - 1 }
+
+// c is the shim's device code: −1 for the CPU, else the CUDA ordinal.
+func (d Device) c() C.int { return C.int(d.Index()) }
+
+func deviceFromC(code C.int) Device { return Device(int(code) + 1) }
 
 func (d Device) String() string {
-	if d < 0 {
+	if !d.IsCUDA() {
 		return "cpu"
 	}
-	return "cuda:" + strconv.Itoa(int(d))
+	return "cuda:" + strconv.Itoa(d.Index())
+}
+
+// CheckDevice returns an error unless tensors can be created on d.
+func CheckDevice(d Device) error {
+	if !d.IsCUDA() {
+		return nil
+	}
+	if !CUDAAvailable() {
+		return fmt.Errorf("device %v: CUDA is not available (%s)", d, Capabilities())
+	}
+	if n := CUDADeviceCount(); d.Index() >= n {
+		return fmt.Errorf("device %v: only %d CUDA device(s) visible", d, n)
+	}
+	return nil
 }
 
 // ParseDevice parses "cpu", "cuda" (device 0) or "cuda:N".
@@ -62,7 +85,7 @@ func DefaultDevice() Device {
 
 // Synchronize waits for all work queued on d (a no-op on the CPU).
 func Synchronize(d Device) error {
-	if e := takeErr("synchronize", C.clm_synchronize(C.int(d))); e != nil {
+	if e := takeErr("synchronize", C.clm_synchronize(d.c())); e != nil {
 		return e
 	}
 	return nil
@@ -72,7 +95,7 @@ func Synchronize(d Device) error {
 // allocator and the peak since the last ResetCUDAPeak.
 func CUDAMemory(d Device) (allocated, peak int64, err error) {
 	var a, p C.int64_t
-	if e := takeErr("cuda_memory", C.clm_cuda_memory(C.int(d), &a, &p)); e != nil {
+	if e := takeErr("cuda_memory", C.clm_cuda_memory(d.c(), &a, &p)); e != nil {
 		return 0, 0, e
 	}
 	return int64(a), int64(p), nil
@@ -80,7 +103,7 @@ func CUDAMemory(d Device) (allocated, peak int64, err error) {
 
 // ResetCUDAPeak resets the peak statistic of CUDAMemory.
 func ResetCUDAPeak(d Device) error {
-	if e := takeErr("cuda_reset_peak", C.clm_cuda_reset_peak(C.int(d))); e != nil {
+	if e := takeErr("cuda_reset_peak", C.clm_cuda_reset_peak(d.c())); e != nil {
 		return e
 	}
 	return nil

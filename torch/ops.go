@@ -414,7 +414,7 @@ func (t *Tensor) MaskedFill(mask *Tensor, value float64) *Tensor {
 // To converts t to dtype on device (a new handle to t itself when nothing
 // changes).
 func (t *Tensor) To(dt DType, dev Device) *Tensor {
-	return result("to", C.clm_to(t.handle(), C.int(dt), C.int(dev)))
+	return result("to", C.clm_to(t.handle(), C.int(dt), dev.c()))
 }
 
 // ToDType converts t to dt on its device.

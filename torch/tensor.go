@@ -83,7 +83,7 @@ func (t *Tensor) Numel() int64 { return int64(C.clm_numel(t.handle())) }
 func (t *Tensor) DType() DType { return DType(C.clm_dtype(t.handle())) }
 
 // Device returns where the tensor lives.
-func (t *Tensor) Device() Device { return Device(C.clm_device(t.handle())) }
+func (t *Tensor) Device() Device { return deviceFromC(C.clm_device(t.handle())) }
 
 // RequiresGrad reports whether autograd records operations on t.
 func (t *Tensor) RequiresGrad() bool { return C.clm_requires_grad(t.handle()) != 0 }
@@ -142,7 +142,7 @@ func FromBytes(data []byte, dt DType, shape []int64, dev Device) *Tensor {
 		p = unsafe.Pointer(&data[0])
 	}
 	sp, n := shapePtr(shape)
-	return result("from_data", C.clm_from_data(p, C.size_t(len(data)), sp, n, C.int(dt), C.int(dev)))
+	return result("from_data", C.clm_from_data(p, C.size_t(len(data)), sp, n, C.int(dt), dev.c()))
 }
 
 func fromSlice[E any](data []E, dt DType, shape []int64) *Tensor {
@@ -210,7 +210,7 @@ func (t *Tensor) Int64s() []int64 { return toSlice[int64](t, Int64) }
 // Full creates a tensor filled with value.
 func Full(shape []int64, value float64, dt DType, dev Device) *Tensor {
 	sp, n := shapePtr(shape)
-	return result("full", C.clm_full(sp, n, C.double(value), C.int(dt), C.int(dev)))
+	return result("full", C.clm_full(sp, n, C.double(value), C.int(dt), dev.c()))
 }
 
 // Zeros creates a tensor of zeros.
@@ -224,24 +224,24 @@ func Scalar(value float64, dt DType, dev Device) *Tensor { return Full(nil, valu
 
 // Arange creates [start, start+step, ...) below end.
 func Arange(start, end, step float64, dt DType, dev Device) *Tensor {
-	return result("arange", C.clm_arange(C.double(start), C.double(end), C.double(step), C.int(dt), C.int(dev)))
+	return result("arange", C.clm_arange(C.double(start), C.double(end), C.double(step), C.int(dt), dev.c()))
 }
 
 // Eye creates an n×m matrix with ones on the diagonal.
 func Eye(n, m int64, dt DType, dev Device) *Tensor {
-	return result("eye", C.clm_eye(C.int64_t(n), C.int64_t(m), C.int(dt), C.int(dev)))
+	return result("eye", C.clm_eye(C.int64_t(n), C.int64_t(m), C.int(dt), dev.c()))
 }
 
 // Randn draws standard normal values from the default generator.
 func Randn(shape []int64, dt DType, dev Device) *Tensor {
 	sp, n := shapePtr(shape)
-	return result("randn", C.clm_randn(sp, n, C.int(dt), C.int(dev)))
+	return result("randn", C.clm_randn(sp, n, C.int(dt), dev.c()))
 }
 
 // Rand draws uniform values in [0, 1) from the default generator.
 func Rand(shape []int64, dt DType, dev Device) *Tensor {
 	sp, n := shapePtr(shape)
-	return result("rand", C.clm_rand(sp, n, C.int(dt), C.int(dev)))
+	return result("rand", C.clm_rand(sp, n, C.int(dt), dev.c()))
 }
 
 // ---- in place, without autograd history (init, optimizers) ------------------

@@ -144,7 +144,7 @@ func ManualSeed(seed uint64) {
 // RNGState returns a copy of the default generator state of dev as a uint8
 // CPU tensor, for exact resume.
 func RNGState(dev Device) (*Tensor, error) {
-	r := C.clm_rng_state(C.int(dev))
+	r := C.clm_rng_state(dev.c())
 	if e := takeErr("rng_state", r.err); e != nil {
 		return nil, e
 	}
@@ -153,7 +153,7 @@ func RNGState(dev Device) (*Tensor, error) {
 
 // SetRNGState restores a state returned by RNGState.
 func SetRNGState(dev Device, state *Tensor) error {
-	if e := takeErr("set_rng_state", C.clm_set_rng_state(C.int(dev), state.handle())); e != nil {
+	if e := takeErr("set_rng_state", C.clm_set_rng_state(dev.c(), state.handle())); e != nil {
 		return e
 	}
 	return nil

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"clm/model"
+)
+
+func init() {
+	register("params", "count the parameters of every preset (the paper's 18×768 setting by default)", runParams)
+}
+
+func runParams(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("params", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var sets setFlags
+	fs.Var(&sets, "set", "override a model key, e.g. -set n_layer=12 (repeatable)")
+	presets := fs.String("preset", "", "comma-separated presets (default: all)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	names := model.PresetNames()
+	if *presets != "" {
+		names = strings.Split(*presets, ",")
+	}
+	overrides := map[string]any{"n_layer": int64(18)} // the paper's depth
+	for k, v := range sets.values {
+		overrides[strings.TrimPrefix(k, "model.")] = v
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "preset\tlayers\twidth\tvocab\tparameters\ttrainable\t")
+	for _, n := range names {
+		c, err := model.PresetWith(n, overrides)
+		if err != nil {
+			return err
+		}
+		total, trainable := c.ParamCount()
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1fM\t%.1fM\t\n", n, c.NLayer, c.NEmbd, c.VocabSize,
+			float64(total)/1e6, float64(trainable)/1e6)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nCounted as the original prints them: frozen zero biases included, the tied head once, W_init buffers excluded.")
+	return nil
+}

@@ -1,0 +1,86 @@
+package model
+
+import (
+	"math"
+	"testing"
+)
+
+// TestModelTensorsMatchSpec: the tensors New allocates are exactly
+// Config.Params() (checked against model.py by config_test.go), for every
+// preset, and their element count is ParamCount.
+func TestModelTensorsMatchSpec(t *testing.T) {
+	for _, name := range PresetNames() {
+		t.Run(name, func(t *testing.T) {
+			leak(t)
+			cfg := smallConfig(t, name, nil)
+			m, err := New(cfg, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			specs := cfg.Params()
+			all := m.Params().All()
+			if len(all) != len(specs) {
+				t.Fatalf("%d tensors, spec has %d", len(all), len(specs))
+			}
+			var n, trainable int64
+			for i, p := range all {
+				if p.Name != specs[i].Name || p.T.Numel() != numel(specs[i].Shape) {
+					t.Fatalf("tensor %d: %s %v, spec %s %v", i, p.Name, p.T.Shape(), specs[i].Name, specs[i].Shape)
+				}
+				if p.T.RequiresGrad() != p.Trainable {
+					t.Errorf("%s: requires_grad %v, spec %v", p.Name, p.T.RequiresGrad(), p.Trainable)
+				}
+				if !p.Buffer {
+					n += p.T.Numel()
+					if p.Trainable {
+						trainable += p.T.Numel()
+					}
+				}
+			}
+			if wn, wt := cfg.ParamCount(); n != wn || trainable != wt {
+				t.Errorf("counted %d/%d, ParamCount %d/%d", n, trainable, wn, wt)
+			}
+		})
+	}
+}
+
+// TestPaperParameterCounts reproduces the paper's sizes at 18 layers, width
+// 768, context 128: Pre-LN ≈ 167M and SAS ≈ 146M. Those figures match
+// GPT-2's vocabulary (50257); with the code tokenizer's 52000 words the same
+// models have 1.34M more (168.3M and 147.6M).
+func TestPaperParameterCounts(t *testing.T) {
+	cases := []struct {
+		preset string
+		vocab  int64
+		wantM  float64
+	}{
+		{"default", 50257, 167},
+		{"skipless", 50257, 146},
+		{"default", 52000, 168.3},
+		{"skipless", 52000, 147.6},
+		{"default-parallel", 52000, 168.3},
+		{"skipless-parallel", 52000, 147.6},
+		{"op", 52000, 168.3},
+		{"value-skipinit", 52000, 168.3},
+	}
+	for _, c := range cases {
+		cfg, err := PresetWith(c.preset, map[string]any{"n_layer": int64(18), "vocab_size": c.vocab})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, trainable := cfg.ParamCount()
+		t.Logf("%-18s vocab %5d: %6.1fM parameters (%6.1fM trainable)", c.preset, c.vocab, float64(total)/1e6, float64(trainable)/1e6)
+		if got := float64(total) / 1e6; math.Abs(got-c.wantM) > 0.5 {
+			t.Errorf("%s vocab %d: %.1fM parameters, want about %.1fM", c.preset, c.vocab, got, c.wantM)
+		}
+	}
+}
+
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, s := range shape {
+		n *= s
+	}
+	return n
+}

@@ -1,0 +1,190 @@
+package model
+
+import (
+	"testing"
+
+	"clm/torch"
+)
+
+// initModel builds a small model of preset with overrides, initialised from
+// seed 0.
+func initModel(t *testing.T, preset string, set map[string]any, dt torch.DType, impl AttentionImpl) *Model {
+	t.Helper()
+	m, err := New(smallConfig(t, preset, set), Options{Device: torch.CPU, DType: dt, Attention: impl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	torch.ManualSeed(0)
+	if err := m.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func randomIDs(B, T, V int64) *torch.Tensor {
+	ids, _ := parityBatch(B, T, V)
+	return torch.FromInt64(ids, B, T)
+}
+
+func maxAbsDiff(a, b *torch.Tensor) float64 {
+	return a.Sub(b).Abs().Max(torch.AllDims, false).ToDType(torch.Float64).Item()
+}
+
+// TestSASAttentionIsIdentityAtInit: with W^Q = 0 (query_init_std 0) the
+// logits vanish, softmax is the causal uniform matrix C, and Eq. 5 gives
+// A' = C + I − C = I exactly, in every layer.
+func TestSASAttentionIsIdentityAtInit(t *testing.T) {
+	for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
+		for _, preset := range []string{"skipless", "skipless-parallel"} {
+			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
+				leak(t)
+				s := torch.NewScope()
+				defer s.Close()
+				m := initModel(t, preset, nil, dt, AttentionMaterialised)
+				defer m.Close()
+				x := torch.Randn([]int64{2, 32, 64}, dt, torch.CPU)
+				for i := range m.blocks {
+					a := &m.blocks[i].attn
+					qk := a.qk.forward(x).Split(a.nEmbd, 2)
+					q, k := a.heads(qk[0], 2, 32), a.heads(qk[1], 2, 32)
+					A, _ := a.shapedMatrix(q, k, 32, dt)
+					eye := torch.Eye(32, 32, dt, torch.CPU).Expand(2, 4, 32, 32)
+					if d := maxAbsDiff(A, eye); d != 0 {
+						t.Errorf("layer %d: A' differs from I by %g", i, d)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSkiplessBlockIsIdentityMap: a skipless block with identity value and
+// projection (no first-layer override) and MLP gain 0 maps its input to
+// itself; without norms (norm_type none) that holds for blocks 1.., whose
+// ln_1 is the identity (block 0 keeps a LayerNorm).
+func TestSkiplessBlockIsIdentityMap(t *testing.T) {
+	for _, impl := range []AttentionImpl{AttentionMaterialised, AttentionFused} {
+		t.Run(impl.String(), func(t *testing.T) {
+			leak(t)
+			s := torch.NewScope()
+			defer s.Close()
+			m := initModel(t, "skipless", map[string]any{
+				"first_layer_value_resid_gain": nil, "mlp_block_resid_gain": 0.0, "norm_type": "none", "n_layer": int64(5),
+			}, torch.Float64, impl)
+			defer m.Close()
+			out := m.Forward(randomIDs(2, 32, 512), ForwardOptions{Hidden: true, PadID: -1})
+			tol := 0.0
+			if impl == AttentionFused {
+				tol = 1e-12 // softmax·V and the running mean round differently
+			}
+			// Hidden[L] is ln_f of the last output, so the last block is
+			// checked through blocks 1..L−2 only.
+			for i := 1; i < len(m.blocks)-1; i++ {
+				if d := maxAbsDiff(out.Hidden[i+1], out.Hidden[i]); d > tol {
+					t.Errorf("block %d is not the identity: max |y − x| = %g", i, d)
+				}
+			}
+			if d := maxAbsDiff(out.Hidden[1], out.Hidden[0]); d == 0 {
+				t.Error("block 0 should apply its LayerNorm")
+			}
+		})
+	}
+}
+
+// TestParallelBlockSkipPaths: with both residual gains 0, a parallel block
+// whose skip gains are all 0 outputs exactly zero (there is no skip path),
+// while the default parallel block (MLP skip gain 1) passes its input on.
+func TestParallelBlockSkipPaths(t *testing.T) {
+	cases := []struct {
+		preset   string
+		wantZero bool
+	}{
+		{"skipless-parallel", true},
+		{"default-parallel", false},
+	}
+	for _, c := range cases {
+		t.Run(c.preset, func(t *testing.T) {
+			leak(t)
+			s := torch.NewScope()
+			defer s.Close()
+			m := initModel(t, c.preset, map[string]any{"mlp_block_resid_gain": 0.0, "attn_block_resid_gain": 0.0}, torch.Float64, AttentionAuto)
+			defer m.Close()
+			out := m.Forward(randomIDs(2, 16, 512), ForwardOptions{Hidden: true, PadID: -1})
+			for i := range m.blocks[:len(m.blocks)-1] {
+				y, x := out.Hidden[i+1], out.Hidden[i]
+				if c.wantZero {
+					if d := y.Abs().Max(torch.AllDims, false).Item(); d != 0 {
+						t.Errorf("block %d output has magnitude %g, want 0 (no skip path)", i, d)
+					}
+				} else if d := maxAbsDiff(y, x); d != 0 {
+					t.Errorf("block %d: skip path changed the input by %g", i, d)
+				}
+			}
+		})
+	}
+}
+
+// TestFusedEqualsMaterialised compares the two shaped-attention paths at
+// context 128 on initialised-then-trained-looking weights (perturbed), for
+// logits and every gradient.
+func TestFusedEqualsMaterialised(t *testing.T) {
+	for _, preset := range []string{"skipless", "skipless-parallel", "default", "op"} {
+		for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
+			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
+				leak(t)
+				s := torch.NewScope()
+				defer s.Close()
+				set := map[string]any{"context_length": int64(128), "n_positions": int64(128)}
+				run := func(impl AttentionImpl) (logits *torch.Tensor, grads []*torch.Tensor) {
+					m := initModel(t, preset, set, dt, impl)
+					defer m.Close()
+					torch.ManualSeed(5)
+					for _, p := range m.Params().All() {
+						if !p.Buffer {
+							p.T.AddInPlace(torch.Randn(p.Shape, dt, torch.CPU), 0.02)
+						}
+					}
+					out := m.Forward(randomIDs(2, 128, 512), ForwardOptions{Labels: randomIDs(2, 128, 512), PadID: -1})
+					out.Loss.Backward()
+					for _, p := range m.Params().Trainable() {
+						if g := p.T.Grad(); g != nil {
+							grads = append(grads, g)
+						}
+						p.T.ZeroGrad()
+					}
+					return out.Logits, grads
+				}
+				lm, gm := run(AttentionMaterialised)
+				lf, gf := run(AttentionFused)
+				tol := 1e-12
+				if dt == torch.Float32 {
+					tol = 1e-5
+				}
+				if e, _ := relErr(lf, lm); e > tol {
+					t.Errorf("logits: relative error %.3g", e)
+				}
+				if len(gm) != len(gf) {
+					t.Fatalf("%d gradients vs %d", len(gf), len(gm))
+				}
+				worst := 0.0
+				for i := range gm {
+					e, _ := relErr(gf[i], gm[i])
+					worst = max(worst, e)
+				}
+				if worst > tol*100 {
+					t.Errorf("gradients: worst relative error %.3g", worst)
+				}
+			})
+		}
+	}
+}
+
+func leak(t *testing.T) {
+	t.Helper()
+	before := torch.LiveTensors()
+	t.Cleanup(func() {
+		if n := torch.LiveTensors(); n != before {
+			t.Errorf("live tensors %d → %d", before, n)
+		}
+	})
+}
