@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch device-bins clean
+.PHONY: all setup build test vet bench bench-torch bench-model device-bins clean
 
 all: build
 
@@ -31,12 +31,15 @@ vet: $(SHIM)
 test: $(SHIM) vet
 	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
 
-# Benchmarks of the binding (op dispatch, one MLP step) against PyTorch eager
-# on the same libtorch; see README "Benchmarks".
+# Benchmarks against PyTorch eager on the same libtorch and threads; see
+# README "Benchmarks".
 bench-torch: $(SHIM)
-	scripts/bench-torch.sh
+	scripts/bench-compare.sh ./torch/ 'OpDispatch$$|MLPStep' scripts/reference/bench_torch.py
 
-bench: bench-torch
+bench-model: $(SHIM)
+	scripts/bench-compare.sh ./model/ 'ForwardBackward' scripts/reference/bench_model.py
+
+bench: bench-torch bench-model
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
 DEVICE_PKGS ?= torch
