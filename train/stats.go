@@ -156,9 +156,11 @@ func statsDType(dt torch.DType) torch.DType {
 // host in one transfer. Every intermediate tensor is freed before
 // OutlierStats returns.
 //
-// Memory beyond a copy of x per layer: the d×d Gram matrix and at most
-// 2^24 entries of the N×N token Gram matrix at a time (64 MiB in float32
-// plus a 16 MiB bool mask; for N = 4096, FFᵀ/d is one such chunk).
+// Memory beyond a few copies of x per layer: the d×d Gram matrix and
+// blocks of at most 2^24 entries of the N×N token Gram matrix FFᵀ/d, of
+// which up to two float copies and a bool mask are alive at once. For the
+// original's micro-batch N = 32·128 = 4096 tokens, FFᵀ/d is one block:
+// about 150 MiB at peak in float32.
 func OutlierStats(hidden []*torch.Tensor) ([]LayerStats, error) {
 	for i, h := range hidden {
 		if h == nil || h.Freed() {
