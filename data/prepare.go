@@ -621,3 +621,28 @@ func (d *Dataset) Summary() string {
 	}
 	return b.String()
 }
+
+// Open returns the dataset of o from the token cache without building it: an
+// error says why the cache is missing or stale.
+func Open(o Options) (*Dataset, error) {
+	o, err := o.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := bpe.Load(o.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	want, err := expectedManifest(o, tok)
+	if err != nil {
+		return nil, err
+	}
+	ds, reason := openCache(o.CacheDir, want, tok)
+	if ds == nil {
+		if reason == "" {
+			reason = "does not exist"
+		}
+		return nil, fmt.Errorf("token cache %s %s (run `clm data prepare`)", o.CacheDir, reason)
+	}
+	return ds, nil
+}

@@ -40,6 +40,30 @@ func classOf(r rune) uint8 {
 	if r < utf8.RuneSelf {
 		return asciiClass[r]
 	}
+	// Code points classified differently by Hugging Face's (newer) Unicode tables.
+	if lo, hi := 0, len(classOverrides); r >= classOverrides[0].lo {
+		for lo < hi {
+			m := (lo + hi) / 2
+			switch c := classOverrides[m]; {
+			case r < c.lo:
+				hi = m
+			case r > c.hi:
+				lo = m + 1
+			default:
+				return c.class
+			}
+		}
+	}
+	return baseClass(r)
+}
+
+type classRange struct {
+	lo, hi rune
+	class  uint8
+}
+
+// baseClass is the class by Go's unicode package.
+func baseClass(r rune) uint8 {
 	switch {
 	case unicode.IsSpace(r):
 		return clsSpace

@@ -20,7 +20,8 @@ def main():
     best = None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        encs = tok.encode_batch(texts)
+        # encode_batch_fast (no offsets) is Hugging Face's fastest batch path.
+        encs = getattr(tok, "encode_batch_fast", tok.encode_batch)(texts)
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
     write_ids(out, [e.ids for e in encs])

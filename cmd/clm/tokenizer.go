@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"clm/data"
+	"clm/data/bpe"
+	"clm/data/corpus"
+)
+
+func init() {
+	register("tokenizer", "train a byte-level BPE tokenizer, or encode files with one", runTokenizer)
+}
+
+func runTokenizer(args []string, stdout io.Writer) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: clm tokenizer train [-corpus stdlib|dir|hf] [-path P] [-vocab-size 52000] -o tokenizer.json")
+		fmt.Fprintln(w, "       clm tokenizer encode -tokenizer PATH [FILE...]")
+		fmt.Fprintln(w, "       clm tokenizer decode -tokenizer PATH [IDS...]")
+	}
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return errUsage
+	}
+	switch args[0] {
+	case "train":
+		return tokenizerTrain(args[1:], stdout)
+	case "encode":
+		return tokenizerEncode(args[1:], stdout)
+	case "decode":
+		return tokenizerDecode(args[1:], stdout)
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return nil
+	}
+	usage(os.Stderr)
+	return fmt.Errorf("tokenizer: unknown subcommand %q", args[0])
+}
+
+// corpusFlags registers the flags that describe a corpus.Source.
+func corpusFlags(fs *flag.FlagSet, prefix string) func() corpus.Source {
+	kind := fs.String(prefix+"corpus", "stdlib", "corpus kind: stdlib (local Python standard library), dir (source tree) or hf (dataset files)")
+	path := fs.String(prefix+"path", "", "corpus directory or file (dir, hf; for stdlib, overrides the detected directory)")
+	ext := fs.String(prefix+"ext", ".py", "comma-separated file extensions (dir, stdlib)")
+	col := fs.String(prefix+"column", "content", "text column of dataset files (hf)")
+	return func() corpus.Source {
+		s := corpus.Source{Kind: *kind, Path: *path, Column: *col}
+		for _, e := range strings.Split(*ext, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				s.Extensions = append(s.Extensions, e)
+			}
+		}
+		return s
+	}
+}
+
+func tokenizerTrain(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm tokenizer train", flag.ContinueOnError)
+	src := corpusFlags(fs, "")
+	vocab := fs.Int("vocab-size", 52000, "vocabulary size, special tokens and the 256 bytes included")
+	minFreq := fs.Int64("min-frequency", 0, "pairs seen fewer times are not merged")
+	special := fs.String("special", "<|endoftext|>", "comma-separated special tokens, first in the vocabulary")
+	out := fs.String("o", "tokenizer.json", "output tokenizer.json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := src().Normalize()
+	if err != nil {
+		return err
+	}
+	var specials []string
+	for _, t := range strings.Split(*special, ",") {
+		if t != "" {
+			specials = append(specials, t)
+		}
+	}
+	if specials == nil {
+		specials = []string{}
+	}
+	start := time.Now()
+	wc, st, err := countCorpus(context.Background(), s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "tokenizer: %s: %s; %d distinct pieces (%.1fs)\n", s, st.String(), len(wc), time.Since(start).Seconds())
+	prog := data.DefaultProgress(os.Stderr)
+	prog.Start("merges (vocabulary size)", int64(*vocab))
+	last := 0
+	t0 := time.Now()
+	tok, err := bpe.Train(wc, bpe.TrainOptions{VocabSize: *vocab, MinFrequency: *minFreq, SpecialTokens: specials,
+		Progress: func(v, _ int) { prog.Add(int64(v - last)); last = v }})
+	prog.Finish()
+	if err != nil {
+		return err
+	}
+	if err := tok.Save(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: vocabulary %d, %d merges; trained in %.1fs (%.1fs in all)\n", *out, tok.VocabSize(), tok.NumMerges(), time.Since(t0).Seconds(), time.Since(start).Seconds())
+	return nil
+}
+
+// countCorpus counts the pre-tokenized pieces of a corpus on all cores.
+func countCorpus(ctx context.Context, s corpus.Source) (bpe.WordCounts, corpus.Stats, error) {
+	n := runtime.GOMAXPROCS(0)
+	texts := make(chan string, 4*n)
+	parts := make([]bpe.WordCounts, n)
+	var wg sync.WaitGroup
+	for w := range parts {
+		parts[w] = bpe.WordCounts{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range texts {
+				parts[w].Add(t)
+			}
+		}()
+	}
+	st, err := s.Walk(ctx, func(d corpus.Document) error {
+		texts <- d.Text
+		return nil
+	})
+	close(texts)
+	wg.Wait()
+	if err != nil {
+		return nil, st, err
+	}
+	for _, p := range parts[1:] {
+		parts[0].Merge(p)
+	}
+	return parts[0], st, nil
+}
+
+func tokenizerEncode(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm tokenizer encode", flag.ContinueOnError)
+	path := fs.String("tokenizer", "", "tokenizer.json, vocab.json:merges.txt, or a directory holding them (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("tokenizer encode: -tokenizer is required")
+	}
+	tok, err := bpe.Load(*path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	enc := tok.NewEncoder()
+	write := func(text []byte) {
+		ids := enc.Encode(string(text))
+		w.WriteByte('[')
+		for i, id := range ids {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			w.WriteString(strconv.Itoa(int(id)))
+		}
+		w.WriteString("]\n")
+	}
+	if fs.NArg() == 0 {
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return fmt.Errorf("standard input: %w", err)
+		}
+		write(b)
+		return w.Flush()
+	}
+	for _, f := range fs.Args() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		write(b)
+	}
+	return w.Flush()
+}
+
+func tokenizerDecode(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm tokenizer decode", flag.ContinueOnError)
+	path := fs.String("tokenizer", "", "tokenizer (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("tokenizer decode: -tokenizer is required")
+	}
+	tok, err := bpe.Load(*path)
+	if err != nil {
+		return err
+	}
+	var ids []int32
+	for i, a := range fs.Args() {
+		for _, f := range strings.FieldsFunc(a, func(r rune) bool { return r == ',' || r == '[' || r == ']' || r == ' ' }) {
+			v, err := strconv.ParseInt(f, 10, 32)
+			if err != nil || v < 0 || int(v) >= tok.VocabSize() {
+				return fmt.Errorf("tokenizer decode: argument %d: %q is not an id below %d", i+1, f, tok.VocabSize())
+			}
+			ids = append(ids, int32(v))
+		}
+	}
+	_, err = io.WriteString(stdout, tok.Decode(ids))
+	return err
+}
