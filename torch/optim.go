@@ -45,9 +45,13 @@ func (f AdamWFlavour) String() string {
 // AdamW is an AdamW optimizer over parameter groups. Its state lives in
 // libtorch, outside any scope; Close releases it.
 type AdamW struct {
-	h      C.clm_adamw
-	groups [][]*Tensor
+	h       C.clm_adamw
+	flavour AdamWFlavour
+	groups  [][]*Tensor
 }
+
+// Flavour returns the update rule.
+func (o *AdamW) Flavour() AdamWFlavour { return o.flavour }
 
 // ParamGroup is a set of parameters sharing a learning rate and weight decay.
 type ParamGroup struct {
@@ -65,7 +69,7 @@ func NewAdamW(flavour AdamWFlavour, beta1, beta2, eps float64, groups []ParamGro
 	if eps < 0 {
 		return nil, fmt.Errorf("adamw: eps %g must not be negative", eps)
 	}
-	o := &AdamW{h: C.clm_adamw_new(C.int(flavour), C.double(beta1), C.double(beta2), C.double(eps))}
+	o := &AdamW{h: C.clm_adamw_new(C.int(flavour), C.double(beta1), C.double(beta2), C.double(eps)), flavour: flavour}
 	for _, g := range groups {
 		p, n := handles(g.Params)
 		r := C.clm_adamw_add_group(o.h, p, n, C.double(g.LR), C.double(g.WeightDecay))

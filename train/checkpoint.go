@@ -1,0 +1,274 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"clm/model"
+	"clm/safetensors"
+	"clm/torch"
+)
+
+// State is everything besides tensors that a checkpoint must restore for an
+// exact resume.
+type State struct {
+	// Step is the number of optimizer steps taken (HF global_step).
+	Step int `json:"step"`
+	// SchedStep is the schedule's position: it does not advance on steps
+	// skipped by fp16 overflow.
+	SchedStep int `json:"sched_step"`
+	// TotalSteps is the schedule length.
+	TotalSteps int `json:"total_steps"`
+	// Tokens trained on so far.
+	Tokens int64 `json:"tokens"`
+	// LossScale and GrowthTracker are the fp16 dynamic loss scaler's state.
+	LossScale     float64 `json:"loss_scale"`
+	GrowthTracker int     `json:"growth_tracker"`
+	// SkippedSteps counts steps skipped for overflow or NaN.
+	SkippedSteps int `json:"skipped_steps"`
+	// LogLossSum and LogSteps accumulate the loss since the last log line.
+	LogLossSum float64 `json:"log_loss_sum"`
+	LogSteps   int     `json:"log_steps"`
+	// Data is the training batcher's cursor.
+	Data json.RawMessage `json:"data"`
+	// Experiment is the resolved experiment TOML the run was started with.
+	Experiment string `json:"experiment"`
+	// LibTorch is the libtorch version that wrote the checkpoint.
+	LibTorch string `json:"libtorch"`
+}
+
+const (
+	checkpointDir = "checkpoints"
+	latestFile    = "latest"
+	modelFile     = "model.safetensors"
+	optimFile     = "optimizer.safetensors"
+	stateFile     = "state.json"
+)
+
+// CheckpointPath returns the folder of the checkpoint of step in run dir.
+func CheckpointPath(dir string, step int) string {
+	return filepath.Join(dir, checkpointDir, fmt.Sprintf("step-%08d", step))
+}
+
+// SaveCheckpoint writes model weights (with the resolved model config in
+// the metadata), optimizer state, generator states and st into a new
+// checkpoint folder of run dir. The folder is written under a temporary
+// name and renamed, then `latest` is replaced atomically: a crash leaves
+// the previous checkpoint intact.
+func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs []torch.Device) (string, error) {
+	final := CheckpointPath(dir, st.Step)
+	tmp := final + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	cfgJSON, err := m.Config().JSON()
+	if err != nil {
+		return "", err
+	}
+	meta := map[string]string{"config": string(cfgJSON), "step": strconv.Itoa(st.Step), "format": "clm-weights-1"}
+	if err := torch.SaveSafetensors(filepath.Join(tmp, modelFile), m.State(), meta); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	var optTensors []torch.Named
+	steps := map[string]int64{}
+	s := torch.NewScope()
+	defer s.Close()
+	for g := 0; g < opt.NumGroups(); g++ {
+		for i, p := range opt.Group(g) {
+			ps := opt.State(g, i)
+			key := fmt.Sprintf("%d.%d", g, i)
+			steps[key] = ps.Steps
+			if ps.ExpAvg != nil {
+				optTensors = append(optTensors, torch.Named{Name: key + ".exp_avg", Tensor: ps.ExpAvg},
+					torch.Named{Name: key + ".exp_avg_sq", Tensor: ps.ExpAvgSq})
+			}
+			_ = p
+		}
+	}
+	for _, d := range devs {
+		rng, err := torch.RNGState(d)
+		if err != nil {
+			return "", fmt.Errorf("checkpoint: generator state of %v: %w", d, err)
+		}
+		optTensors = append(optTensors, torch.Named{Name: "rng." + d.String(), Tensor: rng})
+	}
+	stepsJSON, _ := json.Marshal(steps)
+	if err := torch.SaveSafetensors(filepath.Join(tmp, optimFile), optTensors,
+		map[string]string{"steps": string(stepsJSON), "flavour": opt.Flavour().String()}); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	stJSON, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileSync(filepath.Join(tmp, stateFile), stJSON); err != nil {
+		return "", err
+	}
+	os.RemoveAll(final)
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	syncDir(filepath.Dir(final))
+	if err := writeFileSync(filepath.Join(dir, checkpointDir, latestFile+".tmp"), []byte(filepath.Base(final)+"\n")); err != nil {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(dir, checkpointDir, latestFile+".tmp"), filepath.Join(dir, checkpointDir, latestFile)); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	syncDir(filepath.Join(dir, checkpointDir))
+	return final, nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// LatestCheckpoint returns the folder of the newest complete checkpoint of
+// run dir, or "" when there is none.
+func LatestCheckpoint(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, checkpointDir, latestFile))
+	if err == nil {
+		p := filepath.Join(dir, checkpointDir, strings.TrimSpace(string(b)))
+		if _, err := os.Stat(filepath.Join(p, stateFile)); err == nil {
+			return p, nil
+		}
+	}
+	// Fall back to the highest complete step folder.
+	entries, err := os.ReadDir(filepath.Join(dir, checkpointDir))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && !strings.HasSuffix(e.Name(), ".tmp") {
+			if _, err := os.Stat(filepath.Join(dir, checkpointDir, e.Name(), stateFile)); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	sort.Strings(names)
+	return filepath.Join(dir, checkpointDir, names[len(names)-1]), nil
+}
+
+// ReadState reads the state.json of checkpoint folder ckpt.
+func ReadState(ckpt string) (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(ckpt, stateFile))
+	if err != nil {
+		return st, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("checkpoint %s: corrupt %s: %v", ckpt, stateFile, err)
+	}
+	return st, nil
+}
+
+// ReadModelConfig returns the model configuration stored in a checkpoint's
+// weights.
+func ReadModelConfig(ckpt string) (model.Config, error) {
+	path := filepath.Join(ckpt, modelFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return model.Config{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	defer f.Close()
+	c, err := model.ParseJSON([]byte(f.Metadata()["config"]))
+	if err != nil {
+		return model.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// LoadCheckpoint restores weights, optimizer state and generator states
+// from checkpoint folder ckpt into m and opt (built from the same config).
+func LoadCheckpoint(ckpt string, m *model.Model, opt *torch.AdamW, devs []torch.Device) (State, error) {
+	st, err := ReadState(ckpt)
+	if err != nil {
+		return st, err
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	weights, _, err := torch.LoadSafetensors(filepath.Join(ckpt, modelFile), m.Options().Device)
+	if err != nil {
+		return st, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := m.LoadState(weights); err != nil {
+		return st, fmt.Errorf("checkpoint %s: %w", filepath.Join(ckpt, modelFile), err)
+	}
+	optPath := filepath.Join(ckpt, optimFile)
+	f, err := safetensors.Open(optPath)
+	if err != nil {
+		return st, fmt.Errorf("checkpoint: %w", err)
+	}
+	defer f.Close()
+	if fl := f.Metadata()["flavour"]; fl != opt.Flavour().String() {
+		return st, fmt.Errorf("checkpoint %s: optimizer %s, the run uses %s", optPath, fl, opt.Flavour())
+	}
+	var steps map[string]int64
+	if err := json.Unmarshal([]byte(f.Metadata()["steps"]), &steps); err != nil {
+		return st, fmt.Errorf("checkpoint %s: corrupt optimizer steps: %v", optPath, err)
+	}
+	dev := m.Options().Device
+	for g := 0; g < opt.NumGroups(); g++ {
+		for i := range opt.Group(g) {
+			key := fmt.Sprintf("%d.%d", g, i)
+			n, ok := steps[key]
+			if !ok {
+				return st, fmt.Errorf("checkpoint %s: no optimizer state for group %d parameter %d", optPath, g, i)
+			}
+			if n == 0 {
+				continue
+			}
+			ea, err1 := torch.TensorFromFile(f, key+".exp_avg", dev)
+			eas, err2 := torch.TensorFromFile(f, key+".exp_avg_sq", dev)
+			if err := errors.Join(err1, err2); err != nil {
+				return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
+			}
+			if err := opt.SetState(g, i, torch.ParamState{ExpAvg: ea, ExpAvgSq: eas, Steps: n}); err != nil {
+				return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
+			}
+		}
+	}
+	for _, d := range devs {
+		rng, err := torch.TensorFromFile(f, "rng."+d.String(), torch.CPU)
+		if err != nil {
+			return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
+		}
+		if err := torch.SetRNGState(d, rng); err != nil {
+			return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,387 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"clm/model"
+)
+
+// Experiment is one TOML experiment file: the model variant, the training
+// run, the data and what to report. Load resolves it.
+type Experiment struct {
+	// Name labels the run (default: the file name without extension).
+	Name string `toml:"name"`
+	// Model is the resolved model configuration (preset plus overrides).
+	Model model.Config `toml:"-"`
+	// Preset is the model preset the overrides apply to.
+	Preset string `toml:"-"`
+	// ModelOverrides are the [model] keys other than preset.
+	ModelOverrides map[string]any `toml:"-"`
+	Train          Options        `toml:"train"`
+	Data           DataOptions    `toml:"data"`
+	Report         ReportOptions  `toml:"report"`
+}
+
+// Options are the [train] keys: the HF Trainer settings of the original.
+type Options struct {
+	MicroBatch   int     `toml:"micro_batch"`   // sequences per forward (32)
+	EvalBatch    int     `toml:"eval_batch"`    // sequences per eval forward (32)
+	Accumulation int     `toml:"accumulation"`  // micro-batches per optimizer step (4)
+	Epochs       float64 `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
+	MaxSteps     int     `toml:"max_steps"`     // optimizer steps; 0: from Epochs
+	LR           float64 `toml:"lr"`            // peak learning rate (1e-3)
+	WeightDecay  float64 `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
+	WarmupRatio  float64 `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
+	Schedule     string  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
+	Power        float64 `toml:"power"`         // polynomial power (1)
+	LREnd        float64 `toml:"lr_end"`        // polynomial end lr (1e-7)
+	Optimizer    string  `toml:"optimizer"`     // adamw_hf | adamw_torch
+	Beta1        float64 `toml:"beta1"`         // 0.9
+	Beta2        float64 `toml:"beta2"`         // 0.999
+	Eps          float64 `toml:"eps"`           // 1e-8
+	MaxGradNorm  float64 `toml:"max_grad_norm"` // global clip (1); 0 disables
+	Precision    string  `toml:"precision"`     // fp32 | bf16 | fp16 (dynamic loss scaling)
+	EvalEvery    int     `toml:"eval_every"`    // steps between evaluations (500)
+	EvalBatches  int     `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
+	LogEvery     int     `toml:"log_every"`     // steps between log lines (500)
+	SaveEvery    int     `toml:"save_every"`    // steps between checkpoints (10000)
+	Seed         int64   `toml:"seed"`          // seed of init, data order and dropout (0)
+	Device       string  `toml:"device"`        // auto | cpu | cuda | cuda:N
+	Threads      int     `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
+	Attention    string  `toml:"attention"`     // auto | fused | materialised
+	OnNaN        string  `toml:"on_nan"`        // stop | skip
+}
+
+// DataOptions are the [data] keys.
+type DataOptions struct {
+	Source         string   `toml:"source"`          // stdlib | dir | hf
+	Path           string   `toml:"path"`            // directory or files (dir, hf)
+	Extensions     []string `toml:"extensions"`      // file filter (dir, stdlib)
+	Column         string   `toml:"column"`          // text column (hf)
+	ValidPath      string   `toml:"valid_path"`      // separate validation files; empty: hash split
+	Tokenizer      string   `toml:"tokenizer"`       // tokenizer.json; empty: train one on the corpus (cached)
+	TokenizerVocab int      `toml:"tokenizer_vocab"` // vocabulary of a trained tokenizer (52000)
+	NumTokenMult   float64  `toml:"num_token_mult"`  // num_token_mult × 100000 training documents
+	ValidDocs      int      `toml:"valid_docs"`      // validation documents (2000)
+	ValidFraction  float64  `toml:"valid_fraction"`  // held-out share without valid_path (0.05)
+	Seed           int64    `toml:"seed"`            // document shuffle seed (0)
+}
+
+// ReportOptions are the [report] keys: the statistics logged during training.
+type ReportOptions struct {
+	Every    int  `toml:"every"`    // steps between statistics (100); 0: never
+	Outliers bool `toml:"outliers"` // kurtosis, max/median, correlations per layer
+	Entropy  bool `toml:"entropy"`  // attention entropy per layer
+	Gains    bool `toml:"gains"`    // every trained gain
+}
+
+// Defaults returns the original's settings (HF Trainer as configured by the
+// original's train.yaml).
+func Defaults() Experiment {
+	return Experiment{
+		Preset: "default",
+		Train: Options{
+			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
+			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
+			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "fp32",
+			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
+		},
+		Data: DataOptions{Source: "stdlib", TokenizerVocab: 52000, NumTokenMult: 2, ValidDocs: 2000,
+			ValidFraction: 0.05, Column: "content"},
+		Report: ReportOptions{Every: 100, Outliers: true, Entropy: true, Gains: true},
+	}
+}
+
+// fileDoc is the TOML layout; [model] is decoded separately (preset plus any
+// model key).
+type fileDoc struct {
+	Name   string         `toml:"name"`
+	Model  map[string]any `toml:"model"`
+	Train  Options        `toml:"train"`
+	Data   DataOptions    `toml:"data"`
+	Report ReportOptions  `toml:"report"`
+}
+
+// Load reads an experiment file, applies `-set section.key=value`
+// overrides (values as TOML) and resolves the model. Errors name the file
+// and, where it has one, the line; unknown keys and wrong types are errors.
+func Load(path string, sets map[string]any) (*Experiment, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("experiment: %w", err)
+	}
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	return Parse(path, src, name, sets)
+}
+
+// Parse is Load for file contents; file names the source in errors.
+func Parse(file string, src []byte, name string, sets map[string]any) (*Experiment, error) {
+	e := Defaults()
+	doc := fileDoc{Name: name, Train: e.Train, Data: e.Data, Report: e.Report}
+	md, err := toml.Decode(string(src), &doc)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", file, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		var bad []string
+		for _, k := range und {
+			ks := k.String()
+			if strings.HasPrefix(ks, "model.") {
+				continue // model keys are checked against model.Config below
+			}
+			bad = append(bad, fmt.Sprintf("%s:%d: unknown key %q", file, keyLine(src, k), ks))
+		}
+		if len(bad) > 0 {
+			return nil, errors.New(strings.Join(bad, "\n"))
+		}
+	}
+	if err := applySets(&doc, sets); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	e.Name, e.Train, e.Data, e.Report = doc.Name, doc.Train, doc.Data, doc.Report
+	e.ModelOverrides = map[string]any{}
+	for k, v := range doc.Model {
+		if k == "preset" {
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s:%d: model.preset must be a string", file, keyLine(src, toml.Key{"model", "preset"}))
+			}
+			e.Preset = s
+			continue
+		}
+		e.ModelOverrides[k] = v
+	}
+	cfg, err := model.PresetWith(e.Preset, e.ModelOverrides)
+	if err != nil {
+		// Point at the first offending key's line when the message names one.
+		if m := regexp.MustCompile(`model\.([a-z_0-9]+)`).FindStringSubmatch(err.Error()); m != nil {
+			if line := keyLine(src, toml.Key{"model", m[1]}); line > 0 {
+				return nil, fmt.Errorf("%s:%d: %v", file, line, err)
+			}
+		}
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	e.Model = cfg
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return &e, nil
+}
+
+// applySets applies overrides keyed "section.key" ("model.n_layer",
+// "train.lr") or "name".
+func applySets(doc *fileDoc, sets map[string]any) error {
+	if len(sets) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(sets))
+	for k := range sets {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := sets[k]
+		section, key, ok := strings.Cut(k, ".")
+		if !ok && k == "name" {
+			s, isStr := v.(string)
+			if !isStr {
+				return fmt.Errorf("-set name: want a string")
+			}
+			doc.Name = s
+			continue
+		}
+		if !ok {
+			return fmt.Errorf("-set %s: want section.key (model., train., data., report.)", k)
+		}
+		switch section {
+		case "model":
+			if doc.Model == nil {
+				doc.Model = map[string]any{}
+			}
+			doc.Model[key] = v
+		case "train", "data", "report":
+			if err := setField(doc, section, key, v); err != nil {
+				return fmt.Errorf("-set %s: %w", k, err)
+			}
+		default:
+			return fmt.Errorf("-set %s: unknown section %q (model, train, data, report)", k, section)
+		}
+	}
+	return nil
+}
+
+// setField re-decodes one overridden key through TOML so that it gets the
+// same type checks as the file.
+func setField(doc *fileDoc, section, key string, v any) error {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(map[string]any{section: map[string]any{key: v}}); err != nil {
+		return err
+	}
+	md, err := toml.Decode(buf.String(), doc)
+	if err != nil {
+		return err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("unknown key %q", und[0].String())
+	}
+	return nil
+}
+
+// keyLine finds the line of key in src (its table header, then the key), or 0.
+func keyLine(src []byte, key toml.Key) int {
+	lines := strings.Split(string(src), "\n")
+	table := ""
+	last := key[len(key)-1]
+	want := strings.Join(key[:len(key)-1], ".")
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			table = strings.Trim(t, "[] ")
+			continue
+		}
+		k, _, ok := strings.Cut(t, "=")
+		if !ok {
+			continue
+		}
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		full := k
+		if table != "" {
+			full = table + "." + k
+		}
+		if full == strings.Join(key, ".") || (table == want && k == last) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Validate checks the [train], [data] and [report] settings.
+func (e *Experiment) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	t := &e.Train
+	pos := func(key string, v int) {
+		if v <= 0 {
+			bad(key, "%d must be positive", v)
+		}
+	}
+	pos("train.micro_batch", t.MicroBatch)
+	pos("train.eval_batch", t.EvalBatch)
+	pos("train.accumulation", t.Accumulation)
+	pos("train.log_every", t.LogEvery)
+	pos("train.eval_every", t.EvalEvery)
+	pos("train.save_every", t.SaveEvery)
+	if t.MaxSteps < 0 {
+		bad("train.max_steps", "%d must not be negative", t.MaxSteps)
+	}
+	if t.MaxSteps == 0 && t.Epochs <= 0 {
+		bad("train.epochs", "%v must be positive when max_steps is 0", t.Epochs)
+	}
+	if !(t.LR > 0) {
+		bad("train.lr", "%v must be positive", t.LR)
+	}
+	if t.WarmupRatio < 0 || t.WarmupRatio > 1 {
+		bad("train.warmup_ratio", "%v is outside [0, 1]", t.WarmupRatio)
+	}
+	if _, ok := schedules[t.Schedule]; !ok {
+		bad("train.schedule", "unknown schedule %q (want polynomial, linear, cosine, constant or constant_with_warmup)", t.Schedule)
+	}
+	if t.Schedule == "polynomial" && !(t.LR > t.LREnd) {
+		bad("train.lr_end", "%v must be below lr %v for the polynomial schedule", t.LREnd, t.LR)
+	}
+	if t.Optimizer != "adamw_hf" && t.Optimizer != "adamw_torch" {
+		bad("train.optimizer", "unknown optimizer %q (want adamw_hf or adamw_torch)", t.Optimizer)
+	}
+	if t.Beta1 < 0 || t.Beta1 >= 1 || t.Beta2 < 0 || t.Beta2 >= 1 {
+		bad("train.beta1", "betas (%v, %v) must lie in [0, 1)", t.Beta1, t.Beta2)
+	}
+	if t.Eps < 0 || t.WeightDecay < 0 || t.MaxGradNorm < 0 {
+		bad("train.eps", "eps, weight_decay and max_grad_norm must not be negative")
+	}
+	switch t.Precision {
+	case "fp32", "bf16", "fp16":
+	default:
+		bad("train.precision", "unknown precision %q (want fp32, bf16 or fp16)", t.Precision)
+	}
+	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
+		bad("train.attention", "%v", err)
+	}
+	if t.OnNaN != "stop" && t.OnNaN != "skip" {
+		bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
+	}
+	if t.Threads < 0 {
+		bad("train.threads", "%d must not be negative", t.Threads)
+	}
+	d := &e.Data
+	switch d.Source {
+	case "stdlib":
+	case "dir", "hf":
+		if d.Path == "" {
+			bad("data.path", "source %q needs a path", d.Source)
+		}
+	default:
+		bad("data.source", "unknown source %q (want stdlib, dir or hf)", d.Source)
+	}
+	if d.NumTokenMult <= 0 {
+		bad("data.num_token_mult", "%v must be positive", d.NumTokenMult)
+	}
+	if d.Tokenizer == "" && d.TokenizerVocab < 257 {
+		bad("data.tokenizer_vocab", "%d must be at least 257 (the byte alphabet and <|endoftext|>)", d.TokenizerVocab)
+	}
+	if e.Report.Every < 0 {
+		bad("report.every", "%d must not be negative", e.Report.Every)
+	}
+	return errors.Join(errs...)
+}
+
+// TOML renders the resolved experiment (every key, the model fully
+// resolved) for the run folder; Load reads it back to the same experiment.
+func (e *Experiment) TOML() ([]byte, error) {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# Resolved experiment %q (model preset %q): every key, as the run used it.\n", e.Name, e.Preset)
+	fmt.Fprintf(&buf, "# The model is written in full over the default preset, whose optional\n# keys are null; an absent optional key is null.\nname = %q\n\n", e.Name)
+	mj, err := e.Model.JSON()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(mj, &m); err != nil {
+		return nil, err
+	}
+	m["preset"] = "default"
+	for k, v := range m {
+		if v == nil {
+			delete(m, k) // TOML has no null: an absent optional key is null
+		}
+	}
+	enc := toml.NewEncoder(&buf)
+	enc.Indent = ""
+	if err := enc.Encode(map[string]any{"model": m}); err != nil {
+		return nil, err
+	}
+	buf.WriteString("\n")
+	if err := enc.Encode(struct {
+		Train  Options       `toml:"train"`
+		Data   DataOptions   `toml:"data"`
+		Report ReportOptions `toml:"report"`
+	}{e.Train, e.Data, e.Report}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,185 @@
+package train
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"clm/tensorboard"
+)
+
+// Metrics writes a run's measurements: metrics.jsonl (one JSON object per
+// line, `kind` train / eval / stats) and TensorBoard event files under
+// tb/, which `tensorboard --logdir` and `wandb sync --sync-tensorboard` read.
+type Metrics struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	tb   *tensorboard.Writer
+}
+
+// OpenMetrics opens the metrics of run folder dir for appending. On resume
+// from step `keep`, lines of later steps (written after that checkpoint by
+// the interrupted process) are dropped first, so the log has no duplicates.
+func OpenMetrics(dir string, keep int) (*Metrics, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	path := filepath.Join(dir, "metrics.jsonl")
+	if keep >= 0 {
+		if err := truncateAfter(path, keep); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	tb, err := tensorboard.NewWriter(filepath.Join(dir, "tb"))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return &Metrics{path: path, f: f, w: bufio.NewWriter(f), tb: tb}, nil
+}
+
+// truncateAfter rewrites path without the lines whose step exceeds keep.
+func truncateAfter(path string, keep int) error {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	var out []byte
+	for _, line := range splitLines(b) {
+		var rec struct {
+			Step int `json:"step"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Step > keep {
+			continue
+		}
+		out = append(append(out, line...), '\n')
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			if i > start {
+				out = append(out, b[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+// Record writes one line of the given kind with fields, and the numeric
+// fields as TensorBoard scalars named kind/field.
+func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
+	rec := map[string]any{"kind": kind, "step": step, "time": float64(time.Now().UnixNano()) / 1e9}
+	for k, v := range fields {
+		rec[k] = v
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	m.w.Write(b)
+	m.w.WriteByte('\n')
+	scalars := map[string]float64{}
+	flatten(kind, fields, scalars)
+	if len(scalars) > 0 {
+		if err := m.tb.Scalars(int64(step), scalars); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flatten turns nested numeric fields into TensorBoard tags.
+func flatten(prefix string, v any, out map[string]float64) {
+	switch x := v.(type) {
+	case float64:
+		out[prefix] = x
+	case float32:
+		out[prefix] = float64(x)
+	case int:
+		out[prefix] = float64(x)
+	case int64:
+		out[prefix] = float64(x)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			flatten(prefix+"/"+k, x[k], out)
+		}
+	case []float64:
+		for i, f := range x {
+			out[fmt.Sprintf("%s/%d", prefix, i)] = f
+		}
+	case []LayerStats:
+		for _, l := range x {
+			p := fmt.Sprintf("%s/layer_%02d/", prefix, l.Layer)
+			out[p+"kurtosis"] = l.Kurtosis
+			out[p+"kurtosis_minus_one"] = l.KurtosisMinusOne
+			out[p+"max_median_ratio"] = l.MaxMedianRatio
+			out[p+"feat_corr_rms"] = l.FeatCorrRMS
+			out[p+"batch_corr_mean"] = l.BatchCorrMean
+			out[p+"batch_corr_rms"] = l.BatchCorrRMS
+			out[p+"x_rms"] = l.XRMS
+		}
+	case map[string][]float64:
+		for k, fs := range x {
+			for i, f := range fs {
+				if len(fs) == 1 {
+					out[prefix+"/"+k] = f
+				} else {
+					out[fmt.Sprintf("%s/%s/%d", prefix, k, i)] = f
+				}
+			}
+		}
+	}
+}
+
+// Flush writes buffered lines and events to disk.
+func (m *Metrics) Flush() error {
+	if err := m.w.Flush(); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if err := m.f.Sync(); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return m.tb.Flush()
+}
+
+// Close flushes and closes the files.
+func (m *Metrics) Close() error {
+	err := m.Flush()
+	if e := m.f.Close(); err == nil {
+		err = e
+	}
+	if e := m.tb.Close(); err == nil {
+		err = e
+	}
+	return err
+}

@@ -1,0 +1,521 @@
+// Package train is clm's training loop: the original's HF Trainer run
+// (AdamW groups, warmup and decay schedule, gradient accumulation, clipping,
+// mixed precision with dynamic loss scaling), evaluation, the outlier
+// statistics of the papers, metrics, checkpoints and exact resume.
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+	"time"
+
+	"clm/model"
+	"clm/torch"
+)
+
+// Batches supplies training micro-batches (rows of token ids) and a cursor
+// that a checkpoint saves and restores exactly.
+type Batches interface {
+	Next() [][]int32
+	MarshalState() ([]byte, error)
+	UnmarshalState([]byte) error
+}
+
+// EvalSet is the validation chunks.
+type EvalSet interface {
+	Len() int
+	Chunk(i int, dst []int32) []int32
+}
+
+// ErrInterrupted is returned by Run when its context was cancelled (Ctrl-C,
+// SIGTERM) after the checkpoint was written.
+var ErrInterrupted = errors.New("interrupted")
+
+// Trainer runs one experiment in a run folder.
+type Trainer struct {
+	exp      *Experiment
+	dir      string
+	dev      torch.Device
+	m        *model.Model
+	opt      *torch.AdamW
+	params   []*torch.Tensor // trainable, in registry order
+	batches  Batches
+	valid    EvalSet
+	metrics  *Metrics
+	progress Progress
+	log      io.Writer
+	st       State
+	padID    int64
+	lastCkpt string
+	rowBuf   []int64
+}
+
+// Config of NewTrainer.
+type Config struct {
+	Experiment *Experiment
+	Dir        string // run folder
+	Model      *model.Model
+	Batches    Batches
+	Valid      EvalSet // may be nil: no evaluation
+	// TotalSteps of the schedule (see TotalSteps).
+	TotalSteps int
+	// PadID is the id whose labels are ignored (the original's pad = eos);
+	// −1 for none.
+	PadID int64
+	// Log receives one-line messages; Progress the step counter.
+	Log      io.Writer
+	Progress Progress
+}
+
+// TotalSteps is the schedule length of e with trainChunks training chunks:
+// max_steps, or epochs × ⌊⌊chunks / micro_batch⌋ / accumulation⌋ rounded up
+// (HF's num_update_steps_per_epoch; incomplete micro-batches are dropped).
+func TotalSteps(e *Experiment, trainChunks int) int {
+	if e.Train.MaxSteps > 0 {
+		return e.Train.MaxSteps
+	}
+	perEpoch := trainChunks / e.Train.MicroBatch / e.Train.Accumulation
+	return int(math.Ceil(e.Train.Epochs * float64(perEpoch)))
+}
+
+// ParamGroups splits the trainable parameters by the original's rule: no
+// weight decay for parameters of LayerNorm/RMSNorm modules and for names
+// containing "bias" or "gain"; frozen parameters are left out.
+func ParamGroups(ps *model.Params, weightDecay, lr float64) (groups []torch.ParamGroup, summary string) {
+	var decay, none []*torch.Tensor
+	var nd, nn int64
+	for _, p := range ps.Trainable() {
+		n := p.T.Numel()
+		if p.IsNorm() || strings.Contains(p.Name, "bias") || strings.Contains(p.Name, "gain") {
+			none, nn = append(none, p.T), nn+n
+		} else {
+			decay, nd = append(decay, p.T), nd+n
+		}
+	}
+	summary = fmt.Sprintf("param groups: decay %d tensors, %d parameters; no decay %d tensors, %d parameters",
+		len(decay), nd, len(none), nn)
+	return []torch.ParamGroup{
+		{Params: decay, LR: lr, WeightDecay: weightDecay},
+		{Params: none, LR: lr, WeightDecay: 0},
+	}, summary
+}
+
+// NewTrainer builds the optimizer for c.Model and opens the run's metrics.
+// Call Resume to continue from a checkpoint before Run.
+func NewTrainer(c Config) (*Trainer, error) {
+	e := c.Experiment
+	flavour, err := torch.ParseAdamWFlavour(e.Train.Optimizer)
+	if err != nil {
+		return nil, err
+	}
+	groups, summary := ParamGroups(c.Model.Params(), e.Train.WeightDecay, e.Train.LR)
+	opt, err := torch.NewAdamW(flavour, e.Train.Beta1, e.Train.Beta2, e.Train.Eps, groups)
+	if err != nil {
+		return nil, err
+	}
+	log := c.Log
+	if log == nil {
+		log = io.Discard
+	}
+	fmt.Fprintln(log, summary)
+	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
+		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: log, padID: c.PadID}
+	if t.progress == nil {
+		t.progress = nopProgress{}
+	}
+	for _, p := range c.Model.Params().Trainable() {
+		t.params = append(t.params, p.T)
+	}
+	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
+	if b, err := e.TOML(); err == nil {
+		t.st.Experiment = string(b)
+	}
+	return t, nil
+}
+
+// Close releases the optimizer and the metrics files (not the model).
+func (t *Trainer) Close() error {
+	t.opt.Close()
+	if t.metrics != nil {
+		return t.metrics.Close()
+	}
+	return nil
+}
+
+// State returns the loop's current state.
+func (t *Trainer) State() State { return t.st }
+
+// Optimizer returns the optimizer.
+func (t *Trainer) Optimizer() *torch.AdamW { return t.opt }
+
+// rngDevices are the generators a checkpoint saves.
+func (t *Trainer) rngDevices() []torch.Device {
+	if t.dev.IsCUDA() {
+		return []torch.Device{torch.CPU, t.dev}
+	}
+	return []torch.Device{torch.CPU}
+}
+
+// Resume restores the newest checkpoint of the run folder. It returns false
+// when there is none.
+func (t *Trainer) Resume() (bool, error) {
+	ckpt, err := LatestCheckpoint(t.dir)
+	if err != nil || ckpt == "" {
+		return false, err
+	}
+	cfg, err := ReadModelConfig(ckpt)
+	if err != nil {
+		return false, err
+	}
+	if diff := configDiff(cfg, t.m.Config()); diff != "" {
+		return false, fmt.Errorf("resume %s: the checkpoint's model differs from the experiment's: %s", ckpt, diff)
+	}
+	st, err := LoadCheckpoint(ckpt, t.m, t.opt, t.rngDevices())
+	if err != nil {
+		return false, err
+	}
+	if err := t.batches.UnmarshalState(st.Data); err != nil {
+		return false, fmt.Errorf("resume %s: data cursor: %w", ckpt, err)
+	}
+	total := t.st.TotalSteps
+	t.st = st
+	if total != st.TotalSteps {
+		return false, fmt.Errorf("resume %s: the run's schedule has %d steps, the experiment now gives %d (max_steps, epochs, batch sizes and data must stay as they were)", ckpt, st.TotalSteps, total)
+	}
+	t.lastCkpt = ckpt
+	fmt.Fprintf(t.log, "resumed from %s (step %d of %d)\n", ckpt, st.Step, st.TotalSteps)
+	return true, nil
+}
+
+// configDiff names the first keys in which two model configs differ.
+func configDiff(a, b model.Config) string {
+	ja, _ := a.JSON()
+	jb, _ := b.JSON()
+	var ma, mb map[string]any
+	json.Unmarshal(ja, &ma)
+	json.Unmarshal(jb, &mb)
+	var diffs []string
+	for k, va := range ma {
+		if fmt.Sprint(va) != fmt.Sprint(mb[k]) {
+			diffs = append(diffs, fmt.Sprintf("model.%s %v (checkpoint) vs %v", k, va, mb[k]))
+		}
+	}
+	if len(diffs) > 3 {
+		diffs = append(diffs[:3], fmt.Sprintf("and %d more", len(diffs)-3))
+	}
+	return strings.Join(diffs, ", ")
+}
+
+// Run trains until the schedule ends or ctx is cancelled; either way it
+// writes a final checkpoint. On cancellation it returns ErrInterrupted.
+func (t *Trainer) Run(ctx context.Context) error {
+	runtime.LockOSThread() // grad mode and autocast are thread-local
+	defer runtime.UnlockOSThread()
+	var err error
+	if t.metrics, err = OpenMetrics(t.dir, t.st.Step); err != nil {
+		return err
+	}
+	tr := &t.exp.Train
+	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
+	t.progress.Start(t.st.TotalSteps, t.st.Step)
+	defer t.progress.Finish()
+	if t.st.Step == 0 && t.valid != nil {
+		if err := t.evaluate(); err != nil {
+			return err
+		}
+	}
+	windowStart := time.Now()
+	windowTokens := int64(0)
+	for t.st.Step < t.st.TotalSteps {
+		if ctx.Err() != nil {
+			if _, err := t.checkpoint(); err != nil {
+				return err
+			}
+			t.metrics.Flush()
+			return ErrInterrupted
+		}
+		loss, gnorm, applied, err := t.step()
+		if err != nil {
+			return err
+		}
+		t.st.Step++
+		t.st.Tokens += tokensPerStep
+		windowTokens += tokensPerStep
+		if applied {
+			t.st.LogLossSum += loss
+			t.st.LogSteps++
+		}
+		t.progress.Update(t.st.Step, loss, t.lastLR(), float64(windowTokens)/time.Since(windowStart).Seconds())
+		if t.st.Step%tr.LogEvery == 0 || t.st.Step == t.st.TotalSteps {
+			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
+			avg := math.NaN()
+			if t.st.LogSteps > 0 {
+				avg = t.st.LogLossSum / float64(t.st.LogSteps)
+			}
+			fields := map[string]any{"loss": avg, "lr": t.lastLR(), "grad_norm": gnorm,
+				"tokens_per_s": tps, "tokens": t.st.Tokens, "epoch_step": t.st.Step}
+			if tr.Precision == "fp16" {
+				fields["loss_scale"] = t.st.LossScale
+			}
+			if err := t.metrics.Record("train", t.st.Step, fields); err != nil {
+				return err
+			}
+			t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
+				t.st.Step, t.st.TotalSteps, avg, t.lastLR(), gnorm, tps))
+			t.st.LogLossSum, t.st.LogSteps = 0, 0
+			windowStart, windowTokens = time.Now(), 0
+		}
+		if t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || t.st.Step == t.st.TotalSteps) {
+			if err := t.evaluate(); err != nil {
+				return err
+			}
+		}
+		if t.st.Step%tr.SaveEvery == 0 && t.st.Step != t.st.TotalSteps {
+			if _, err := t.checkpoint(); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := t.checkpoint(); err != nil {
+		return err
+	}
+	return t.metrics.Flush()
+}
+
+// lastLR is the learning rate the latest step used.
+func (t *Trainer) lastLR() float64 {
+	return t.exp.Train.LRAt(max(t.st.SchedStep-1, 0), t.st.TotalSteps)
+}
+
+func (t *Trainer) checkpoint() (string, error) {
+	data, err := t.batches.MarshalState()
+	if err != nil {
+		return "", err
+	}
+	t.st.Data = data
+	path, err := SaveCheckpoint(t.dir, t.m, t.opt, t.st, t.rngDevices())
+	if err != nil {
+		return "", err
+	}
+	t.lastCkpt = path
+	if err := t.metrics.Flush(); err != nil {
+		return "", err
+	}
+	t.progress.Log("checkpoint " + path)
+	return path, nil
+}
+
+// ids turns rows of token ids into an int64 [B, T] tensor on the device.
+func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
+	B, T := len(rows), len(rows[0])
+	if cap(t.rowBuf) < B*T {
+		t.rowBuf = make([]int64, B*T)
+	}
+	buf := t.rowBuf[:B*T]
+	for i, r := range rows {
+		for j, v := range r {
+			buf[i*T+j] = int64(v)
+		}
+	}
+	x := torch.FromInt64(buf, int64(B), int64(T))
+	if t.dev.IsCUDA() {
+		x = x.ToDevice(t.dev)
+	}
+	return x
+}
+
+// forward runs the model under the configured precision.
+func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
+	var out model.Output
+	switch t.exp.Train.Precision {
+	case "bf16":
+		torch.Autocast(t.dev, torch.BFloat16, func() { out = t.m.Forward(ids, o) })
+	case "fp16":
+		torch.Autocast(t.dev, torch.Float16, func() { out = t.m.Forward(ids, o) })
+	default:
+		out = t.m.Forward(ids, o)
+	}
+	return out
+}
+
+// step runs one optimizer step: accumulation micro-batches, unscale (fp16),
+// clip, update. It returns the step's loss (mean of the micro-batch losses)
+// and gradient norm, and whether the update was applied.
+func (t *Trainer) step() (loss, gnorm float64, applied bool, err error) {
+	tr := &t.exp.Train
+	s := torch.NewScope()
+	defer s.Close()
+	lr := tr.LRAt(t.st.SchedStep, t.st.TotalSteps)
+	t.opt.SetLR(lr)
+	fp16 := tr.Precision == "fp16"
+	var lossSum *torch.Tensor
+	report := t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0
+	for j := 0; j < tr.Accumulation; j++ {
+		rows := t.batches.Next()
+		if err := torch.Try(func() {
+			x := t.ids(rows)
+			if report && j == 0 {
+				t.recordStats(x)
+			}
+			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true})
+			l := out.Loss.DivScalar(float64(tr.Accumulation))
+			if fp16 {
+				l = l.MulScalar(t.st.LossScale)
+			}
+			l.Backward()
+			d := out.Loss.Detach().ToDType(torch.Float64)
+			if lossSum == nil {
+				lossSum = d
+			} else {
+				lossSum = lossSum.Add(d)
+			}
+		}); err != nil {
+			return 0, 0, false, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+	}
+	var check []float64
+	if err := torch.Try(func() {
+		if fp16 {
+			for _, p := range t.params {
+				if g := p.Grad(); g != nil {
+					g.ScaleInPlace(1 / t.st.LossScale)
+				}
+			}
+		}
+		maxNorm := tr.MaxGradNorm
+		if maxNorm == 0 {
+			maxNorm = math.Inf(1)
+		}
+		norm := torch.ClipGradNorm(t.params, maxNorm, 2)
+		// One host synchronisation per step: the loss and the norm.
+		check = torch.Stack([]*torch.Tensor{lossSum.DivScalar(float64(tr.Accumulation)), norm.ToDType(torch.Float64)}, 0).Float64s()
+	}); err != nil {
+		return 0, 0, false, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	loss, gnorm = check[0], check[1]
+	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0) && !math.IsNaN(gnorm) && !math.IsInf(gnorm, 0)
+	switch {
+	case finite:
+		t.opt.Step()
+		t.st.SchedStep++
+		applied = true
+		if fp16 {
+			if t.st.GrowthTracker++; t.st.GrowthTracker == 2000 {
+				t.st.LossScale *= 2
+				t.st.GrowthTracker = 0
+			}
+		}
+	case fp16 && !math.IsNaN(loss) && !math.IsInf(loss, 0):
+		// Overflow in the scaled gradients: skip the step and the schedule,
+		// halve the scale (torch.amp.GradScaler, as HF Trainer uses it).
+		t.st.LossScale *= 0.5
+		t.st.GrowthTracker = 0
+		t.st.SkippedSteps++
+	case tr.OnNaN == "skip":
+		t.st.SkippedSteps++
+		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
+	default:
+		last := "none yet"
+		if t.lastCkpt != "" {
+			last = t.lastCkpt
+		}
+		t.metrics.Flush()
+		return loss, gnorm, false, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: last}
+	}
+	t.opt.ZeroGrad()
+	return loss, gnorm, applied, nil
+}
+
+// NaNError reports a non-finite loss or gradient; the update of that step
+// was not applied.
+type NaNError struct {
+	Step           int
+	Loss, GradNorm float64
+	LastCheckpoint string
+}
+
+func (e *NaNError) Error() string {
+	return fmt.Sprintf("step %d: loss %v, gradient norm %v: stopped before applying the update; last checkpoint: %s (set train.on_nan = \"skip\" to skip such steps)",
+		e.Step, e.Loss, e.GradNorm, e.LastCheckpoint)
+}
+
+// evaluate writes the mean loss per sequence over the validation chunks.
+func (t *Trainer) evaluate() error {
+	tr := &t.exp.Train
+	n := t.valid.Len()
+	if tr.EvalBatches > 0 {
+		n = min(n, tr.EvalBatches*tr.EvalBatch)
+	}
+	if n == 0 {
+		return nil
+	}
+	var total float64
+	start := time.Now()
+	err := torch.Try(func() {
+		torch.NoGrad(func() {
+			rows := make([][]int32, 0, tr.EvalBatch)
+			flush := func() {
+				if len(rows) == 0 {
+					return
+				}
+				s := torch.NewScope()
+				defer s.Close()
+				x := t.ids(rows)
+				out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID})
+				total += out.Loss.ToDType(torch.Float64).Item() * float64(len(rows))
+				rows = rows[:0]
+			}
+			for i := 0; i < n; i++ {
+				rows = append(rows, t.valid.Chunk(i, nil))
+				if len(rows) == tr.EvalBatch {
+					flush()
+				}
+			}
+			flush()
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
+	}
+	loss := total / float64(n)
+	if err := t.metrics.Record("eval", t.st.Step, map[string]any{"eval_loss": loss, "eval_sequences": n}); err != nil {
+		return err
+	}
+	t.progress.Log(fmt.Sprintf("step %d/%d  eval_loss %.4f  (%d sequences, %.1fs)", t.st.Step, t.st.TotalSteps, loss, n, time.Since(start).Seconds()))
+	return nil
+}
+
+// recordStats logs the papers' statistics on a training micro-batch.
+func (t *Trainer) recordStats(x *torch.Tensor) {
+	r := &t.exp.Report
+	fields := map[string]any{}
+	torch.NoGrad(func() {
+		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, PadID: t.padID})
+		if r.Outliers {
+			if ls, err := OutlierStats(out.Hidden); err == nil {
+				fields["layers"] = ls
+			} else {
+				t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
+			}
+		}
+		if r.Entropy {
+			if ent, err := AttentionEntropy(out.Attention); err == nil {
+				fields["attn_entropy"] = ent
+			}
+		}
+	})
+	if r.Gains {
+		if gs, err := Gains(t.m.Params()); err == nil {
+			fields["gains"] = GainValues(gs)
+		}
+	}
+	if len(fields) > 0 {
+		t.metrics.Record("stats", t.st.Step+1, fields)
+	}
+}
