@@ -132,5 +132,3 @@ func compareWeights(t *testing.T, name string, got, want map[string][]byte) {
 		t.Errorf("%s: %d of %d tensors differ", name, diff, len(want))
 	}
 }
-
-

@@ -34,7 +34,7 @@ func (f *fixedBatches) Next() [][]int32 {
 	return b
 }
 func (f *fixedBatches) MarshalState() ([]byte, error) { return json.Marshal(f.pos) }
-func (f *fixedBatches) UnmarshalState(b []byte) error  { return json.Unmarshal(b, &f.pos) }
+func (f *fixedBatches) UnmarshalState(b []byte) error { return json.Unmarshal(b, &f.pos) }
 
 func makeBatches(n, B, T, V int, seed uint64) [][][]int32 {
 	r := rand.New(rand.NewPCG(seed, 3))
