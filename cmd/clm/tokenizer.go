@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"clm/data"
@@ -89,7 +87,7 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 		specials = []string{}
 	}
 	start := time.Now()
-	wc, st, err := countCorpus(context.Background(), s)
+	wc, st, err := data.CountWords(context.Background(), s)
 	if err != nil {
 		return err
 	}
@@ -109,37 +107,6 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s: vocabulary %d, %d merges; trained in %.1fs (%.1fs in all)\n", *out, tok.VocabSize(), tok.NumMerges(), time.Since(t0).Seconds(), time.Since(start).Seconds())
 	return nil
-}
-
-// countCorpus counts the pre-tokenized pieces of a corpus on all cores.
-func countCorpus(ctx context.Context, s corpus.Source) (bpe.WordCounts, corpus.Stats, error) {
-	n := runtime.GOMAXPROCS(0)
-	texts := make(chan string, 4*n)
-	parts := make([]bpe.WordCounts, n)
-	var wg sync.WaitGroup
-	for w := range parts {
-		parts[w] = bpe.WordCounts{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for t := range texts {
-				parts[w].Add(t)
-			}
-		}()
-	}
-	st, err := s.Walk(ctx, func(d corpus.Document) error {
-		texts <- d.Text
-		return nil
-	})
-	close(texts)
-	wg.Wait()
-	if err != nil {
-		return nil, st, err
-	}
-	for _, p := range parts[1:] {
-		parts[0].Merge(p)
-	}
-	return parts[0], st, nil
 }
 
 func tokenizerEncode(args []string, stdout io.Writer) error {
