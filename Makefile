@@ -9,7 +9,8 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model device-bins clean
+.PHONY: all setup build test vet bench bench-torch bench-model bench-train fuzz device-bins clean demo \
+	fig2 fig4 fig5 fig9 fig10 baselines long op
 
 all: build
 
@@ -31,6 +32,14 @@ vet: $(SHIM)
 test: $(SHIM) vet
 	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
 
+# A short fuzzing budget per target (CI runs it; found inputs land in
+# testdata/fuzz and become regression cases).
+FUZZTIME ?= 10s
+fuzz: $(SHIM)
+	$(GO) test ./data/bpe -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./data/bpe -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./safetensors -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+
 # Benchmarks against PyTorch eager on the same libtorch and threads; see
 # README "Benchmarks".
 bench-torch: $(SHIM)
@@ -39,7 +48,45 @@ bench-torch: $(SHIM)
 bench-model: $(SHIM)
 	scripts/bench-compare.sh ./model/ 'ForwardBackward' scripts/reference/bench_model.py
 
-bench: bench-torch bench-model
+bench-train: $(SHIM)
+	scripts/bench-compare.sh ./train/ 'TrainStep' scripts/reference/bench_train.py
+
+bench: bench-torch bench-model bench-train
+
+CLM := bin/clm
+
+# The demo: a 4-layer SAS model on the local Python standard library, then its
+# figures. Starts afresh in runs/demo each time.
+demo: build
+	rm -rf runs/demo
+	$(CLM) -config experiments/tiny.toml -run-dir runs/demo
+	$(CLM) plot -out runs/demo/figures runs/demo
+	@echo "figures: runs/demo/figures/loss.png (and kurtosis, gains, max-median, entropy)"
+
+# One target per figure of the papers: each trains (or resumes) its runs in
+# runs/<experiment> and draws figures/<target>/. ARGS passes extra flags to
+# every run, e.g. make fig9 ARGS='-set train.precision=bf16'.
+run_experiments = @set -e; for e in $(2); do \
+	  if [ -f runs/$$e/config.toml ]; then $(CLM) -resume runs/$$e $(ARGS); \
+	  else $(CLM) -config experiments/$$e.toml -run-dir runs/$$e $(ARGS); fi; \
+	done; $(CLM) plot -out figures/$(1) $(addprefix runs/,$(2))
+
+fig2: build      ## Pre-LN vs the simplified blocks (eval loss)
+	$(call run_experiments,fig2,default skipless skipless-parallel)
+fig4: build      ## identity vs trainable value/projection gains
+	$(call run_experiments,fig4,skipless trainable-vp-gains)
+fig5: build      ## SAS-P with and without normalisation
+	$(call run_experiments,fig5,skipless-parallel skipless-parallel-nonorm)
+fig9: build      ## SAS vs Pre-LN
+	$(call run_experiments,fig9,default skipless)
+fig10: build     ## SAS-P vs the parallel block
+	$(call run_experiments,fig10,default-parallel skipless-parallel)
+baselines: build ## every run of the original's baseline_comparison.sh
+	$(call run_experiments,baselines,default value-skipinit skipless skipless-parallel skipless-parallel-nonorm default-parallel)
+long: build      ## the original's train_long.sh (num_token_mult 6)
+	$(call run_experiments,long,long-default long-skipless long-skipless-parallel)
+op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
+	$(call run_experiments,op,default op)
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
 DEVICE_PKGS ?= torch

@@ -82,6 +82,8 @@ func report(err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errInterrupted):
+		return 130
 	}
 	fmt.Fprintf(stderr, "clm: %v\n", err)
 	return 1

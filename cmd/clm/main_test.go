@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"clm/safetensors"
+	"clm/train"
+)
+
+var clmBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "clm-test-")
+	if err != nil {
+		panic(err)
+	}
+	clmBin = filepath.Join(dir, "clm")
+	if out, err := exec.Command("go", "build", "-o", clmBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building clm: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// clm runs the binary in dir and returns stdout, stderr and the exit code.
+func clm(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(clmBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// cacheDir is a per-process cache (tokenizers, token shards) shared by the
+// tests of this package.
+var sharedCache string
+
+func cacheDir(t *testing.T) string {
+	if sharedCache == "" {
+		sharedCache = filepath.Join(os.TempDir(), fmt.Sprintf("clm-test-cache-%d", os.Getpid()))
+	}
+	return sharedCache
+}
+
+// microExperiment is a model and run small enough for several processes per
+// test: 2 layers, width 32, tokenizer of 300 entries trained on the stdlib.
+const microExperiment = `
+name = "micro"
+[model]
+preset = "skipless"
+n_layer = 2
+n_embd = 32
+n_head = 2
+context_length = 32
+n_positions = 32
+resid_pdrop = 0.1
+[train]
+micro_batch = 4
+accumulation = 2
+max_steps = 12
+eval_every = 6
+eval_batches = 2
+log_every = 3
+save_every = 4
+threads = 1
+[data]
+tokenizer_vocab = 300
+num_token_mult = 0.002
+valid_docs = 20
+[report]
+every = 5
+`
+
+func write(t *testing.T, path, text string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBadInput: every kind of bad input ends with a one-line error naming
+// the file, key or line, a non-zero exit code, and no Go panic trace.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
+	// A finished run to resume and to corrupt.
+	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
+		t.Fatalf("training the fixture run failed (%d):\n%s", code, stderr)
+	}
+	corrupt := filepath.Join(dir, "corrupt")
+	copyDir(t, filepath.Join(dir, "run"), corrupt)
+	ck, _ := train.LatestCheckpoint(corrupt)
+	os.WriteFile(filepath.Join(ck, "model.safetensors"), []byte("not a safetensors file at all"), 0o644)
+	emptyCorpus := filepath.Join(dir, "empty-corpus")
+	os.MkdirAll(emptyCorpus, 0o755)
+	os.WriteFile(filepath.Join(emptyCorpus, "notes.txt"), []byte("no python here"), 0o644)
+
+	cases := []struct {
+		name string
+		args []string
+		file string // written to dir/bad.toml when not empty
+		want string // fragment of the error line
+	}{
+		{"missing config", []string{"-config", "nope.toml"}, "", "nope.toml"},
+		{"syntax error", []string{"-config", "bad.toml"}, "name = \"x\"\n[train\nlr = 1\n", "table name"},
+		{"unknown key", []string{"-config", "bad.toml"}, "[train]\nlr = 1e-3\nlearning_rate = 1\n", `bad.toml:3: unknown key "train.learning_rate"`},
+		{"unknown model key", []string{"-config", "bad.toml"}, "[model]\nn_layers = 3\n", "n_layers"},
+		{"wrong type", []string{"-config", "bad.toml"}, "[train]\nlr = \"fast\"\n", "bad.toml"},
+		{"bad -set syntax", []string{"-config", good, "-set", "train.lr"}, "", `-set "train.lr": want key=value`},
+		{"bad -set key", []string{"-config", good, "-set", "train.nope=1"}, "", "nope"},
+		{"bad -set section", []string{"-config", good, "-set", "optim.lr=1"}, "", "optim"},
+		{"invalid model", []string{"-config", good, "-set", "model.n_embd=30", "-set", "model.n_head=4"}, "", "model.n_embd: 30 is not divisible by n_head 4"},
+		{"invalid train value", []string{"-config", good, "-set", "train.precision=fp8"}, "", "train.precision"},
+		{"missing corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=/no/such/corpus", "-run-dir", "r1"}, "", "/no/such/corpus"},
+		{"empty corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=" + emptyCorpus, "-run-dir", "r2"}, "", "empty"},
+		{"missing tokenizer", []string{"-config", good, "-set", "data.tokenizer=/no/tokenizer.json", "-run-dir", "r3"}, "", "/no/tokenizer.json"},
+		{"existing run", []string{"-config", good, "-run-dir", "run"}, "", "-resume run"},
+		{"not a run folder", []string{"-resume", "nowhere"}, "", "nowhere"},
+		{"corrupt checkpoint", []string{"-resume", corrupt}, "", "model.safetensors"},
+		{"incompatible resume", []string{"-resume", "run", "-set", "model.n_layer=3"}, "", "differs"},
+		{"incompatible schedule", []string{"-resume", "run", "-set", "train.max_steps=20"}, "", "schedule"},
+		{"unknown command", []string{"fly"}, "", `unknown command "fly"`},
+		{"config and resume", []string{"-config", good, "-resume", "run"}, "", "not both"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.file != "" {
+				write(t, filepath.Join(dir, "bad.toml"), c.file)
+			}
+			_, stderr, code := clm(t, dir, c.args...)
+			if code == 0 {
+				t.Fatalf("exit code 0; stderr:\n%s", stderr)
+			}
+			for _, bad := range []string{"goroutine ", "panic:", "runtime/debug", "terminate called"} {
+				if strings.Contains(stderr, bad) {
+					t.Fatalf("stderr shows a crash (%q):\n%s", bad, stderr)
+				}
+			}
+			last := lastLine(stderr)
+			if !strings.Contains(last, c.want) {
+				t.Errorf("last stderr line %q lacks %q", last, c.want)
+			}
+			if !strings.HasPrefix(last, "clm: ") {
+				t.Errorf("error line %q does not start with \"clm: \"", last)
+			}
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-r", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+}
+
+// TestExperimentsParse: every shipped experiment file loads and validates.
+func TestExperimentsParse(t *testing.T) {
+	files, _ := filepath.Glob("../../experiments/*.toml")
+	if len(files) < 10 {
+		t.Fatalf("only %d experiment files", len(files))
+	}
+	for _, f := range files {
+		e, err := train.Load(f, nil)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		total, _ := e.Model.ParamCount()
+		t.Logf("%-40s preset %-18s %2d layers %7.1fM params", filepath.Base(f), e.Preset, e.Model.NLayer, float64(total)/1e6)
+	}
+}
+
+// weights returns every tensor of a checkpoint's weights by name.
+func weights(t *testing.T, ckpt string) map[string]string {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(ckpt, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	for _, n := range f.Names() {
+		b, _ := f.Bytes(n)
+		out[n] = string(b)
+	}
+	return out
+}
+
+// TestResumeAfterSignals: `clm` interrupted by SIGINT (checkpoint on the
+// way out), or killed by SIGKILL after a periodic checkpoint, and resumed
+// with `clm -resume`, ends with weights bit-identical to an uninterrupted
+// run.
+func TestResumeAfterSignals(t *testing.T) {
+	dir := t.TempDir()
+	cfg := write(t, filepath.Join(dir, "micro.toml"), strings.Replace(microExperiment, "max_steps = 12", "max_steps = 40", 1))
+	if _, stderr, code := clm(t, dir, "-config", cfg, "-run-dir", "straight"); code != 0 {
+		t.Fatalf("uninterrupted run: %d\n%s", code, stderr)
+	}
+	want := weights(t, train.CheckpointPath(filepath.Join(dir, "straight"), 40))
+
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			run := "run-" + strings.ReplaceAll(sig.String(), " ", "")
+			cmd := exec.Command(clmBin, "-config", cfg, "-run-dir", run)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
+			pipe, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Signal as soon as the first periodic checkpoint is reported;
+			// the run has 36 more steps to go.
+			var stderr strings.Builder
+			sc := bufio.NewScanner(pipe)
+			signalled := false
+			for sc.Scan() {
+				stderr.WriteString(sc.Text() + "\n")
+				if !signalled && strings.Contains(sc.Text(), "checkpoint ") {
+					cmd.Process.Signal(sig)
+					signalled = true
+				}
+			}
+			err = cmd.Wait()
+			st, _ := train.ReadState(mustLatest(t, filepath.Join(dir, run)))
+			t.Logf("%v: exit %v, latest checkpoint at step %d", sig, err, st.Step)
+			if sig == syscall.SIGINT {
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+					t.Errorf("SIGINT: exit %v, want 130\n%s", err, stderr.String())
+				}
+				if !strings.Contains(stderr.String(), "saving a checkpoint") {
+					t.Errorf("SIGINT: no message about the checkpoint:\n%s", stderr.String())
+				}
+			}
+			if st.Step >= 40 {
+				t.Skipf("the run finished before the signal (step %d)", st.Step)
+			}
+			if _, stderr, code := clm(t, dir, "-resume", run); code != 0 {
+				t.Fatalf("resume: %d\n%s", code, stderr)
+			}
+			got := weights(t, train.CheckpointPath(filepath.Join(dir, run), 40))
+			diff := 0
+			for k, v := range want {
+				if got[k] != v {
+					diff++
+				}
+			}
+			if diff > 0 {
+				t.Errorf("%d of %d tensors differ from the uninterrupted run", diff, len(want))
+			} else {
+				t.Logf("resumed from step %d: all %d tensors bit-identical to the uninterrupted run", st.Step, len(want))
+			}
+		})
+	}
+}
+
+func mustLatest(t *testing.T, dir string) string {
+	ck, err := train.LatestCheckpoint(dir)
+	if err != nil || ck == "" {
+		t.Fatalf("no checkpoint in %s: %v", dir, err)
+	}
+	return ck
+}

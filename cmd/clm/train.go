@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"clm/data"
+	"clm/data/corpus"
+	"clm/model"
+	"clm/torch"
+	"clm/train"
+)
+
+func init() {
+	register("train", "train a model: clm -config FILE [-set key=value ...] | clm -resume RUN_DIR", runTrain)
+}
+
+// batcher adapts data.Batcher to train.Batches.
+type batcher struct{ *data.Batcher }
+
+func (b batcher) MarshalState() ([]byte, error) { return json.Marshal(b.State()) }
+func (b batcher) UnmarshalState(raw []byte) error {
+	var s data.BatcherState
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	return b.Restore(s)
+}
+
+func runTrain(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configPath := fs.String("config", "", "experiment file (TOML), e.g. experiments/skipless.toml")
+	resume := fs.String("resume", "", "run folder to continue from its latest checkpoint")
+	runDir := fs.String("run-dir", "", "run folder (default runs/<experiment name>)")
+	var sets setFlags
+	fs.Var(&sets, "set", "override a key, e.g. -set model.n_layer=18 -set train.lr=3e-4 (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			usage(os.Stderr)
+			fmt.Fprintln(os.Stderr, "\ntrain flags:")
+			fs.PrintDefaults()
+			return err
+		}
+		return fmt.Errorf("%v (see clm -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags come first: clm -config FILE)", fs.Arg(0))
+	}
+	var exp *train.Experiment
+	var err error
+	dir := *runDir
+	switch {
+	case *resume != "" && *configPath != "":
+		return errors.New("give -config or -resume, not both (a run folder keeps its own config.toml)")
+	case *resume != "":
+		dir = *resume
+		cfg := filepath.Join(dir, "config.toml")
+		if _, err := os.Stat(cfg); err != nil {
+			return fmt.Errorf("resume: %s is not a run folder (no config.toml)", dir)
+		}
+		if exp, err = train.Load(cfg, sets.values); err != nil {
+			return err
+		}
+	case *configPath != "":
+		if exp, err = train.Load(*configPath, sets.values); err != nil {
+			return err
+		}
+		if dir == "" {
+			dir = filepath.Join("runs", exp.Name)
+		}
+		if ck, _ := train.LatestCheckpoint(dir); ck != "" {
+			return fmt.Errorf("run folder %s already has checkpoints; continue it with `clm -resume %s`, or pick another with -run-dir", dir, dir)
+		}
+	default:
+		usage(os.Stderr)
+		return errUsage
+	}
+
+	// Device and threads.
+	t := &exp.Train
+	dev := torch.DefaultDevice()
+	if t.Device != "auto" && t.Device != "" {
+		if dev, err = torch.ParseDevice(t.Device); err != nil {
+			return fmt.Errorf("train.device: %v", err)
+		}
+	}
+	if err := torch.CheckDevice(dev); err != nil {
+		return fmt.Errorf("train.device: %v", err)
+	}
+	if t.Threads > 0 {
+		if err := torch.SetNumThreads(t.Threads); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signalContext()
+	defer stop()
+	logw := os.Stderr
+
+	// Data: corpus, tokenizer, token cache.
+	src := corpus.Source{Kind: exp.Data.Source, Path: exp.Data.Path, Extensions: exp.Data.Extensions, Column: exp.Data.Column}
+	tokPath := exp.Data.Tokenizer
+	if tokPath == "" {
+		if tokPath, err = data.CachedTokenizer(ctx, src, exp.Data.TokenizerVocab, data.DefaultProgress(logw), logw); err != nil {
+			return err
+		}
+		exp.Data.Tokenizer = tokPath // recorded in the run's config.toml
+	}
+	opts := data.Options{Train: src, Tokenizer: tokPath, ContextLength: exp.Model.ContextLength,
+		NumTokenMult: exp.Data.NumTokenMult, ValidDocs: exp.Data.ValidDocs, ValidFraction: exp.Data.ValidFraction,
+		Seed: exp.Data.Seed, Log: logw, Progress: data.DefaultProgress(logw)}
+	if exp.Data.ValidPath != "" {
+		v := src
+		v.Path = exp.Data.ValidPath
+		opts.Valid = &v
+	}
+	ds, err := data.Prepare(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	fmt.Fprint(logw, ds.Summary())
+	vocab := ds.Tokenizer.VocabSize()
+	if _, set := exp.ModelOverrides["vocab_size"]; set && exp.Model.VocabSize < vocab {
+		return fmt.Errorf("model.vocab_size %d is smaller than the tokenizer's vocabulary %d (%s)", exp.Model.VocabSize, vocab, tokPath)
+	} else if !set {
+		exp.Model.VocabSize = vocab
+	}
+	padID := int64(-1)
+	if id, ok := ds.Tokenizer.ID("<|endoftext|>"); ok {
+		padID = int64(id) // the original's collator ignores labels equal to pad = eos
+	}
+	b, err := data.NewBatcher(ds.Train, t.MicroBatch, t.Seed)
+	if err != nil {
+		return fmt.Errorf("train.micro_batch: %v", err)
+	}
+
+	// The run folder and its resolved config.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	resolved, err := exp.TOML()
+	if err != nil {
+		return err
+	}
+	if *resume == "" {
+		if err := writeAtomic(filepath.Join(dir, "config.toml"), resolved); err != nil {
+			return err
+		}
+	}
+
+	attn, _ := model.ParseAttentionImpl(t.Attention)
+	m, err := model.New(exp.Model, model.Options{Device: dev, DType: torch.Float32, Attention: attn})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	torch.ManualSeed(uint64(t.Seed))
+	if err := m.Init(); err != nil {
+		return err
+	}
+	total, trainable := exp.Model.ParamCount()
+	fmt.Fprintf(logw, "model %s: %.2fM parameters (%.2fM trainable) on %v, %s, attention %v\n",
+		exp.Preset, float64(total)/1e6, float64(trainable)/1e6, dev, t.Precision, attn)
+	tr, err := train.NewTrainer(train.Config{Experiment: exp, Dir: dir, Model: m, Batches: batcher{b}, Valid: ds.Valid,
+		TotalSteps: train.TotalSteps(exp, ds.Train.Len()), PadID: padID, Log: logw, Progress: train.NewProgress(logw)})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	if *resume != "" {
+		ok, err := tr.Resume()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintf(logw, "resume: %s has no checkpoint yet; starting from step 0\n", dir)
+		}
+	}
+	if err := tr.Run(ctx); err != nil {
+		if errors.Is(err, train.ErrInterrupted) {
+			fmt.Fprintf(stdout, "interrupted at step %d; continue with: clm -resume %s\n", tr.State().Step, dir)
+			return errInterrupted
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "done: %d steps; run folder %s (plot with: clm plot %s)\n", tr.State().Step, dir, dir)
+	return nil
+}
+
+// errInterrupted exits with 130 like a shell's Ctrl-C.
+var errInterrupted = errors.New("interrupted")
+
+// signalContext is cancelled by the first SIGINT or SIGTERM (the run saves
+// a checkpoint and stops); a second one exits at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		n := 0
+		for range ch {
+			if n++; n == 1 {
+				fmt.Fprintln(os.Stderr, "\nclm: stopping after this step and saving a checkpoint (again to quit at once)")
+				cancel()
+			} else {
+				fmt.Fprintln(os.Stderr, "clm: quit")
+				os.Exit(130)
+			}
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,63 @@
+"""Python side of train/bench_test.go: one optimizer step of the reference
+training loop (scripts/reference/train.py: 2 micro-batches of 16 × 128
+tokens, clipping, adamw_hf, schedule) at the mid size (6 layers, width 256,
+vocabulary 8192), every preset, in `go test -bench` format.
+
+usage: bench_train.py [THREADS]
+"""
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model as M  # noqa: E402
+import train as T  # noqa: E402
+
+L, D, H, B, CTX, V, ACCUM = 6, 256, 8, 16, 128, 8192, 2
+
+
+def bench(name, fn, min_time=2.0):
+    fn()
+    n, dt = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            break
+        n = max(n * 2, int(n * min_time / max(dt, 1e-9) * 1.2))
+    print(f"BenchmarkTrainStep/{name}-{torch.get_num_threads()}\t{n}\t{dt / n * 1e9:.1f} ns/op", flush=True)
+
+
+def main(threads=1):
+    torch.set_num_threads(threads)
+    for preset in M.PRESETS:
+        cfg = M.preset(preset, n_layer=L, n_embd=D, n_head=H, context_length=CTX, n_positions=CTX, vocab_size=V)
+        net = M.build(cfg)
+        net.train()
+        groups = T.param_groups(net, 0.1)
+        opt = T.make_optimizer("adamw_hf", groups, 1e-3, (0.9, 0.999), 1e-8)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: T.lr_lambda("polynomial", s, 10, 10**6, 1e-3))
+        params = list(net.parameters())
+        g = torch.Generator().manual_seed(7)
+        batches = [torch.randint(0, V, (B, CTX), generator=g) for _ in range(ACCUM)]
+
+        def step():
+            total = 0.0
+            for ids in batches:
+                out = net(ids, labels=ids)
+                (out["loss"] / ACCUM).backward()
+                total += out["loss"].item()
+            T.clip_grad_norm(params, 1.0)
+            opt.step()
+            sched.step()
+            net.zero_grad(set_to_none=True)
+
+        bench(preset, step)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

@@ -1,0 +1,80 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"clm/model"
+	"clm/torch"
+)
+
+// BenchmarkTrainStep is one optimizer step of the training loop (2
+// micro-batches of 16 × 128 tokens, clipping, adamw_hf, schedule, the NaN
+// check) at the mid size (6 layers, width 256, vocabulary 8192), for every
+// preset; scripts/reference/bench_train.py times the reference loop.
+func BenchmarkTrainStep(b *testing.B) {
+	threads := 1
+	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
+		threads, _ = strconv.Atoi(s)
+	}
+	torch.SetNumThreads(threads)
+	attention := os.Getenv("CLM_BENCH_ATTENTION")
+	if attention == "" {
+		attention = "auto"
+	}
+	for _, preset := range model.PresetNames() {
+		b.Run(preset, func(b *testing.B) {
+			src := fmt.Sprintf(`
+[model]
+preset = %q
+n_layer = 6
+n_embd = 256
+n_head = 8
+context_length = 128
+n_positions = 128
+vocab_size = 8192
+[train]
+micro_batch = 16
+accumulation = 2
+max_steps = 1000000
+warmup_ratio = 0.00001
+log_every = 1000000
+eval_every = 1000000
+save_every = 1000000
+attention = %q
+[report]
+every = 0
+`, preset, attention)
+			e, err := Parse("bench.toml", []byte(src), "bench", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			attn, _ := model.ParseAttentionImpl(e.Train.Attention)
+			m, err := model.New(e.Model, model.Options{Attention: attn})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			torch.ManualSeed(0)
+			m.Init()
+			fb := &fixedBatches{rows: makeBatches(2, 16, 128, 8192, 7)}
+			tr, err := NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close()
+			if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
+				b.Fatal(err)
+			}
+			tr.step()
+			for b.Loop() {
+				if _, _, _, err := tr.step(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(2*16*128)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
