@@ -70,7 +70,7 @@ every = 0
 			}
 			tr.step()
 			for b.Loop() {
-				if _, _, _, err := tr.step(); err != nil {
+				if err := tr.step(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -60,6 +60,11 @@ type Options struct {
 	Threads      int     `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
 	Attention    string  `toml:"attention"`     // auto | fused | materialised
 	OnNaN        string  `toml:"on_nan"`        // stop | skip
+	// NaNCheckEvery is the number of steps between host synchronisations
+	// that check the loss and gradient norm; 0: every step on the CPU, every
+	// log_every steps on a GPU (fp16 and on_nan = skip always check every
+	// step).
+	NaNCheckEvery int `toml:"nan_check_every"`
 }
 
 // DataOptions are the [data] keys.
@@ -324,6 +329,9 @@ func (e *Experiment) Validate() error {
 	}
 	if t.OnNaN != "stop" && t.OnNaN != "skip" {
 		bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
+	}
+	if t.NaNCheckEvery < 0 {
+		bad("train.nan_check_every", "%d must not be negative", t.NaNCheckEvery)
 	}
 	if t.Threads < 0 {
 		bad("train.threads", "%d must not be negative", t.Threads)

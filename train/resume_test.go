@@ -3,6 +3,9 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"strings"
 	"path/filepath"
 	"testing"
 
@@ -130,5 +133,56 @@ func compareWeights(t *testing.T, name string, got, want map[string][]byte) {
 		t.Logf("%s: all %d tensors bit-identical to the uninterrupted run", name, len(want))
 	} else {
 		t.Errorf("%s: %d of %d tensors differ", name, diff, len(want))
+	}
+}
+
+// TestDeferredChecksMatchPerStep: the step loop without per-step host
+// synchronisation (nan_check_every 5, as on a GPU) trains to bit-identical
+// weights and logs the same losses as the per-step loop.
+func TestDeferredChecksMatchPerStep(t *testing.T) {
+	batches := makeBatches(8, 4, 32, 512, 4)
+	run := func(every int) (map[string][]byte, []map[string]any) {
+		e := experiment(t, "default", strings.Replace(resumeTrain, "[report]", fmt.Sprintf("nan_check_every = %d\n[report]", every), 1))
+		dir := t.TempDir()
+		m, tr := newRun(t, e, dir, "", &fixedBatches{rows: batches})
+		defer m.Close()
+		defer tr.Close()
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return finalWeights(t, m), readMetrics(t, dir, "train")
+	}
+	w1, log1 := run(1)
+	w5, log5 := run(5)
+	compareWeights(t, "nan_check_every 5", w5, w1)
+	for i := range log1 {
+		if log1[i]["loss"] != log5[i]["loss"] {
+			t.Errorf("log line %d: loss %v with per-step checks, %v deferred", i, log1[i]["loss"], log5[i]["loss"])
+		}
+	}
+}
+
+// TestNaNStops: a NaN loss stops the run with an error naming the step and
+// the last checkpoint, before the update with per-step checks; deferred
+// checks name the window.
+func TestNaNStops(t *testing.T) {
+	for _, every := range []int{1, 3} {
+		t.Run(fmt.Sprint(every), func(t *testing.T) {
+			e := experiment(t, "default", strings.Replace(resumeTrain, "[report]", fmt.Sprintf("nan_check_every = %d\n[report]", every), 1))
+			dir := t.TempDir()
+			m, tr := newRun(t, e, dir, "", &fixedBatches{rows: makeBatches(4, 4, 32, 512, 5)})
+			defer m.Close()
+			defer tr.Close()
+			m.Params().Lookup("transformer.ln_f.weight").T.Fill(math.NaN()) // the loss is NaN from step 1
+			err := tr.Run(context.Background())
+			var ne *NaNError
+			if !errors.As(err, &ne) {
+				t.Fatalf("got %v, want a NaNError", err)
+			}
+			t.Logf("%v", err)
+			if !strings.Contains(err.Error(), "last checkpoint") {
+				t.Errorf("message lacks the last checkpoint: %v", err)
+			}
+		})
 	}
 }

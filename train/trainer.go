@@ -54,6 +54,27 @@ type Trainer struct {
 	padID    int64
 	lastCkpt string
 	rowBuf   []int64
+	// Deferred checks (train.nan_check_every > 1): device-side sums since
+	// the last host synchronisation.
+	syncEvery int
+	pend      pending
+	lastLoss  float64 // last synchronised step loss, for the progress bar
+	lastNorm  float64
+}
+
+// pending holds what steps taken since the last host synchronisation left on
+// the device: the sum of their losses, the count of non-finite losses or
+// gradient norms, and the latest norm.
+type pending struct {
+	loss, bad, norm *torch.Tensor
+	steps, first    int
+}
+
+func (p *pending) free() {
+	p.loss.Free()
+	p.bad.Free()
+	p.norm.Free()
+	*p = pending{}
 }
 
 // Config of NewTrainer.
@@ -132,6 +153,16 @@ func NewTrainer(c Config) (*Trainer, error) {
 	for _, p := range c.Model.Params().Trainable() {
 		t.params = append(t.params, p.T)
 	}
+	t.syncEvery = e.Train.NaNCheckEvery
+	if t.syncEvery == 0 { // auto: every step on the CPU, at log steps on a GPU
+		t.syncEvery = 1
+		if t.dev.IsCUDA() {
+			t.syncEvery = e.Train.LogEvery
+		}
+	}
+	if e.Train.Precision == "fp16" || e.Train.OnNaN == "skip" {
+		t.syncEvery = 1 // both decide per step whether to apply the update
+	}
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
 	if b, err := e.TOML(); err == nil {
 		t.st.Experiment = string(b)
@@ -141,6 +172,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 
 // Close releases the optimizer and the metrics files (not the model).
 func (t *Trainer) Close() error {
+	t.pend.free()
 	t.opt.Close()
 	if t.metrics != nil {
 		return t.metrics.Close()
@@ -240,25 +272,28 @@ func (t *Trainer) Run(ctx context.Context) error {
 			t.metrics.Flush()
 			return ErrInterrupted
 		}
-		loss, gnorm, applied, err := t.step()
-		if err != nil {
+		if err := t.step(); err != nil {
 			return err
 		}
 		t.st.Step++
 		t.st.Tokens += tokensPerStep
 		windowTokens += tokensPerStep
-		if applied {
-			t.st.LogLossSum += loss
-			t.st.LogSteps++
+		logStep := t.st.Step%tr.LogEvery == 0 || t.st.Step == t.st.TotalSteps
+		evalStep := t.valid != nil && t.st.Step%tr.EvalEvery == 0
+		saveStep := t.st.Step%tr.SaveEvery == 0
+		if t.st.Step%t.syncEvery == 0 || logStep || evalStep || saveStep || ctx.Err() != nil {
+			if err := t.sync(); err != nil {
+				return err
+			}
 		}
-		t.progress.Update(t.st.Step, loss, t.lastLR(), float64(windowTokens)/time.Since(windowStart).Seconds())
-		if t.st.Step%tr.LogEvery == 0 || t.st.Step == t.st.TotalSteps {
+		t.progress.Update(t.st.Step, t.lastLoss, t.lastLR(), float64(windowTokens)/time.Since(windowStart).Seconds())
+		if logStep {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
 			avg := math.NaN()
 			if t.st.LogSteps > 0 {
 				avg = t.st.LogLossSum / float64(t.st.LogSteps)
 			}
-			fields := map[string]any{"loss": avg, "lr": t.lastLR(), "grad_norm": gnorm,
+			fields := map[string]any{"loss": avg, "lr": t.lastLR(), "grad_norm": t.lastNorm,
 				"tokens_per_s": tps, "tokens": t.st.Tokens, "epoch_step": t.st.Step}
 			if tr.Precision == "fp16" {
 				fields["loss_scale"] = t.st.LossScale
@@ -267,7 +302,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 				return err
 			}
 			t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
-				t.st.Step, t.st.TotalSteps, avg, t.lastLR(), gnorm, tps))
+				t.st.Step, t.st.TotalSteps, avg, t.lastLR(), t.lastNorm, tps))
 			t.st.LogLossSum, t.st.LogSteps = 0, 0
 			windowStart, windowTokens = time.Now(), 0
 		}
@@ -345,9 +380,11 @@ func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Outpu
 }
 
 // step runs one optimizer step: accumulation micro-batches, unscale (fp16),
-// clip, update. It returns the step's loss (mean of the micro-batch losses)
-// and gradient norm, and whether the update was applied.
-func (t *Trainer) step() (loss, gnorm float64, applied bool, err error) {
+// clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
+// it reads the loss and gradient norm back (one host synchronisation) and
+// applies the update only if both are finite; otherwise it applies the
+// update and leaves the check to the next sync.
+func (t *Trainer) step() error {
 	tr := &t.exp.Train
 	s := torch.NewScope()
 	defer s.Close()
@@ -376,10 +413,10 @@ func (t *Trainer) step() (loss, gnorm float64, applied bool, err error) {
 				lossSum = lossSum.Add(d)
 			}
 		}); err != nil {
-			return 0, 0, false, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
 		}
 	}
-	var check []float64
+	var stepLoss, norm *torch.Tensor
 	if err := torch.Try(func() {
 		if fp16 {
 			for _, p := range t.params {
@@ -392,19 +429,53 @@ func (t *Trainer) step() (loss, gnorm float64, applied bool, err error) {
 		if maxNorm == 0 {
 			maxNorm = math.Inf(1)
 		}
-		norm := torch.ClipGradNorm(t.params, maxNorm, 2)
-		// One host synchronisation per step: the loss and the norm.
-		check = torch.Stack([]*torch.Tensor{lossSum.DivScalar(float64(tr.Accumulation)), norm.ToDType(torch.Float64)}, 0).Float64s()
+		norm = torch.ClipGradNorm(t.params, maxNorm, 2).ToDType(torch.Float64)
+		stepLoss = lossSum.DivScalar(float64(tr.Accumulation))
 	}); err != nil {
-		return 0, 0, false, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
-	loss, gnorm = check[0], check[1]
+	defer t.opt.ZeroGrad()
+	if t.syncEvery > 1 {
+		// Deferred: apply, and keep the check on the device.
+		if err := torch.Try(t.opt.Step); err != nil {
+			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+		t.st.SchedStep++
+		return torch.Try(func() {
+			both := stepLoss.Add(norm)
+			bad := both.Sub(both).NeScalar(0).ToDType(torch.Float64) // NaN or ±Inf
+			if t.pend.loss == nil {
+				t.pend.first = t.st.Step + 1
+				t.pend.loss, t.pend.bad = s.Keep(stepLoss), s.Keep(bad)
+			} else {
+				l, b := t.pend.loss.Add(stepLoss), t.pend.bad.Add(bad)
+				t.pend.loss.Free()
+				t.pend.bad.Free()
+				t.pend.loss, t.pend.bad = s.Keep(l), s.Keep(b)
+			}
+			t.pend.norm.Free()
+			t.pend.norm = s.Keep(norm)
+			t.pend.steps++
+		})
+	}
+	var check []float64
+	if err := torch.Try(func() {
+		check = torch.Stack([]*torch.Tensor{stepLoss, norm}, 0).Float64s() // the one host sync
+	}); err != nil {
+		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	loss, gnorm := check[0], check[1]
 	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0) && !math.IsNaN(gnorm) && !math.IsInf(gnorm, 0)
+	t.lastNorm = gnorm
 	switch {
 	case finite:
-		t.opt.Step()
+		if err := torch.Try(t.opt.Step); err != nil {
+			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
 		t.st.SchedStep++
-		applied = true
+		t.st.LogLossSum += loss
+		t.st.LogSteps++
+		t.lastLoss = loss
 		if fp16 {
 			if t.st.GrowthTracker++; t.st.GrowthTracker == 2000 {
 				t.st.LossScale *= 2
@@ -421,26 +492,61 @@ func (t *Trainer) step() (loss, gnorm float64, applied bool, err error) {
 		t.st.SkippedSteps++
 		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
 	default:
-		last := "none yet"
-		if t.lastCkpt != "" {
-			last = t.lastCkpt
-		}
 		t.metrics.Flush()
-		return loss, gnorm, false, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: last}
+		return &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()}
 	}
-	t.opt.ZeroGrad()
-	return loss, gnorm, applied, nil
+	return nil
+}
+
+func (t *Trainer) lastCheckpointName() string {
+	if t.lastCkpt == "" {
+		return "none yet"
+	}
+	return t.lastCkpt
+}
+
+// sync reads what deferred steps left on the device: their losses join the
+// log window, and a non-finite loss or norm among them stops the run.
+func (t *Trainer) sync() error {
+	if t.pend.loss == nil {
+		return nil
+	}
+	var v []float64
+	err := torch.Try(func() {
+		s := torch.NewScope()
+		defer s.Close()
+		v = torch.Stack([]*torch.Tensor{t.pend.loss, t.pend.bad, t.pend.norm}, 0).Float64s()
+	})
+	first, steps := t.pend.first, t.pend.steps
+	t.pend.free()
+	if err != nil {
+		return err
+	}
+	if v[1] > 0 {
+		t.metrics.Flush()
+		return &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()}
+	}
+	t.st.LogLossSum += v[0]
+	t.st.LogSteps += steps
+	t.lastLoss, t.lastNorm = v[0]/float64(steps), v[2]
+	return nil
 }
 
 // NaNError reports a non-finite loss or gradient; the update of that step
 // was not applied.
 type NaNError struct {
-	Step           int
+	// Step is the step of the non-finite value; with deferred checks, the
+	// first step of the window [Step, LastStep] that contained it.
+	Step, LastStep int
 	Loss, GradNorm float64
 	LastCheckpoint string
 }
 
 func (e *NaNError) Error() string {
+	if e.LastStep > e.Step {
+		return fmt.Sprintf("steps %d–%d: a loss or gradient norm was not finite (checked every train.nan_check_every steps); last checkpoint: %s",
+			e.Step, e.LastStep, e.LastCheckpoint)
+	}
 	return fmt.Sprintf("step %d: loss %v, gradient norm %v: stopped before applying the update; last checkpoint: %s (set train.on_nan = \"skip\" to skip such steps)",
 		e.Step, e.Loss, e.GradNorm, e.LastCheckpoint)
 }
