@@ -89,7 +89,7 @@ op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
 	$(call run_experiments,op,default op)
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
-DEVICE_PKGS ?= torch
+DEVICE_PKGS ?= torch model train
 device-bins: $(SHIM)
 	@mkdir -p bin/device
 	@for p in $(DEVICE_PKGS); do $(GO) test -c -o bin/device/$$p.test ./$$p || exit 1; done

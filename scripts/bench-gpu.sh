@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU throughput of clm and of the PyTorch reference, side by side on the same
+# GPU: tokens/s, step time, MFU and peak memory per preset at the paper's
+# setting (18 layers, width 768, context 128, vocabulary 52000, 128 sequences
+# per step, bf16). Writes OUT/bench-gpu.md. Run by scripts/device-check.sh
+# (needs bin/device/train.test from `make device-bins` and a built shim).
+#
+#   scripts/bench-gpu.sh [OUT]     env: CLM_BENCH_PRESETS (default default,skipless-parallel),
+#                                       CLM_BENCH_PRECISION (bf16), CLM_BENCH_MICRO (128), CLM_PEAK_TFLOPS (989)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-device-out}}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+presets=${CLM_BENCH_PRESETS:-default,skipless-parallel}
+export CLM_BENCH_PRESETS=$presets
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+(cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x) \
+  | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
+"$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
+  --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu.txt"
+field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1) }' <<<"$1"; }
+{
+  echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; command: scripts/bench-gpu.sh"
+  echo
+  echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for p in ${presets//,/ }; do
+    g=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu.txt" | tr '\t' ' ')
+    r=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/py-gpu.txt" | tr '\t' ' ')
+    gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s)
+    echo "| $p | $gt | $rt | $(awk -v a="$gt" -v b="$rt" 'BEGIN { if (b > 0) printf "%.2f×", a / b }') | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) |"
+  done
+} | tee "$out/bench-gpu.md"
