@@ -156,3 +156,55 @@ func (o *AdamW) SetState(g, i int, s ParamState) error {
 	}
 	return nil
 }
+
+// AdamWMode selects how Step runs the update.
+type AdamWMode int
+
+const (
+	// AdamWLoop updates one parameter at a time with 6–8 in-place ops each:
+	// the reference op sequence.
+	AdamWLoop AdamWMode = 0
+	// AdamWForeach runs the loop's op sequence over lists of tensors with
+	// libtorch's multi-tensor _foreach_ ops (a few kernel launches per group
+	// on a GPU). On the CPU the result is bitwise the loop's.
+	AdamWForeach AdamWMode = 1
+	// AdamWAuto takes AdamWForeach for parameters on CUDA and AdamWLoop for
+	// the rest. It is the default.
+	AdamWAuto AdamWMode = 2
+	// AdamWFused runs libtorch's fused AdamW kernel (_fused_adamw_): fastest
+	// on a GPU, available for AdamWTorch only (see HasFusedAdamW). It
+	// evaluates the update in its own order, so results differ from the
+	// loop's in the last bits (within 1e-6).
+	AdamWFused AdamWMode = 3
+)
+
+// String returns the mode's name: loop, foreach, auto or fused.
+func (m AdamWMode) String() string {
+	switch m {
+	case AdamWLoop:
+		return "loop"
+	case AdamWForeach:
+		return "foreach"
+	case AdamWAuto:
+		return "auto"
+	case AdamWFused:
+		return "fused"
+	}
+	return fmt.Sprintf("AdamWMode(%d)", int(m))
+}
+
+// HasFusedAdamW reports whether this libtorch provides the fused AdamW
+// kernel for parameters on dev (CUDA since 2.0, CPU since 2.4).
+func HasFusedAdamW(dev Device) bool { return C.clm_adamw_has_fused(dev.c()) != 0 }
+
+// SetForeach selects how Step runs the update. It fails for an unknown mode
+// and for AdamWFused with the AdamWHF flavour or where libtorch lacks it.
+func (o *AdamW) SetForeach(mode AdamWMode) error {
+	if e := takeErr("adamw_set_foreach", C.clm_adamw_set_foreach(o.h, C.int(mode))); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Foreach returns the mode Step runs in.
+func (o *AdamW) Foreach() AdamWMode { return AdamWMode(C.clm_adamw_foreach(o.h)) }

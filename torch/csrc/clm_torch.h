@@ -194,6 +194,28 @@ enum {
   CLM_SCALAR_CLAMP_MIN, CLM_SCALAR_CLAMP_MAX, CLM_SCALAR_COUNT
 };
 
+/* ---- AdamW step modes -------------------------------------------------- */
+/* How clm_adamw_step runs: 0 loop (one parameter at a time), 1 foreach
+ * (libtorch's multi-tensor _foreach_ ops; bitwise the loop's result on the
+ * CPU), 2 auto (foreach for parameters on CUDA, the loop elsewhere; the
+ * default), 3 fused (at::_fused_adamw_, flavour 0 only; within 1e-6 of the
+ * loop, not bitwise). An error for an unknown mode, fused with flavour 1, or
+ * fused where libtorch lacks it. */
+char *clm_adamw_set_foreach(clm_adamw o, int mode);
+int clm_adamw_foreach(clm_adamw o);
+/* Whether this libtorch has _fused_adamw_ for device (-1 CPU, >= 0 CUDA). */
+int clm_adamw_has_fused(int device);
+
+/* ---- memory-lean losses ------------------------------------------------ */
+/* Mean cross-entropy of logits h·wᵀ (h [N, d], w [V, d], int64 target [N])
+ * over targets != ignore_index, computed chunk rows at a time so that at most
+ * [chunk, V] logits exist at once in forward and backward. Gradients flow to
+ * h and w. Logits are evaluated in float32 for float16/bfloat16 inputs (and
+ * under autocast), float64 for float64; the loss is float32 for half inputs,
+ * the inputs' dtype otherwise. All targets ignored: NaN loss and zero
+ * gradients, as PyTorch's cross_entropy. */
+clm_tresult clm_linear_cross_entropy(clm_tensor h, clm_tensor w, clm_tensor target, int64_t ignore_index, int64_t chunk);
+
 #ifdef __cplusplus
 }
 #endif

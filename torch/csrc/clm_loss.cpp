@@ -1,0 +1,198 @@
+// clm_loss.cpp — memory-lean losses as custom autograd functions.
+//
+// LinearCrossEntropy is mean cross-entropy(h·wᵀ, target) for an LM head whose
+// full logits [N, V] would not fit (N = 16384 tokens, V = 52000 words: 3.4 GB
+// in float32, twice or more that during backward). Forward walks over row
+// chunks, keeps each row's logsumexp (N floats) and the summed loss, and
+// drops the chunk's logits; backward recomputes each chunk's logits, forms
+// softmax − onehot, scales it by grad_out/count and accumulates grad_h (the
+// chunk's rows) and grad_w (summed over chunks). At most [chunk, V] logits
+// and a few tensors of that size exist at any time.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "clm_torch.h"
+
+#ifndef CLM_TORCH_AT_LEAST
+#define CLM_TORCH_AT_LEAST(maj, min) \
+  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+#endif
+
+struct clm_tensor_s {
+  at::Tensor t;
+};
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+char *dup(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (p) std::memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+template <typename F>
+char *guard(F &&body) {
+  try {
+    body();
+    return nullptr;
+  } catch (const c10::Error &e) {
+    return dup(e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    return dup(e.what());
+  } catch (...) {
+    return dup("unknown C++ exception");
+  }
+}
+
+bool is_half(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
+
+// The dtype the matmuls run in: autocast's lower precision when it is on for
+// h's device and the inputs are float32 (as the plain Linear would run under
+// autocast), otherwise the inputs' common dtype.
+at::ScalarType compute_dtype(const at::Tensor &h, const at::Tensor &w) {
+  auto dt = at::promote_types(h.scalar_type(), w.scalar_type());
+  if (dt != at::kFloat) return dt;
+  const auto devt = h.device().type();
+  if (devt != at::kCPU && devt != at::kCUDA) return dt;
+#if CLM_TORCH_AT_LEAST(2, 4)
+  if (at::autocast::is_autocast_enabled(devt)) return at::autocast::get_autocast_dtype(devt);
+#else
+  if (devt == at::kCUDA && at::autocast::is_enabled()) return at::autocast::get_autocast_gpu_dtype();
+  if (devt == at::kCPU && at::autocast::is_cpu_enabled()) return at::autocast::get_autocast_cpu_dtype();
+#endif
+  return dt;
+}
+
+// The dtype logits, softmax and the loss are evaluated in: float32 for half
+// inputs, the compute dtype otherwise.
+at::ScalarType accum_dtype(at::ScalarType cdt) { return is_half(cdt) ? at::kFloat : cdt; }
+
+struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &w, const at::Tensor &target,
+                            int64_t ignore_index, int64_t chunk) {
+    // Read autocast's state first: the guard below hides it.
+    const auto cdt = compute_dtype(h, w);
+    // Casts are explicit (compute_dtype); autocast must not recast inside.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const auto adt = accum_dtype(cdt);
+    const int64_t N = h.size(0);
+    const auto wc = w.to(cdt);
+    const auto valid = target.ne(ignore_index);
+    const auto safe = target.masked_fill(valid.logical_not(), 0).unsqueeze(1);
+    auto lse = at::empty({N}, h.options().dtype(adt));
+    auto total = at::zeros({}, h.options().dtype(adt));
+    for (int64_t s = 0; s < N; s += chunk) {
+      const int64_t n = std::min(chunk, N - s);
+      auto logits = at::matmul(h.narrow(0, s, n).to(cdt), wc.t()).to(adt);  // [n, V]
+      auto l = at::logsumexp(logits, {1});
+      auto picked = logits.gather(1, safe.narrow(0, s, n)).squeeze(1);
+      logits.reset();
+      total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
+      lse.narrow(0, s, n).copy_(l);
+    }
+    const auto count = valid.sum();
+    ctx->save_for_backward({h, w, target});
+    ctx->saved_data["lse"] = lse;
+    ctx->saved_data["count"] = count;
+    ctx->saved_data["ignore"] = ignore_index;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["cdt"] = static_cast<int64_t>(cdt);
+    // 0/0 = NaN when every target is ignored, as PyTorch's mean reduction.
+    return total.div(count.to(adt));
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grad_out) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    auto saved = ctx->get_saved_variables();
+    const auto &h = saved[0], &w = saved[1], &target = saved[2];
+    const auto lse = ctx->saved_data["lse"].toTensor();
+    const auto count = ctx->saved_data["count"].toTensor();
+    const int64_t ignore_index = ctx->saved_data["ignore"].toInt();
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto cdt = static_cast<at::ScalarType>(ctx->saved_data["cdt"].toInt());
+    const auto adt = accum_dtype(cdt);
+    const bool need_h = ctx->needs_input_grad(0), need_w = ctx->needs_input_grad(1);
+
+    const int64_t N = h.size(0);
+    const auto wc = w.to(cdt);
+    const auto valid = target.ne(ignore_index);
+    const auto safe = target.masked_fill(valid.logical_not(), 0).unsqueeze(1);
+    // Per-row factor grad_out/count, zero for ignored rows (where, not a
+    // product, so that count == 0 gives zeros rather than NaN).
+    const auto scale = grad_out[0].to(adt).div(count.to(adt));
+    const auto zero = at::zeros({}, lse.options());
+    at::Tensor grad_h, grad_w;
+    if (need_h) grad_h = at::empty(h.sizes(), h.options().dtype(at::promote_types(h.scalar_type(), cdt)));
+    // grad_w accumulates in the accumulation dtype (float32 for half inputs).
+    if (need_w) grad_w = at::zeros(w.sizes(), w.options().dtype(at::promote_types(adt, w.scalar_type())));
+    for (int64_t s = 0; s < N && (need_h || need_w); s += chunk) {
+      const int64_t n = std::min(chunk, N - s);
+      const auto hc = h.narrow(0, s, n).to(cdt);
+      auto g = at::matmul(hc, wc.t()).to(adt);                     // logits [n, V]
+      g.sub_(lse.narrow(0, s, n).unsqueeze(1)).exp_();             // softmax
+      const auto idx = safe.narrow(0, s, n);
+      g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));   // − onehot
+      g.mul_(at::where(valid.narrow(0, s, n), scale, zero).unsqueeze(1));
+      const auto gc = g.to(cdt);                                   // the chunk's grad of the logits
+      if (need_h) grad_h.narrow(0, s, n).copy_(at::matmul(gc, wc));
+      if (need_w) {
+        if (gc.scalar_type() == grad_w.scalar_type())
+          grad_w.addmm_(gc.t(), hc);
+        else
+          grad_w.add_(at::matmul(gc.t(), hc));
+      }
+    }
+    if (need_h) grad_h = grad_h.to(h.scalar_type());
+    if (need_w) grad_w = grad_w.to(w.scalar_type());
+    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+const at::Tensor &T(clm_tensor h) {
+  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
+  return h->t;
+}
+
+}  // namespace
+
+extern "C" {
+
+clm_tresult clm_linear_cross_entropy(clm_tensor hh, clm_tensor hw, clm_tensor ht, int64_t ignore_index, int64_t chunk) {
+  clm_tresult r{nullptr, nullptr};
+  r.err = guard([&] {
+    const auto &h = T(hh), &w = T(hw), &t = T(ht);
+    if (h.dim() != 2 || w.dim() != 2 || t.dim() != 1)
+      throw std::invalid_argument("linear_cross_entropy: want h [N, d], w [V, d] and target [N], got " +
+                                  std::to_string(h.dim()) + "-d, " + std::to_string(w.dim()) + "-d and " +
+                                  std::to_string(t.dim()) + "-d");
+    if (h.size(1) != w.size(1))
+      throw std::invalid_argument("linear_cross_entropy: h has " + std::to_string(h.size(1)) +
+                                  " features, w has " + std::to_string(w.size(1)));
+    if (t.size(0) != h.size(0))
+      throw std::invalid_argument("linear_cross_entropy: " + std::to_string(t.size(0)) + " targets for " +
+                                  std::to_string(h.size(0)) + " rows");
+    if (t.scalar_type() != at::kLong)
+      throw std::invalid_argument(std::string("linear_cross_entropy: target must be Long (int64), not ") +
+                                  c10::toString(t.scalar_type()));
+    if (!at::isFloatingType(h.scalar_type()) || !at::isFloatingType(w.scalar_type()))
+      throw std::invalid_argument("linear_cross_entropy: h and w must be floating point");
+    if (chunk <= 0) throw std::invalid_argument("linear_cross_entropy: chunk must be positive");
+    r.t = new clm_tensor_s{LinearCrossEntropy::apply(h, w, t, ignore_index, chunk)};
+  });
+  return r;
+}
+
+}  // extern "C"
