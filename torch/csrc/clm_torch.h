@@ -174,6 +174,14 @@ clm_iresult clm_adamw_steps(clm_adamw o, int g, int i);
 /* Replaces the state of parameter i of group g (values are copied). */
 char *clm_adamw_set_state(clm_adamw o, int g, int i, clm_tensor exp_avg, clm_tensor exp_avg_sq, int64_t steps);
 
+/* ---- CPU caching allocator (clm_alloc.cpp) ----------------------------- */
+/* Whether CPU tensors come from the caching allocator (CLM_CPU_CACHE_MB). */
+int clm_cpu_cache_enabled(void);
+/* Bytes held in free lists, and allocations served from / past the cache. */
+void clm_cpu_cache_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses);
+/* Returns every cached block to the system. */
+void clm_cpu_cache_empty(void);
+
 /* Codes for clm_unary. */
 enum {
   CLM_UNARY_NEG, CLM_UNARY_EXP, CLM_UNARY_LOG, CLM_UNARY_SQRT, CLM_UNARY_RSQRT,

@@ -1,0 +1,56 @@
+package torch
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestCPUCacheReusesBlocks: a freed large CPU tensor's block serves the next
+// allocation of that size, and values are not carried over wrongly (the
+// new tensor is fully written by the op that creates it).
+func TestCPUCacheReusesBlocks(t *testing.T) {
+	if !CPUCache().Enabled {
+		t.Skip("CPU cache disabled (CLM_CPU_CACHE_MB=0)")
+	}
+	leakCheck(t)
+	EmptyCPUCache()
+	before := CPUCache()
+	for i := 0; i < 5; i++ {
+		WithScope(func(*Scope) {
+			x := Full([]int64{1 << 18}, float64(i), Float32, CPU) // 1 MiB
+			if v := x.Sum(false).Item(); v != float64(i)*(1<<18) {
+				t.Fatalf("round %d: sum %v", i, v)
+			}
+		})
+	}
+	after := CPUCache()
+	if hits := after.Hits - before.Hits; hits < 4 {
+		t.Errorf("%d cache hits for 5 same-size allocations", hits)
+	}
+	if after.CachedBytes < 1<<20 {
+		t.Errorf("cached %d bytes after freeing a 1 MiB tensor", after.CachedBytes)
+	}
+	EmptyCPUCache()
+	if c := CPUCache().CachedBytes; c != 0 {
+		t.Errorf("EmptyCPUCache left %d bytes", c)
+	}
+}
+
+// TestCPUCacheCanBeDisabled: CLM_CPU_CACHE_MB=0 keeps libtorch's own
+// allocator (checked in a child process, where the setting applies at load).
+func TestCPUCacheCanBeDisabled(t *testing.T) {
+	if os.Getenv("CLM_CHILD_CACHE_CHECK") == "1" {
+		if CPUCache().Enabled {
+			t.Fatal("cache enabled despite CLM_CPU_CACHE_MB=0")
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestCPUCacheCanBeDisabled$", "-test.v")
+	cmd.Env = append(os.Environ(), "CLM_CHILD_CACHE_CHECK=1", "CLM_CPU_CACHE_MB=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
