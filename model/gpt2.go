@@ -120,6 +120,11 @@ type ForwardOptions struct {
 	// Attention returns the softmax attention probabilities of each layer
 	// (forces the materialised path).
 	Attention bool
+	// LossOnly skips the logits (Output.Logits stays nil) and computes the
+	// loss in chunks of rows, so that the [B·T, V] logits never exist at
+	// once: the training path. The loss equals the plain one up to
+	// summation order.
+	LossOnly bool
 }
 
 // Output is what Forward returns; every tensor belongs to the open scope.
@@ -162,11 +167,33 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 	if o.Hidden {
 		out.Hidden = append(out.Hidden, x)
 	}
+	if o.LossOnly && o.Labels != nil {
+		// Memory-lean head: never holds the [B·T, V] logits at once.
+		out.Loss = chunkedNextTokenLoss(x, m.wte, o.Labels, o.PadID)
+		return out
+	}
 	out.Logits = x.Matmul(m.wte.T()) // tied head
 	if o.Labels != nil {
 		out.Loss = NextTokenLoss(out.Logits, o.Labels, o.PadID)
 	}
 	return out
+}
+
+// lossChunk is the number of token rows whose logits exist at once in the
+// memory-lean loss: 2048 × 52000 fp32 logits are 426 MB.
+const lossChunk = 2048
+
+// chunkedNextTokenLoss is NextTokenLoss of the tied head x·wteᵀ computed by
+// torch.LinearCrossEntropy in chunks of rows.
+func chunkedNextTokenLoss(x, wte, labels *torch.Tensor, padID int64) *torch.Tensor {
+	s := x.Shape()
+	B, T, d := s[0], s[1], s[2]
+	if padID >= 0 {
+		labels = labels.MaskedFill(labels.EqScalar(float64(padID)), IgnoreIndex)
+	}
+	h := x.Narrow(1, 0, T-1).Reshape(B*(T-1), d)
+	y := labels.Narrow(1, 1, T-1).Reshape(-1)
+	return torch.LinearCrossEntropy(h, wte, y, IgnoreIndex, lossChunk)
 }
 
 // NextTokenLoss is the mean cross-entropy of logits[:, :-1] [B, T, V]

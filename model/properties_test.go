@@ -188,3 +188,48 @@ func leak(t *testing.T) {
 		}
 	})
 }
+
+// TestLossOnlyMatchesPlain: the memory-lean loss (chunked head) equals the
+// plain loss, and so do the gradients (float64 1e-12, float32 1e-5).
+func TestLossOnlyMatchesPlain(t *testing.T) {
+	for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
+		t.Run(dt.String(), func(t *testing.T) {
+			leak(t)
+			s := torch.NewScope()
+			defer s.Close()
+			m := initModel(t, "skipless", nil, dt, AttentionAuto)
+			defer m.Close()
+			ids, labels := randomIDs(3, 32, 512), randomIDs(3, 32, 512).MaskedFill(randomIDs(3, 32, 512).LtScalar(40), IgnoreIndex)
+			run := func(lossOnly bool) (*torch.Tensor, []*torch.Tensor) {
+				out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: 7, LossOnly: lossOnly})
+				out.Loss.Backward()
+				var g []*torch.Tensor
+				for _, p := range m.Params().Trainable() {
+					if gr := p.T.Grad(); gr != nil {
+						g = append(g, gr.Clone())
+					}
+					p.T.ZeroGrad()
+				}
+				return out.Loss, g
+			}
+			lp, gp := run(false)
+			lc, gc := run(true)
+			tol := 1e-12
+			if dt == torch.Float32 {
+				tol = 1e-5
+			}
+			if e, _ := relErr(lc, lp); e > tol {
+				t.Errorf("loss: relative error %.3g", e)
+			}
+			worst := 0.0
+			for i := range gp {
+				e, _ := relErr(gc[i], gp[i])
+				worst = max(worst, e)
+			}
+			if worst > tol*10 {
+				t.Errorf("gradients: worst relative error %.3g", worst)
+			}
+			t.Logf("%v: loss %.6f vs %.6f, worst gradient error %.2g", dt, lc.ToDType(torch.Float64).Item(), lp.ToDType(torch.Float64).Item(), worst)
+		})
+	}
+}

@@ -400,7 +400,7 @@ func (t *Trainer) step() error {
 			if report && j == 0 {
 				t.recordStats(x)
 			}
-			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true})
+			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true})
 			l := out.Loss.DivScalar(float64(tr.Accumulation))
 			if fp16 {
 				l = l.MulScalar(t.st.LossScale)
@@ -573,7 +573,7 @@ func (t *Trainer) evaluate() error {
 				s := torch.NewScope()
 				defer s.Close()
 				x := t.ids(rows)
-				out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID})
+				out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, LossOnly: true})
 				total += out.Loss.ToDType(torch.Float64).Item() * float64(len(rows))
 				rows = rows[:0]
 			}
