@@ -120,10 +120,10 @@ type ForwardOptions struct {
 	// Attention returns the softmax attention probabilities of each layer
 	// (forces the materialised path).
 	Attention bool
-	// LossOnly skips the logits (Output.Logits stays nil) and computes the
-	// loss in chunks of rows, so that the [B·T, V] logits never exist at
-	// once: the training path. The loss equals the plain one up to
-	// summation order.
+	// LossOnly is the training path: when the fp32 logits would exceed
+	// 512 MiB, the loss is computed in chunks of rows so that the [B·T, V]
+	// logits never exist at once, and Output.Logits stays nil. The loss
+	// equals the plain one up to summation order.
 	LossOnly bool
 }
 
@@ -167,7 +167,7 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 	if o.Hidden {
 		out.Hidden = append(out.Hidden, x)
 	}
-	if o.LossOnly && o.Labels != nil {
+	if o.LossOnly && o.Labels != nil && s[0]*T*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
 		// Memory-lean head: never holds the [B·T, V] logits at once.
 		out.Loss = chunkedNextTokenLoss(x, m.wte, o.Labels, o.PadID)
 		return out
@@ -182,6 +182,12 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 // lossChunk is the number of token rows whose logits exist at once in the
 // memory-lean loss: 2048 × 52000 fp32 logits are 426 MB.
 const lossChunk = 2048
+
+// lossChunkBytes is the fp32 logits size above which LossOnly computes the
+// loss in chunks. Below it the plain head is faster (the chunked backward
+// recomputes the logits); above it memory matters more (the paper's 128 ×
+// 128 tokens × 52000 words are 3.4 GB).
+var lossChunkBytes int64 = 512 << 20
 
 // chunkedNextTokenLoss is NextTokenLoss of the tied head x·wteᵀ computed by
 // torch.LinearCrossEntropy in chunks of rows.

@@ -2,7 +2,10 @@ package model
 
 import (
 	"math"
+	"strings"
 	"testing"
+
+	"clm/torch"
 )
 
 // TestModelTensorsMatchSpec: the tensors New allocates are exactly
@@ -83,4 +86,48 @@ func numel(shape []int64) int64 {
 		n *= s
 	}
 	return n
+}
+
+// TestLoadStateMismatch: loading weights that do not fit the model names
+// every missing, unexpected and misshapen tensor.
+func TestLoadStateMismatch(t *testing.T) {
+	leak(t)
+	s := torch.NewScope()
+	defer s.Close()
+	m, err := New(smallConfig(t, "default", nil), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	good := m.State()
+	drop := func(name string) []torch.Named {
+		var out []torch.Named
+		for _, n := range good {
+			if n.Name != name {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		tensors []torch.Named
+		want    string
+	}{
+		{"missing", drop("transformer.ln_f.bias"), "missing transformer.ln_f.bias [64]"},
+		{"unexpected", append(drop(""), torch.Named{Name: "lm_head.weight", Tensor: torch.Zeros([]int64{2}, torch.Float32, torch.CPU)}), "unexpected lm_head.weight"},
+		{"shape", append(drop("transformer.wpe.weight"), torch.Named{Name: "transformer.wpe.weight", Tensor: torch.Zeros([]int64{32, 64}, torch.Float32, torch.CPU)}),
+			"transformer.wpe.weight: shape [32 64], model has [64 64]"},
+		{"dtype", append(drop("transformer.ln_f.weight"), torch.Named{Name: "transformer.ln_f.weight", Tensor: torch.Zeros([]int64{64}, torch.Int64, torch.CPU)}),
+			"transformer.ln_f.weight: dtype int64 is not floating point"},
+	}
+	for _, c := range cases {
+		err := m.LoadState(c.tensors)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+	if err := m.LoadState(good); err != nil {
+		t.Errorf("loading the model's own state: %v", err)
+	}
 }

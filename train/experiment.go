@@ -50,7 +50,7 @@ type Options struct {
 	Beta2        float64 `toml:"beta2"`         // 0.999
 	Eps          float64 `toml:"eps"`           // 1e-8
 	MaxGradNorm  float64 `toml:"max_grad_norm"` // global clip (1); 0 disables
-	Precision    string  `toml:"precision"`     // fp32 | bf16 | fp16 (dynamic loss scaling)
+	Precision    string  `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
 	EvalEvery    int     `toml:"eval_every"`    // steps between evaluations (500)
 	EvalBatches  int     `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
 	LogEvery     int     `toml:"log_every"`     // steps between log lines (500)
@@ -98,7 +98,7 @@ func Defaults() Experiment {
 		Train: Options{
 			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
-			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "fp32",
+			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
 			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
 		},
 		Data: DataOptions{Source: "stdlib", TokenizerVocab: 52000, NumTokenMult: 2, ValidDocs: 2000,
@@ -320,9 +320,9 @@ func (e *Experiment) Validate() error {
 		bad("train.eps", "eps, weight_decay and max_grad_norm must not be negative")
 	}
 	switch t.Precision {
-	case "fp32", "bf16", "fp16":
+	case "auto", "fp32", "bf16", "fp16":
 	default:
-		bad("train.precision", "unknown precision %q (want fp32, bf16 or fp16)", t.Precision)
+		bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
 	}
 	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
 		bad("train.attention", "%v", err)

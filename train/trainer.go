@@ -131,6 +131,13 @@ func ParamGroups(ps *model.Params, weightDecay, lr float64) (groups []torch.Para
 // Call Resume to continue from a checkpoint before Run.
 func NewTrainer(c Config) (*Trainer, error) {
 	e := c.Experiment
+	if e.Train.Precision == "auto" {
+		// bf16 autocast with fp32 master weights on GPUs; fp32 on the CPU.
+		e.Train.Precision = "fp32"
+		if c.Model.Options().Device.IsCUDA() {
+			e.Train.Precision = "bf16"
+		}
+	}
 	flavour, err := torch.ParseAdamWFlavour(e.Train.Optimizer)
 	if err != nil {
 		return nil, err

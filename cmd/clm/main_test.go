@@ -110,6 +110,10 @@ func TestBadInput(t *testing.T) {
 	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
 		t.Fatalf("training the fixture run failed (%d):\n%s", code, stderr)
 	}
+	// The run samples (a positive check of `clm sample` on the fixture).
+	if out, stderr, code := clm(t, dir, "sample", "-ckpt", "run", "-prompt", "def f(", "-n", "5", "-temperature", "0.7"); code != 0 || !strings.HasPrefix(out, "def f(") {
+		t.Fatalf("clm sample: exit %d, output %q\n%s", code, out, stderr)
+	}
 	corrupt := filepath.Join(dir, "corrupt")
 	copyDir(t, filepath.Join(dir, "run"), corrupt)
 	ck, _ := train.LatestCheckpoint(corrupt)
@@ -144,6 +148,8 @@ func TestBadInput(t *testing.T) {
 		{"incompatible schedule", []string{"-resume", "run", "-set", "train.max_steps=20"}, "", "schedule"},
 		{"unknown command", []string{"fly"}, "", `unknown command "fly"`},
 		{"config and resume", []string{"-config", good, "-resume", "run"}, "", "not both"},
+		{"sample without checkpoint", []string{"sample", "-ckpt", "nowhere"}, "", "nowhere"},
+		{"sample corrupt checkpoint", []string{"sample", "-ckpt", corrupt}, "", "model.safetensors"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -169,15 +169,15 @@ func runTrain(args []string, stdout io.Writer) error {
 	if err := m.Init(); err != nil {
 		return err
 	}
-	total, trainable := exp.Model.ParamCount()
-	fmt.Fprintf(logw, "model %s: %.2fM parameters (%.2fM trainable) on %v, %s, attention %v\n",
-		exp.Preset, float64(total)/1e6, float64(trainable)/1e6, dev, t.Precision, attn)
 	tr, err := train.NewTrainer(train.Config{Experiment: exp, Dir: dir, Model: m, Batches: batcher{b}, Valid: ds.Valid,
 		TotalSteps: train.TotalSteps(exp, ds.Train.Len()), PadID: padID, Log: logw, Progress: train.NewProgress(logw)})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	total, trainable := exp.Model.ParamCount()
+	fmt.Fprintf(logw, "model %s: %.2fM parameters (%.2fM trainable) on %v, %s, attention %v\n",
+		exp.Preset, float64(total)/1e6, float64(trainable)/1e6, dev, t.Precision, attn)
 	if *resume != "" {
 		ok, err := tr.Resume()
 		if err != nil {
