@@ -224,6 +224,39 @@ int clm_adamw_has_fused(int device);
  * gradients, as PyTorch's cross_entropy. */
 clm_tresult clm_linear_cross_entropy(clm_tensor h, clm_tensor w, clm_tensor target, int64_t ignore_index, int64_t chunk);
 
+/* ---- distributed: c10d process groups (clm_dist.cpp) ------------------- */
+/* A process group over a c10d TCPStore (hosted by rank 0 at
+ * master_addr:master_port; the other ranks connect to it) and one backend:
+ * "gloo" (CPU tensors) or "nccl" (CUDA tensors; only in shims built with CUDA
+ * and NCCL's headers). Collectives block until done, waiting at most the
+ * group's timeout, and return errors by value: a peer that died or timed
+ * out gives an error, never a hang or an abort. After a failed collective
+ * every later one on the group fails too (the ranks no longer agree).
+ * Lists of tensors are bucketed: one flattened buffer and one collective per
+ * (device, dtype), results copied back. Without libtorch 2.x (1.13) every
+ * entry point returns an error. */
+typedef struct clm_pg_s *clm_pg;
+/* Bits of clm_dist_backends: the backends this shim can create. */
+enum { CLM_DIST_GLOO = 1, CLM_DIST_NCCL = 2 };
+/* Codes for clm_pg_allreduce. AVG (floating dtypes only) sums, then divides
+ * by the world size. */
+enum { CLM_REDUCE_SUM = 0, CLM_REDUCE_AVG = 1 };
+int clm_dist_backends(void);
+/* Joins the group (blocking until every rank has, or timeout_ms passed).
+ * Returns NULL and sets *err on failure. Gloo binds to the interfaces named
+ * by GLOO_SOCKET_IFNAME, else to master_addr when it is a loopback address,
+ * else to the address of this machine's hostname. */
+clm_pg clm_pg_new(int rank, int world, const char *master_addr, int master_port, const char *backend,
+                  int64_t timeout_ms, char **err);
+void clm_pg_free(clm_pg pg);
+int clm_pg_rank(clm_pg pg);
+int clm_pg_size(clm_pg pg);
+/* In-place allreduce of ts (borrowed handles) with op CLM_REDUCE_*. */
+char *clm_pg_allreduce(clm_pg pg, const clm_tensor *ts, int n, int op);
+/* In-place broadcast of ts from rank root. */
+char *clm_pg_broadcast(clm_pg pg, const clm_tensor *ts, int n, int root);
+char *clm_pg_barrier(clm_pg pg);
+
 #ifdef __cplusplus
 }
 #endif
