@@ -93,6 +93,9 @@ func splitLines(b []byte) [][]byte {
 // Record writes one line of the given kind with fields, and the numeric
 // fields as TensorBoard scalars named kind/field.
 func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
+	if m == nil { // a data-parallel rank other than 0 writes nothing
+		return nil
+	}
 	rec := map[string]any{"kind": kind, "step": step, "time": float64(time.Now().UnixNano()) / 1e9}
 	for k, v := range fields {
 		rec[k] = v
@@ -163,6 +166,9 @@ func flatten(prefix string, v any, out map[string]float64) {
 
 // Flush writes buffered lines and events to disk.
 func (m *Metrics) Flush() error {
+	if m == nil {
+		return nil
+	}
 	if err := m.w.Flush(); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -174,6 +180,9 @@ func (m *Metrics) Flush() error {
 
 // Close flushes and closes the files.
 func (m *Metrics) Close() error {
+	if m == nil {
+		return nil
+	}
 	err := m.Flush()
 	if e := m.f.Close(); err == nil {
 		err = e

@@ -60,6 +60,9 @@ type Trainer struct {
 	pend      pending
 	lastLoss  float64 // last synchronised step loss, for the progress bar
 	lastNorm  float64
+	// Data parallelism: nil for one process.
+	group       *torch.ProcessGroup
+	rank, world int
 }
 
 // pending holds what steps taken since the last host synchronisation left on
@@ -92,6 +95,12 @@ type Config struct {
 	// Log receives one-line messages; Progress the step counter.
 	Log      io.Writer
 	Progress Progress
+	// Group, when not nil, trains data-parallel: every rank holds a replica
+	// and takes every world-th micro-batch of each step (accumulation must
+	// be a multiple of the world size, so that the effective batch stays
+	// micro_batch × accumulation); gradients are summed across ranks before
+	// clipping; rank 0 alone writes metrics and checkpoints.
+	Group *torch.ProcessGroup
 }
 
 // TotalSteps is the schedule length of e with trainChunks training chunks:
@@ -153,7 +162,16 @@ func NewTrainer(c Config) (*Trainer, error) {
 	}
 	fmt.Fprintln(log, summary)
 	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
-		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: log, padID: c.PadID}
+		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: log, padID: c.PadID,
+		group: c.Group, world: 1}
+	if c.Group != nil {
+		t.rank, t.world = c.Group.Rank(), c.Group.Size()
+		if e.Train.Accumulation%t.world != 0 {
+			opt.Close()
+			return nil, fmt.Errorf("train.accumulation %d must be a multiple of the world size %d (each rank takes every %d-th micro-batch; the effective batch stays micro_batch × accumulation)",
+				e.Train.Accumulation, t.world, t.world)
+		}
+	}
 	if t.progress == nil {
 		t.progress = nopProgress{}
 	}
@@ -256,9 +274,27 @@ func configDiff(a, b model.Config) string {
 func (t *Trainer) Run(ctx context.Context) error {
 	runtime.LockOSThread() // grad mode and autocast are thread-local
 	defer runtime.UnlockOSThread()
-	var err error
-	if t.metrics, err = OpenMetrics(t.dir, t.st.Step); err != nil {
-		return err
+	if t.rank == 0 {
+		var err error
+		if t.metrics, err = OpenMetrics(t.dir, t.st.Step); err != nil {
+			return err
+		}
+	}
+	if t.group != nil {
+		// Every replica starts from rank 0's parameters and buffers.
+		state := make([]*torch.Tensor, 0, len(t.m.State()))
+		for _, n := range t.m.State() {
+			state = append(state, n.Tensor)
+		}
+		if err := torch.Try(func() {
+			torch.NoGrad(func() {
+				if err := t.group.Broadcast(state, 0); err != nil {
+					panic(&torch.Error{Op: "broadcast", Msg: err.Error()})
+				}
+			})
+		}); err != nil {
+			return fmt.Errorf("data parallel: %w", err)
+		}
 	}
 	tr := &t.exp.Train
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
@@ -336,6 +372,10 @@ func (t *Trainer) lastLR() float64 {
 }
 
 func (t *Trainer) checkpoint() (string, error) {
+	if t.rank != 0 {
+		t.lastCkpt = CheckpointPath(t.dir, t.st.Step)
+		return t.lastCkpt, t.barrier()
+	}
 	data, err := t.batches.MarshalState()
 	if err != nil {
 		return "", err
@@ -350,7 +390,19 @@ func (t *Trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.progress.Log("checkpoint " + path)
-	return path, nil
+	return path, t.barrier()
+}
+
+// barrier waits for every rank (data parallelism); a rank that died makes
+// it fail within the group's timeout.
+func (t *Trainer) barrier() error {
+	if t.group == nil {
+		return nil
+	}
+	if err := t.group.Barrier(); err != nil {
+		return fmt.Errorf("data parallel, step %d: %w", t.st.Step, err)
+	}
+	return nil
 }
 
 // ids turns rows of token ids into an int64 [B, T] tensor on the device.
@@ -402,9 +454,12 @@ func (t *Trainer) step() error {
 	report := t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0
 	for j := 0; j < tr.Accumulation; j++ {
 		rows := t.batches.Next()
+		if j%t.world != t.rank {
+			continue // another rank's micro-batch
+		}
 		if err := torch.Try(func() {
 			x := t.ids(rows)
-			if report && j == 0 {
+			if report && j == t.rank && t.rank == 0 {
 				t.recordStats(x)
 			}
 			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true})
@@ -421,6 +476,20 @@ func (t *Trainer) step() error {
 			}
 		}); err != nil {
 			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+	}
+	if t.group != nil {
+		// Sum gradients and losses over the ranks: each rank's gradients
+		// are its micro-batches' share of the step's sum.
+		var grads []*torch.Tensor
+		for _, p := range t.params {
+			if g := p.Grad(); g != nil {
+				grads = append(grads, g)
+			}
+		}
+		grads = append(grads, lossSum)
+		if err := t.group.AllReduce(grads, torch.ReduceOpSum); err != nil {
+			return fmt.Errorf("data parallel, step %d: %w", t.st.Step+1, err)
 		}
 	}
 	var stepLoss, norm *torch.Tensor
@@ -573,8 +642,15 @@ func (t *Trainer) evaluate() error {
 	err := torch.Try(func() {
 		torch.NoGrad(func() {
 			rows := make([][]int32, 0, tr.EvalBatch)
+			batch := 0
 			flush := func() {
 				if len(rows) == 0 {
+					return
+				}
+				mine := batch%t.world == t.rank // data parallel: batches round-robin
+				batch++
+				if !mine {
+					rows = rows[:0]
 					return
 				}
 				s := torch.NewScope()
@@ -595,6 +671,17 @@ func (t *Trainer) evaluate() error {
 	})
 	if err != nil {
 		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
+	}
+	if t.group != nil {
+		sum := torch.FromFloat64([]float64{total})
+		err := t.group.AllReduce([]*torch.Tensor{sum}, torch.ReduceOpSum)
+		if err == nil {
+			total = sum.Float64s()[0]
+		}
+		sum.Free()
+		if err != nil {
+			return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
+		}
 	}
 	loss := total / float64(n)
 	if err := t.metrics.Record("eval", t.st.Step, map[string]any{"eval_loss": loss, "eval_sequences": n}); err != nil {

@@ -1,0 +1,217 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"clm/model"
+	"clm/torch"
+)
+
+const ddpTrain = `
+[train]
+micro_batch = 4
+accumulation = 4
+max_steps = 10
+lr = 3e-3
+warmup_ratio = 0.2
+log_every = 2
+save_every = 4
+eval_every = 1000
+[report]
+every = 0
+`
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ddpChild is the body of one data-parallel rank, run by the re-executed
+// test binary: it trains the fixture from the shared initial weights and
+// writes its final weights. CLM_DDP_EXIT_AT makes rank 1 die in that step.
+func ddpChild(t *testing.T) {
+	dir, weights := os.Getenv("CLM_DDP_DIR"), os.Getenv("CLM_DDP_WEIGHTS")
+	opts, err := torch.ProcessGroupOptionsFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Timeout = 10 * time.Second
+	pg, err := torch.NewProcessGroup(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	e := experiment(t, "skipless", ddpTrain)
+	m, err := model.New(e.Model, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if pg.Rank() == 0 { // rank 1 gets its weights by broadcast
+		w, _, err := torch.LoadSafetensors(weights, torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.LoadState(w)
+		for _, n := range w {
+			n.Tensor.Free()
+		}
+	}
+	fb := &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)}
+	exitAt, _ := strconv.Atoi(os.Getenv("CLM_DDP_EXIT_AT"))
+	fb.onNext = func(pos int) {
+		if pg.Rank() == 1 && exitAt > 0 && pos == exitAt*4 {
+			os.Exit(7) // a rank dies mid-run
+		}
+	}
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1, Group: pg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := tr.Run(context.Background()); err != nil {
+		fmt.Printf("RUN ERROR after %.1fs: %v\n", time.Since(start).Seconds(), err)
+		os.Exit(3)
+	}
+	out := map[string][]float32{}
+	for _, n := range m.State() {
+		out[n.Name] = n.Tensor.Float32s()
+	}
+	b, _ := json.Marshal(out)
+	os.WriteFile(filepath.Join(dir, fmt.Sprintf("final-%d.json", pg.Rank())), b, 0o644)
+}
+
+func TestDDPChild(t *testing.T) {
+	if os.Getenv("CLM_DDP_CHILD") != "1" {
+		t.Skip("subprocess of TestDataParallel")
+	}
+	ddpChild(t)
+}
+
+// launch starts two ranks and waits for both; it returns their outputs.
+func launch(t *testing.T, dir, weights string, exitAt int) ([2]string, [2]error) {
+	port := freePort(t)
+	var cmds [2]*exec.Cmd
+	var outs [2]strings.Builder
+	for r := range 2 {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestDDPChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "CLM_DDP_CHILD=1", "CLM_DDP_DIR="+dir, "CLM_DDP_WEIGHTS="+weights,
+			fmt.Sprintf("CLM_DDP_EXIT_AT=%d", exitAt), fmt.Sprintf("RANK=%d", r), "WORLD_SIZE=2", "LOCAL_RANK=0",
+			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port), "GLOO_SOCKET_IFNAME=lo")
+		cmd.Stdout, cmd.Stderr = &outs[r], &outs[r]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[r] = cmd
+	}
+	var errs [2]error
+	for r := range 2 {
+		errs[r] = cmds[r].Wait()
+	}
+	return [2]string{outs[0].String(), outs[1].String()}, errs
+}
+
+// TestDataParallel: two ranks with Gloo on loopback train 10 steps to the
+// weights of one process on the same global batches (fp32 tolerance), with
+// identical replicas; a rank that dies makes the other fail with an error
+// within the group timeout, and the run resumes from its last checkpoint.
+func TestDataParallel(t *testing.T) {
+	if len(torch.DistributedBackends()) == 0 {
+		t.Skip("this libtorch has no distributed backend")
+	}
+	e := experiment(t, "skipless", ddpTrain)
+	weights := filepath.Join(t.TempDir(), "w0.safetensors")
+	m, _ := model.New(e.Model, model.Options{})
+	torch.ManualSeed(5)
+	m.Init()
+	torch.SaveSafetensors(weights, m.State(), nil)
+	m.Close()
+
+	// One process, same global batches.
+	single := filepath.Join(t.TempDir(), "single")
+	m1, tr := newRun(t, e, single, weights, &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)})
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]float32{}
+	for _, n := range m1.State() {
+		want[n.Name] = n.Tensor.Float32s()
+	}
+	tr.Close()
+	m1.Close()
+
+	dir := filepath.Join(t.TempDir(), "ddp")
+	os.MkdirAll(dir, 0o755)
+	outs, errs := launch(t, dir, weights, 0)
+	for r := range 2 {
+		if errs[r] != nil {
+			t.Fatalf("rank %d: %v\n%s", r, errs[r], outs[r])
+		}
+	}
+	compareFinal := func(label string) {
+		var got [2]map[string][]float32
+		for r := range 2 {
+			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("final-%d.json", r)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.Unmarshal(b, &got[r])
+		}
+		worst := 0.0
+		for name, w := range want {
+			for i := range w {
+				if got[0][name][i] != got[1][name][i] {
+					t.Fatalf("%s: replicas differ at %s[%d]", label, name, i)
+				}
+				worst = math.Max(worst, math.Abs(float64(got[0][name][i]-w[i])))
+			}
+		}
+		if worst > 1e-5 {
+			t.Errorf("%s: max |data parallel − one process| = %.3g", label, worst)
+		}
+		t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
+	}
+	compareFinal("2 ranks")
+
+	// Rank 1 dies in step 7 (after the step-4 checkpoint): rank 0 reports
+	// an error within the timeout; both restart and resume from step 4.
+	dir = filepath.Join(t.TempDir(), "killed")
+	os.MkdirAll(dir, 0o755)
+	start := time.Now()
+	outs, errs = launch(t, dir, weights, 6)
+	elapsed := time.Since(start)
+	if errs[0] == nil || !strings.Contains(outs[0], "RUN ERROR") {
+		t.Fatalf("rank 0 did not fail after rank 1 died:\n%s", outs[0])
+	}
+	line := outs[0][strings.Index(outs[0], "RUN ERROR"):]
+	t.Logf("rank 0 after its peer died (%.1fs in all): %s", elapsed.Seconds(), strings.SplitN(line, "\n", 2)[0])
+	if elapsed > 60*time.Second {
+		t.Errorf("the failure took %v", elapsed)
+	}
+	outs, errs = launch(t, dir, weights, 0)
+	for r := range 2 {
+		if errs[r] != nil {
+			t.Fatalf("resumed rank %d: %v\n%s", r, errs[r], outs[r])
+		}
+	}
+	compareFinal("resumed after a rank died")
+}
