@@ -65,6 +65,9 @@ type Options struct {
 	// log_every steps on a GPU (fp16 and on_nan = skip always check every
 	// step).
 	NaNCheckEvery int `toml:"nan_check_every"`
+	// DistTimeout is how long a data-parallel collective may wait for the
+	// other ranks, in seconds (a rank that died makes the others stop).
+	DistTimeout float64 `toml:"dist_timeout"`
 }
 
 // DataOptions are the [data] keys.
@@ -100,6 +103,7 @@ func Defaults() Experiment {
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
 			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
+			DistTimeout: 1800,
 		},
 		Data: DataOptions{Source: "stdlib", TokenizerVocab: 52000, NumTokenMult: 2, ValidDocs: 2000,
 			ValidFraction: 0.05, Column: "content"},
@@ -329,6 +333,9 @@ func (e *Experiment) Validate() error {
 	}
 	if t.OnNaN != "stop" && t.OnNaN != "skip" {
 		bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
+	}
+	if !(t.DistTimeout > 0) {
+		bad("train.dist_timeout", "%v seconds must be positive", t.DistTimeout)
 	}
 	if t.NaNCheckEvery < 0 {
 		bad("train.nan_check_every", "%d must not be negative", t.NaNCheckEvery)

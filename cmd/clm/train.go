@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"clm/data"
 	"clm/data/corpus"
@@ -86,9 +87,33 @@ func runTrain(args []string, stdout io.Writer) error {
 		return errUsage
 	}
 
-	// Device and threads.
+	// Data parallelism: launched by torchrun (or any launcher that sets
+	// RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
 	t := &exp.Train
+	var group *torch.ProcessGroup
+	rank := 0
+	if ws := os.Getenv("WORLD_SIZE"); ws != "" && ws != "1" {
+		o, err := torch.ProcessGroupOptionsFromEnv()
+		if err != nil {
+			return err
+		}
+		rank = o.Rank
+		o.Backend = "gloo"
+		if torch.CUDAAvailable() && t.Device != "cpu" {
+			o.Backend = "nccl"
+		}
+		o.Timeout = time.Duration(t.DistTimeout * float64(time.Second))
+		if group, err = torch.NewProcessGroup(o); err != nil {
+			return fmt.Errorf("data parallel (rank %d of %d): %w", o.Rank, o.WorldSize, err)
+		}
+		defer group.Close()
+	}
+
+	// Device and threads.
 	dev := torch.DefaultDevice()
+	if group != nil && dev.IsCUDA() {
+		dev = torch.CUDA(group.LocalRank())
+	}
 	if t.Device != "auto" && t.Device != "" {
 		if dev, err = torch.ParseDevice(t.Device); err != nil {
 			return fmt.Errorf("train.device: %v", err)
@@ -105,7 +130,14 @@ func runTrain(args []string, stdout io.Writer) error {
 
 	ctx, stop := signalContext()
 	defer stop()
-	logw := os.Stderr
+	var logw io.Writer = os.Stderr
+	if rank != 0 {
+		logw = io.Discard // rank 0 speaks for the run
+		// Rank 0 builds the tokenizer and token caches first.
+		if err := group.Barrier(); err != nil {
+			return fmt.Errorf("data parallel: waiting for rank 0 to prepare the data: %w", err)
+		}
+	}
 
 	// Data: corpus, tokenizer, token cache.
 	src := corpus.Source{Kind: exp.Data.Source, Path: exp.Data.Path, Extensions: exp.Data.Extensions, Column: exp.Data.Column}
@@ -129,6 +161,11 @@ func runTrain(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer ds.Close()
+	if rank == 0 && group != nil {
+		if err := group.Barrier(); err != nil {
+			return fmt.Errorf("data parallel: %w", err)
+		}
+	}
 	fmt.Fprint(logw, ds.Summary())
 	vocab := ds.Tokenizer.VocabSize()
 	if _, set := exp.ModelOverrides["vocab_size"]; set && exp.Model.VocabSize < vocab {
@@ -153,7 +190,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *resume == "" {
+	if *resume == "" && rank == 0 {
 		if err := writeAtomic(filepath.Join(dir, "config.toml"), resolved); err != nil {
 			return err
 		}
@@ -170,7 +207,7 @@ func runTrain(args []string, stdout io.Writer) error {
 		return err
 	}
 	tr, err := train.NewTrainer(train.Config{Experiment: exp, Dir: dir, Model: m, Batches: batcher{b}, Valid: ds.Valid,
-		TotalSteps: train.TotalSteps(exp, ds.Train.Len()), PadID: padID, Log: logw, Progress: train.NewProgress(logw)})
+		TotalSteps: train.TotalSteps(exp, ds.Train.Len()), PadID: padID, Log: logw, Progress: progressFor(rank, logw), Group: group})
 	if err != nil {
 		return err
 	}
@@ -196,6 +233,14 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "done: %d steps; run folder %s (plot with: clm plot %s)\n", tr.State().Step, dir, dir)
 	return nil
+}
+
+// progressFor shows progress on rank 0 only.
+func progressFor(rank int, w io.Writer) train.Progress {
+	if rank != 0 {
+		return nil
+	}
+	return train.NewProgress(w)
 }
 
 // errInterrupted exits with 130 like a shell's Ctrl-C.
