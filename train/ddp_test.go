@@ -27,10 +27,27 @@ lr = 3e-3
 warmup_ratio = 0.2
 log_every = 2
 save_every = 4
-eval_every = 1000
+eval_every = 5
+eval_batch = 8
 [report]
-every = 0
+every = 3
 `
+
+// fixedEval is a validation set of fixed rows.
+type fixedEval [][]int32
+
+func (f fixedEval) Len() int { return len(f) }
+func (f fixedEval) Chunk(i int, dst []int32) []int32 {
+	return append(dst[:0], f[i]...)
+}
+
+func ddpValid() fixedEval {
+	var rows fixedEval
+	for _, b := range makeBatches(5, 4, 32, 512, 99) {
+		rows = append(rows, b...)
+	}
+	return rows // 20 sequences: 3 eval batches of 8, 8 and 4
+}
 
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -79,7 +96,7 @@ func ddpChild(t *testing.T) {
 			os.Exit(7) // a rank dies mid-run
 		}
 	}
-	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1, Group: pg})
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: fb, Valid: ddpValid(), TotalSteps: TotalSteps(e, 0), PadID: -1, Group: pg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +165,20 @@ func TestDataParallel(t *testing.T) {
 
 	// One process, same global batches.
 	single := filepath.Join(t.TempDir(), "single")
-	m1, tr := newRun(t, e, single, weights, &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)})
+	m1, err := model.New(e.Model, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0, _, _ := torch.LoadSafetensors(weights, torch.CPU)
+	m1.LoadState(w0)
+	for _, n := range w0 {
+		n.Tensor.Free()
+	}
+	tr, err := NewTrainer(Config{Experiment: e, Dir: single, Model: m1, Batches: &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)},
+		Valid: ddpValid(), TotalSteps: TotalSteps(e, 0), PadID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +221,19 @@ func TestDataParallel(t *testing.T) {
 		t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
 	}
 	compareFinal("2 ranks")
+	se, de := readMetrics(t, single, "eval"), readMetrics(t, dir, "eval")
+	if len(se) != len(de) || len(se) < 2 {
+		t.Fatalf("%d eval lines in one process, %d data parallel", len(se), len(de))
+	}
+	for i := range se {
+		a, b := se[i]["eval_loss"].(float64), de[i]["eval_loss"].(float64)
+		if math.Abs(a-b) > 1e-5*math.Abs(a) {
+			t.Errorf("eval at step %v: %v in one process, %v data parallel", se[i]["step"], a, b)
+		}
+	}
+	if n := len(readMetrics(t, dir, "stats")); n == 0 {
+		t.Error("no statistics written by rank 0")
+	}
 
 	// Rank 1 dies in step 7 (after the step-4 checkpoint): rank 0 reports
 	// an error within the timeout; both restart and resume from step 4.

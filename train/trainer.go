@@ -459,7 +459,7 @@ func (t *Trainer) step() error {
 		}
 		if err := torch.Try(func() {
 			x := t.ids(rows)
-			if report && j == t.rank && t.rank == 0 {
+			if report && j == t.rank { // each rank's first micro-batch
 				t.recordStats(x)
 			}
 			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true})
@@ -710,12 +710,43 @@ func (t *Trainer) recordStats(x *torch.Tensor) {
 			}
 		}
 	})
+	if t.group != nil {
+		t.averageStats(fields)
+	}
 	if r.Gains {
 		if gs, err := Gains(t.m.Params()); err == nil {
-			fields["gains"] = GainValues(gs)
+			fields["gains"] = GainValues(gs) // identical on every replica
 		}
 	}
 	if len(fields) > 0 {
 		t.metrics.Record("stats", t.st.Step+1, fields)
 	}
+}
+
+// averageStats replaces the per-layer statistics of this rank's micro-batch
+// with their mean over the ranks (data parallelism).
+func (t *Trainer) averageStats(fields map[string]any) {
+	ls, _ := fields["layers"].([]LayerStats)
+	ent, _ := fields["attn_entropy"].([]float64)
+	var flat []float64
+	for _, l := range ls {
+		flat = append(flat, l.XRMS, l.Kurtosis, l.KurtosisMinusOne, l.FeatCorrRMS, l.BatchCorrMean, l.BatchCorrRMS, l.MaxMedianRatio)
+	}
+	flat = append(flat, ent...)
+	if len(flat) == 0 {
+		return
+	}
+	v := torch.FromFloat64(flat)
+	defer v.Free()
+	if err := t.group.AllReduce([]*torch.Tensor{v}, torch.ReduceOpAvg); err != nil {
+		t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
+		return
+	}
+	avg := v.Float64s()
+	for i := range ls {
+		f := avg[7*i : 7*i+7]
+		ls[i].XRMS, ls[i].Kurtosis, ls[i].KurtosisMinusOne, ls[i].FeatCorrRMS = f[0], f[1], f[2], f[3]
+		ls[i].BatchCorrMean, ls[i].BatchCorrRMS, ls[i].MaxMedianRatio = f[4], f[5], f[6]
+	}
+	copy(ent, avg[7*len(ls):])
 }
