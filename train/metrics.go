@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -98,7 +99,7 @@ func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
 	}
 	rec := map[string]any{"kind": kind, "step": step, "time": float64(time.Now().UnixNano()) / 1e9}
 	for k, v := range fields {
-		rec[k] = v
+		rec[k] = finiteOrNull(v)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -114,6 +115,24 @@ func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// finiteOrNull makes a value JSON-encodable: NaN and ±Inf (a log window of
+// skipped steps, a diverged run) become null, in floats and float slices.
+func finiteOrNull(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+	case []float64:
+		out := make([]any, len(x))
+		for i, f := range x {
+			out[i] = finiteOrNull(f)
+		}
+		return out
+	}
+	return v
 }
 
 // flatten turns nested numeric fields into TensorBoard tags.

@@ -186,3 +186,32 @@ func TestNaNStops(t *testing.T) {
 		})
 	}
 }
+
+// TestFP16LossScaling: with fp16 autocast and an initial loss scale that
+// overflows, steps are skipped without advancing the schedule and the scale
+// halves until updates go through (torch.amp.GradScaler semantics).
+func TestFP16LossScaling(t *testing.T) {
+	e := experiment(t, "default", strings.Replace(resumeTrain, "[report]", "precision = \"fp16\"\n[report]", 1))
+	dir := t.TempDir()
+	m, tr := newRun(t, e, dir, "", &fixedBatches{rows: makeBatches(8, 4, 32, 512, 6)})
+	defer m.Close()
+	defer tr.Close()
+	tr.st.LossScale = 1 << 30 // overflows fp16 gradients at first
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := tr.State()
+	if st.SkippedSteps == 0 {
+		t.Fatal("no step was skipped")
+	}
+	if st.SchedStep != st.Step-st.SkippedSteps {
+		t.Errorf("schedule at %d after %d steps with %d skipped", st.SchedStep, st.Step, st.SkippedSteps)
+	}
+	if st.SkippedSteps == st.Step {
+		t.Fatalf("all %d steps skipped: the scale never recovered (now %g)", st.Step, st.LossScale)
+	}
+	if want := float64(1<<30) / math.Pow(2, float64(st.SkippedSteps)); st.LossScale != want {
+		t.Errorf("loss scale %g, want %g", st.LossScale, want)
+	}
+	t.Logf("%d of %d steps skipped for overflow; loss scale now %g; schedule at step %d", st.SkippedSteps, st.Step, st.LossScale, st.SchedStep)
+}
