@@ -16,9 +16,11 @@ ARG GO_VERSION=1.26
 # CUDA: PyTorch's devel image has libtorch (in its Python), nvcc and cuDNN,
 # which CMake's find_package(Torch) needs for a CUDA build.
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel AS base-cuda
-# CPU: a slim Python with PyTorch's CPU wheel.
+# CPU: a slim Python with PyTorch from pip's configured index (pass a
+# CPU-only wheel index with --build-arg PIP_INDEX_URL=... to keep it small).
 FROM python:3.12-slim AS base-cpu
-RUN pip install --no-cache-dir torch --index-url https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL
+RUN pip install --no-cache-dir torch
 
 FROM golang:${GO_VERSION}-bookworm AS go
 
