@@ -286,13 +286,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		for _, n := range t.m.State() {
 			state = append(state, n.Tensor)
 		}
-		if err := torch.Try(func() {
-			torch.NoGrad(func() {
-				if err := t.group.Broadcast(state, 0); err != nil {
-					panic(&torch.Error{Op: "broadcast", Msg: err.Error()})
-				}
-			})
-		}); err != nil {
+		var err error
+		torch.NoGrad(func() { err = t.group.Broadcast(state, 0) })
+		if err != nil {
 			return fmt.Errorf("data parallel: %w", err)
 		}
 	}
@@ -321,9 +317,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 		t.st.Step++
 		t.st.Tokens += tokensPerStep
 		windowTokens += tokensPerStep
-		logStep := t.st.Step%tr.LogEvery == 0 || t.st.Step == t.st.TotalSteps
-		evalStep := t.valid != nil && t.st.Step%tr.EvalEvery == 0
-		saveStep := t.st.Step%tr.SaveEvery == 0
+		last := t.st.Step == t.st.TotalSteps
+		logStep := t.st.Step%tr.LogEvery == 0 || last
+		evalStep := t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || last)
+		saveStep := t.st.Step%tr.SaveEvery == 0 && !last // the last checkpoint follows the loop
 		if t.st.Step%t.syncEvery == 0 || logStep || evalStep || saveStep || ctx.Err() != nil {
 			if err := t.sync(); err != nil {
 				return err
@@ -337,7 +334,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 				avg = t.st.LogLossSum / float64(t.st.LogSteps)
 			}
 			fields := map[string]any{"loss": avg, "lr": t.lastLR(), "grad_norm": t.lastNorm,
-				"tokens_per_s": tps, "tokens": t.st.Tokens, "epoch_step": t.st.Step}
+				"tokens_per_s": tps, "tokens": t.st.Tokens}
 			if tr.Precision == "fp16" {
 				fields["loss_scale"] = t.st.LossScale
 			}
@@ -349,12 +346,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 			t.st.LogLossSum, t.st.LogSteps = 0, 0
 			windowStart, windowTokens = time.Now(), 0
 		}
-		if t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || t.st.Step == t.st.TotalSteps) {
+		if evalStep {
 			if err := t.evaluate(); err != nil {
 				return err
 			}
 		}
-		if t.st.Step%tr.SaveEvery == 0 && t.st.Step != t.st.TotalSteps {
+		if saveStep {
 			if _, err := t.checkpoint(); err != nil {
 				return err
 			}
