@@ -15,10 +15,20 @@ py=${PYTHON:-python3}
 presets=${CLM_BENCH_PRESETS:-default,skipless-parallel}
 export CLM_BENCH_PRESETS=$presets
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+if [ -z "$gpu" ]; then
+  echo "bench-gpu: no GPU (nvidia-smi found none); skipped"
+  exit 0
+fi
 (cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x) \
   | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
 "$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
   --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu.txt"
+for f in go-gpu.txt py-gpu.txt; do
+  if [ ! -s "$out/$f" ]; then
+    echo "bench-gpu: $f is empty (the benchmark failed; see the output above)" >&2
+    failed=1
+  fi
+done
 field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1) }' <<<"$1"; }
 {
   echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; command: scripts/bench-gpu.sh"
@@ -32,3 +42,4 @@ field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1)
     echo "| $p | $gt | $rt | $(awk -v a="$gt" -v b="$rt" 'BEGIN { if (b > 0) printf "%.2f×", a / b }') | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) |"
   done
 } | tee "$out/bench-gpu.md"
+exit "${failed:-0}"

@@ -22,10 +22,8 @@ log "device-check $(date -u +%FT%TZ)"
 log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi: none')"
 log "torch $("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
-gen=()
-command -v ninja >/dev/null && gen=(-G Ninja)
 start=$(date +%s)
-if ! cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$out/cmake.log" 2>&1 ||
+if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$out/cmake.log" 2>&1 ||
    ! cmake --build build -j "$(nproc)" >>"$out/cmake.log" 2>&1; then
   log "shim build FAILED (see cmake.log)"; tail -30 "$out/cmake.log"; exit 1
 fi
