@@ -21,10 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "clm_torch.h"
-
-#define CLM_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+#include "clm_internal.h"
 
 // Allocator::allocate lost its const and gained copy_data in 2.3.
 #if CLM_TORCH_AT_LEAST(2, 3)

@@ -24,7 +24,7 @@
 // Gloo's headers: PyTorch's wheels link gloo into libtorch_cpu but do not
 // ship its headers, which ProcessGroupGloo.hpp includes. clm_gloo/ declares
 // the few gloo names that header mentions (see clm_gloo_decls.h).
-#include "clm_torch.h"
+#include "clm_internal.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -40,10 +40,6 @@
 #include <utility>
 #include <vector>
 
-#ifndef CLM_TORCH_AT_LEAST
-#define CLM_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
-#endif
 
 #if CLM_TORCH_AT_LEAST(2, 0) && defined(__has_include)
 #if __has_include(<torch/csrc/distributed/c10d/TCPStore.hpp>) && \
@@ -72,31 +68,18 @@
 #endif
 #endif
 
-struct clm_tensor_s {
-  at::Tensor t;
-};
-
 namespace {
 
-char *dup(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (p) std::memcpy(p, s.c_str(), s.size() + 1);
-  return p;
-}
+using clm::dup;
 
-// Runs body; on any exception returns the message prefixed with op.
+// Runs body through clm::guard; the message is prefixed with op.
 template <typename F>
 char *guard(const char *op, F &&body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(std::string(op) + ": " + e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(std::string(op) + ": " + e.what());
-  } catch (...) {
-    return dup(std::string(op) + ": unknown C++ exception");
-  }
+  char *err = clm::guard(std::forward<F>(body));
+  if (err == nullptr) return nullptr;
+  char *msg = dup(std::string(op) + ": " + err);
+  std::free(err);
+  return msg;
 }
 
 #ifndef CLM_HAS_C10D

@@ -21,41 +21,15 @@
 #include <stdexcept>
 #include <string>
 
-#include "clm_torch.h"
-
-#ifndef CLM_TORCH_AT_LEAST
-#define CLM_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
-#endif
-
-struct clm_tensor_s {
-  at::Tensor t;
-};
+#include "clm_internal.h"
 
 namespace {
 
+using clm::guard;
+using clm::T;
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-char *dup(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (p) std::memcpy(p, s.c_str(), s.size() + 1);
-  return p;
-}
-
-template <typename F>
-char *guard(F &&body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(e.what());
-  } catch (...) {
-    return dup("unknown C++ exception");
-  }
-}
 
 bool is_half(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 
@@ -161,11 +135,6 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
   }
 };
 
-const at::Tensor &T(clm_tensor h) {
-  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
-  return h->t;
-}
-
 }  // namespace
 
 extern "C" {
@@ -190,7 +159,7 @@ clm_tresult clm_linear_cross_entropy(clm_tensor hh, clm_tensor hw, clm_tensor ht
     if (!at::isFloatingType(h.scalar_type()) || !at::isFloatingType(w.scalar_type()))
       throw std::invalid_argument("linear_cross_entropy: h and w must be floating point");
     if (chunk <= 0) throw std::invalid_argument("linear_cross_entropy: chunk must be positive");
-    r.t = new clm_tensor_s{LinearCrossEntropy::apply(h, w, t, ignore_index, chunk)};
+    r.t = clm::wrap(LinearCrossEntropy::apply(h, w, t, ignore_index, chunk));
   });
   return r;
 }

@@ -35,12 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "clm_torch.h"
-
-#ifndef CLM_TORCH_AT_LEAST
-#define CLM_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
-#endif
+#include "clm_internal.h"
 
 // _foreach_lerp_ arrived with libtorch 2.0; _fused_adamw_ with 2.0 (CUDA) and
 // 2.4 (CPU).
@@ -48,11 +43,10 @@
 #define CLM_HAS_FUSED_ADAMW CLM_TORCH_AT_LEAST(2, 0)
 #define CLM_HAS_FUSED_ADAMW_CPU CLM_TORCH_AT_LEAST(2, 4)
 
-struct clm_tensor_s {
-  at::Tensor t;
-};
-
 namespace {
+
+using clm::dup;
+using clm::guard;
 
 enum StepMode { kLoop = 0, kForeach = 1, kAuto = 2, kFused = 3 };
 
@@ -66,26 +60,6 @@ struct Group {
   std::vector<ParamState> state;
   double lr = 0, weight_decay = 0;
 };
-
-char *dup(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (p) std::memcpy(p, s.c_str(), s.size() + 1);
-  return p;
-}
-
-template <typename F>
-char *guard(F &&body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(e.what());
-  } catch (...) {
-    return dup("unknown C++ exception");
-  }
-}
 
 }  // namespace
 
@@ -345,7 +319,7 @@ clm_tresult clm_adamw_state(clm_adamw o, int g, int i, int which) {
   r.err = guard([&] {
     auto &s = o->at_state(g, i);
     const auto &t = which == 0 ? s.exp_avg : s.exp_avg_sq;
-    if (t.defined()) r.t = new clm_tensor_s{t};
+    if (t.defined()) r.t = clm::wrap(t);
   });
   return r;
 }

@@ -1,8 +1,8 @@
 // clm_torch.cpp — implementation of clm_torch.h over ATen.
 //
-// Every entry point runs its body through PROTECT, which turns any C++
-// exception into an error string returned by value. See clm_torch.h.
-#include "clm_torch.h"
+// Every entry point runs its body through clm::guard (clm_internal.h), which
+// turns any C++ exception into an error string returned by value.
+#include "clm_internal.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -25,50 +25,13 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#define CLM_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
-
-struct clm_tensor_s {
-  at::Tensor t;
-};
-
 namespace {
 
-char *dup(const char *s) {
-  size_t n = std::strlen(s);
-  char *p = static_cast<char *>(std::malloc(n + 1));
-  if (p) std::memcpy(p, s, n + 1);
-  return p;
-}
-
-// Runs body; on any exception stores the message in err.
-template <typename F>
-char *guard(F &&body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(e.what());
-  } catch (...) {
-    return dup("unknown C++ exception");
-  }
-}
-
-clm_tensor wrap(at::Tensor t) { return new clm_tensor_s{std::move(t)}; }
-
-template <typename F>
-clm_tresult tresult(F &&f) {
-  clm_tresult r{nullptr, nullptr};
-  r.err = guard([&] { r.t = wrap(f()); });
-  return r;
-}
-
-const at::Tensor &T(clm_tensor h) {
-  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
-  return h->t;
-}
+using clm::dup;
+using clm::guard;
+using clm::T;
+using clm::tresult;
+using clm::wrap;
 
 c10::optional<at::Tensor> opt(clm_tensor h) {
   if (h == nullptr) return c10::nullopt;
