@@ -6,28 +6,14 @@ usage: bench_model.py [THREADS]
 """
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import bench  # noqa: E402
 import model  # noqa: E402
 
 SIZES = [("small", 3, 64, 4, 8, 32, 512), ("mid", 6, 256, 8, 16, 128, 8192)]
-
-
-def bench(name, fn, min_time=1.0):
-    fn()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n = max(n * 2, int(n * min_time / max(dt, 1e-9) * 1.2))
-    print(f"BenchmarkForwardBackward/{name}-{torch.get_num_threads()}\t{n}\t{dt / n * 1e9:.1f} ns/op", flush=True)
 
 
 def main(threads=1):
@@ -45,7 +31,7 @@ def main(threads=1):
                 for p in net.parameters():
                     p.grad = None
 
-            bench(f"{preset}/{size}", step)
+            bench(f"ForwardBackward/{preset}/{size}", step)
 
 
 if __name__ == "__main__":

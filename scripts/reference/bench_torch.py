@@ -4,24 +4,11 @@ threads, printed in `go test -bench` format so benchstat can compare them.
 usage: bench_torch.py [THREADS]
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-
-def bench(name, fn, min_time=1.0):
-    fn()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n = max(n * 2, int(n * min_time / max(dt, 1e-9) * 1.2))
-    print(f"Benchmark{name}-{torch.get_num_threads()}\t{n}\t{dt / n * 1e9:.1f} ns/op", flush=True)
+from benchutil import bench
 
 
 def main(threads=1):

@@ -7,29 +7,15 @@ usage: bench_train.py [THREADS]
 """
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import bench  # noqa: E402
 import model as M  # noqa: E402
 import train as T  # noqa: E402
 
 L, D, H, B, CTX, V, ACCUM = 6, 256, 8, 16, 128, 8192, 2
-
-
-def bench(name, fn, min_time=2.0):
-    fn()
-    n, dt = 1, 0.0
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n = max(n * 2, int(n * min_time / max(dt, 1e-9) * 1.2))
-    print(f"BenchmarkTrainStep/{name}-{torch.get_num_threads()}\t{n}\t{dt / n * 1e9:.1f} ns/op", flush=True)
 
 
 def main(threads=1):
@@ -56,7 +42,7 @@ def main(threads=1):
             sched.step()
             net.zero_grad(set_to_none=True)
 
-        bench(preset, step)
+        bench(f"TrainStep/{preset}", step, min_time=2.0)
 
 
 if __name__ == "__main__":
