@@ -187,18 +187,25 @@ func (d *Dataset) Close() error {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Prepare returns the dataset of o, from the token cache when it matches o,
-// the corpus and the tokenizer, else after building it (with a message).
-func Prepare(ctx context.Context, o Options) (*Dataset, error) {
+// resolve fills in o's defaults, loads its tokenizer and computes the
+// manifest its token cache must have.
+func (o Options) resolve() (Options, *bpe.Tokenizer, Manifest, error) {
 	o, err := o.WithDefaults()
 	if err != nil {
-		return nil, err
+		return o, nil, Manifest{}, err
 	}
 	tok, err := bpe.Load(o.Tokenizer)
 	if err != nil {
-		return nil, err
+		return o, nil, Manifest{}, err
 	}
 	want, err := expectedManifest(o, tok)
+	return o, tok, want, err
+}
+
+// Prepare returns the dataset of o, from the token cache when it matches o,
+// the corpus and the tokenizer, else after building it (with a message).
+func Prepare(ctx context.Context, o Options) (*Dataset, error) {
+	o, tok, want, err := o.resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -625,15 +632,7 @@ func (d *Dataset) Summary() string {
 // Open returns the dataset of o from the token cache without building it: an
 // error says why the cache is missing or stale.
 func Open(o Options) (*Dataset, error) {
-	o, err := o.WithDefaults()
-	if err != nil {
-		return nil, err
-	}
-	tok, err := bpe.Load(o.Tokenizer)
-	if err != nil {
-		return nil, err
-	}
-	want, err := expectedManifest(o, tok)
+	o, tok, want, err := o.resolve()
 	if err != nil {
 		return nil, err
 	}
