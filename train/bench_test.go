@@ -10,6 +10,35 @@ import (
 	"clm/torch"
 )
 
+// benchTrainer builds an initialised model and a trainer for the
+// experiment src on dev, with fixed batches of the experiment's shape, ready
+// for tr.step(); done releases them.
+func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done func()) {
+	b.Helper()
+	e, err := Parse("bench.toml", []byte(src), "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	attn, _ := model.ParseAttentionImpl(e.Train.Attention)
+	m, err := model.New(e.Model, model.Options{Device: dev, Attention: attn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	torch.ManualSeed(0)
+	m.Init()
+	t := e.Train
+	fb := &fixedBatches{rows: makeBatches(t.Accumulation, t.MicroBatch, e.Model.ContextLength, e.Model.VocabSize, 7)}
+	tr, err = NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1})
+	if err != nil {
+		m.Close()
+		b.Fatal(err)
+	}
+	if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
+		b.Fatal(err)
+	}
+	return tr, func() { tr.Close(); m.Close() }
+}
+
 // BenchmarkTrainStep is one optimizer step of the training loop (2
 // micro-batches of 16 × 128 tokens, clipping, adamw_hf, schedule, the NaN
 // check) at the mid size (6 layers, width 256, vocabulary 8192), for every
@@ -47,27 +76,8 @@ attention = %q
 [report]
 every = 0
 `, preset, attention)
-			e, err := Parse("bench.toml", []byte(src), "bench", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			attn, _ := model.ParseAttentionImpl(e.Train.Attention)
-			m, err := model.New(e.Model, model.Options{Attention: attn})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
-			torch.ManualSeed(0)
-			m.Init()
-			fb := &fixedBatches{rows: makeBatches(2, 16, 128, 8192, 7)}
-			tr, err := NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tr.Close()
-			if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
-				b.Fatal(err)
-			}
+			tr, done := benchTrainer(b, src, torch.CPU)
+			defer done()
 			tr.step()
 			for b.Loop() {
 				if err := tr.step(); err != nil {

@@ -139,26 +139,9 @@ save_every = 1000000
 [report]
 every = 0
 `, preset, micro, 128/micro, precision)
-			e, err := Parse("bench.toml", []byte(src), preset, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := model.New(e.Model, model.Options{Device: dev})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
-			torch.ManualSeed(0)
-			m.Init()
-			fb := &fixedBatches{rows: makeBatches(128/micro, micro, 128, 52000, 7)}
-			tr, err := NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tr.Close()
-			if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
-				b.Fatal(err)
-			}
+			tr, done := benchTrainer(b, src, dev)
+			defer done()
+			e := tr.exp
 			for range 3 { // warm up kernels and the caching allocator
 				if err := tr.step(); err != nil {
 					b.Fatal(err)
