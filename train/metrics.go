@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -118,17 +117,16 @@ func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
 }
 
 // finiteOrNull makes a value JSON-encodable: NaN and ±Inf (a log window of
-// skipped steps, a diverged run) become null, in floats and float slices.
+// skipped steps, a diverged run) are written as null, as jsonFloat does for
+// the statistics, in floats and float slices.
 func finiteOrNull(v any) any {
 	switch x := v.(type) {
 	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil
-		}
+		return jsonFloat(x)
 	case []float64:
-		out := make([]any, len(x))
+		out := make([]jsonFloat, len(x))
 		for i, f := range x {
-			out[i] = finiteOrNull(f)
+			out[i] = jsonFloat(f)
 		}
 		return out
 	}

@@ -194,13 +194,23 @@ func OutlierStats(hidden []*torch.Tensor) ([]LayerStats, error) {
 	}
 	out := make([]LayerStats, len(hidden))
 	for i := range out {
-		v := vals[i*statsPerLayer : (i+1)*statsPerLayer]
-		out[i] = LayerStats{
-			Layer: i, XRMS: v[0], Kurtosis: v[1], KurtosisMinusOne: v[2], FeatCorrRMS: v[3],
-			BatchCorrMean: v[4], BatchCorrRMS: v[5], MaxMedianRatio: v[6],
-		}
+		out[i] = layerStatsOf(i, vals[i*statsPerLayer:(i+1)*statsPerLayer])
 	}
 	return out, nil
+}
+
+// layerStatsOf builds the statistics of hidden state i from its
+// statsPerLayer scalars, in the order of LayerStats's float fields.
+func layerStatsOf(i int, v []float64) LayerStats {
+	return LayerStats{
+		Layer: i, XRMS: v[0], Kurtosis: v[1], KurtosisMinusOne: v[2], FeatCorrRMS: v[3],
+		BatchCorrMean: v[4], BatchCorrRMS: v[5], MaxMedianRatio: v[6],
+	}
+}
+
+// values returns the statsPerLayer scalars of l, in layerStatsOf's order.
+func (l LayerStats) values() []float64 {
+	return []float64{l.XRMS, l.Kurtosis, l.KurtosisMinusOne, l.FeatCorrRMS, l.BatchCorrMean, l.BatchCorrRMS, l.MaxMedianRatio}
 }
 
 // layerStats returns the statsPerLayer scalars of one hidden state as a

@@ -727,7 +727,7 @@ func (t *Trainer) averageStats(fields map[string]any) {
 	ent, _ := fields["attn_entropy"].([]float64)
 	var flat []float64
 	for _, l := range ls {
-		flat = append(flat, l.XRMS, l.Kurtosis, l.KurtosisMinusOne, l.FeatCorrRMS, l.BatchCorrMean, l.BatchCorrRMS, l.MaxMedianRatio)
+		flat = append(flat, l.values()...)
 	}
 	flat = append(flat, ent...)
 	if len(flat) == 0 {
@@ -741,9 +741,7 @@ func (t *Trainer) averageStats(fields map[string]any) {
 	}
 	avg := v.Float64s()
 	for i := range ls {
-		f := avg[7*i : 7*i+7]
-		ls[i].XRMS, ls[i].Kurtosis, ls[i].KurtosisMinusOne, ls[i].FeatCorrRMS = f[0], f[1], f[2], f[3]
-		ls[i].BatchCorrMean, ls[i].BatchCorrRMS, ls[i].MaxMedianRatio = f[4], f[5], f[6]
+		ls[i] = layerStatsOf(ls[i].Layer, avg[i*statsPerLayer:(i+1)*statsPerLayer])
 	}
-	copy(ent, avg[7*len(ls):])
+	copy(ent, avg[statsPerLayer*len(ls):])
 }
