@@ -193,13 +193,19 @@ var lossChunkBytes int64 = 512 << 20
 // torch.LinearCrossEntropy in chunks of rows.
 func chunkedNextTokenLoss(x, wte, labels *torch.Tensor, padID int64) *torch.Tensor {
 	s := x.Shape()
-	B, T, d := s[0], s[1], s[2]
+	T, d := s[1], s[2]
+	h := x.Narrow(1, 0, T-1).Reshape(-1, d)
+	return torch.LinearCrossEntropy(h, wte, nextTokenTargets(labels, padID), IgnoreIndex, lossChunk)
+}
+
+// nextTokenTargets is labels[:, 1:] flattened, with padID (when ≥ 0)
+// replaced by IgnoreIndex: the targets of positions 0..T−2.
+func nextTokenTargets(labels *torch.Tensor, padID int64) *torch.Tensor {
 	if padID >= 0 {
 		labels = labels.MaskedFill(labels.EqScalar(float64(padID)), IgnoreIndex)
 	}
-	h := x.Narrow(1, 0, T-1).Reshape(B*(T-1), d)
-	y := labels.Narrow(1, 1, T-1).Reshape(-1)
-	return torch.LinearCrossEntropy(h, wte, y, IgnoreIndex, lossChunk)
+	T := labels.Size(1)
+	return labels.Narrow(1, 1, T-1).Reshape(-1)
 }
 
 // NextTokenLoss is the mean cross-entropy of logits[:, :-1] [B, T, V]
@@ -208,12 +214,8 @@ func chunkedNextTokenLoss(x, wte, labels *torch.Tensor, padID int64) *torch.Tens
 func NextTokenLoss(logits, labels *torch.Tensor, padID int64) *torch.Tensor {
 	s := logits.Shape()
 	T, V := s[1], s[2]
-	if padID >= 0 {
-		labels = labels.MaskedFill(labels.EqScalar(float64(padID)), IgnoreIndex)
-	}
 	l := logits.Narrow(1, 0, T-1).Reshape(-1, V)
-	y := labels.Narrow(1, 1, T-1).Reshape(-1)
-	return torch.CrossEntropy(l, y, IgnoreIndex, torch.ReduceMean)
+	return torch.CrossEntropy(l, nextTokenTargets(labels, padID), IgnoreIndex, torch.ReduceMean)
 }
 
 // State returns every parameter and buffer by name, in registry order (the

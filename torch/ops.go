@@ -386,13 +386,13 @@ func (t *Tensor) Split(size int64, dim int) []*Tensor {
 		panic(&Error{Op: "split", Msg: "split size must be positive"})
 	}
 	d := t.Size(dim)
-	cap := int((d + size - 1) / size)
-	if cap == 0 {
-		cap = 1
+	chunks := int((d + size - 1) / size)
+	if chunks == 0 {
+		chunks = 1
 	}
-	hs := make([]C.clm_tensor, cap)
+	hs := make([]C.clm_tensor, chunks)
 	var n C.int
-	check("split", C.clm_split(t.handle(), C.int64_t(size), C.int64_t(dim), &hs[0], C.int(cap), &n))
+	check("split", C.clm_split(t.handle(), C.int64_t(size), C.int64_t(dim), &hs[0], C.int(chunks), &n))
 	out := make([]*Tensor, int(n))
 	for i := range out {
 		out[i] = newTensor(hs[i])

@@ -81,7 +81,7 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 	s := torch.NewScope()
 	defer s.Close()
 	for g := 0; g < opt.NumGroups(); g++ {
-		for i, p := range opt.Group(g) {
+		for i := range opt.Group(g) {
 			ps := opt.State(g, i)
 			key := fmt.Sprintf("%d.%d", g, i)
 			steps[key] = ps.Steps
@@ -89,7 +89,6 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 				optTensors = append(optTensors, torch.Named{Name: key + ".exp_avg", Tensor: ps.ExpAvg},
 					torch.Named{Name: key + ".exp_avg_sq", Tensor: ps.ExpAvgSq})
 			}
-			_ = p
 		}
 	}
 	for _, d := range devs {
