@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model bench-train fuzz device-bins clean demo \
+.PHONY: all setup build test vet bench bench-torch bench-model bench-train fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op
 
 all: build
@@ -31,6 +31,11 @@ vet: $(SHIM)
 
 test: $(SHIM) vet
 	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
+
+# The CUDA shim compiled against the wheel's CUDA libtorch (no GPU or nvcc
+# needed) and the binding's tests run against it on the CPU; CI runs it.
+check-cuda-shim: $(SHIM)
+	@scripts/check-cuda-shim.sh
 
 # A short fuzzing budget per target (CI runs it; found inputs land in
 # testdata/fuzz and become regression cases).
@@ -96,4 +101,4 @@ device-bins: $(SHIM)
 	@ls bin/device
 
 clean:
-	rm -rf build bin
+	rm -rf build build-cuda bin

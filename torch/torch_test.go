@@ -3,6 +3,8 @@ package torch
 import (
 	"errors"
 	"math"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -157,4 +159,19 @@ func TestCapabilities(t *testing.T) {
 		t.Error("ParseDevice accepted tpu")
 	}
 	_ = math.Pi
+	// scripts/check-cuda-shim.sh runs this package against a CUDA shim on a
+	// machine without a GPU: it must be a CUDA build, with NCCL, that runs on
+	// the CPU.
+	switch want := os.Getenv("CLM_EXPECT_SHIM"); want {
+	case "":
+	case "cuda", "cpu":
+		if got := strings.Contains(c, "cuda_build=1"); got != (want == "cuda") {
+			t.Errorf("CLM_EXPECT_SHIM=%s, but the shim reports %q", want, c)
+		}
+		if want == "cuda" && !slices.Contains(DistributedBackends(), "nccl") {
+			t.Errorf("CUDA shim without the NCCL backend: %v", DistributedBackends())
+		}
+	default:
+		t.Fatalf("CLM_EXPECT_SHIM=%q: want cuda or cpu", want)
+	}
 }
