@@ -125,6 +125,20 @@ type ForwardOptions struct {
 	// logits never exist at once, and Output.Logits stays nil. The loss
 	// equals the plain one up to summation order.
 	LossOnly bool
+	// LossSegments, when set, splits the batch into consecutive groups of
+	// rows and makes the loss Σ Weight·(mean loss of the group's rows)
+	// instead of one mean over all rows: a forward over several of the
+	// optimizer's micro-batches (or part of one) then yields the sum of their
+	// means (see train's micro-batch fitting). Rows must sum to B; a segment
+	// of Weight 0 is skipped (its targets may all be ignored).
+	LossSegments []LossSegment
+}
+
+// LossSegment is a group of consecutive rows of a batch and the weight of
+// their mean loss (ForwardOptions.LossSegments).
+type LossSegment struct {
+	Rows   int
+	Weight float64
 }
 
 // Output is what Forward returns; every tensor belongs to the open scope.
@@ -169,14 +183,51 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 	}
 	if o.LossOnly && o.Labels != nil && s[0]*T*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
 		// Memory-lean head: never holds the [B·T, V] logits at once.
-		out.Loss = chunkedNextTokenLoss(x, m.wte, o.Labels, o.PadID)
+		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
+			return chunkedNextTokenLoss(x.Narrow(0, a, n), m.wte, o.Labels.Narrow(0, a, n), o.PadID)
+		})
 		return out
 	}
 	out.Logits = x.Matmul(m.wte.T()) // tied head
 	if o.Labels != nil {
-		out.Loss = NextTokenLoss(out.Logits, o.Labels, o.PadID)
+		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
+			return NextTokenLoss(out.Logits.Narrow(0, a, n), o.Labels.Narrow(0, a, n), o.PadID)
+		})
 	}
 	return out
+}
+
+// segmentedLoss is loss(0, B) without LossSegments, else Σ Weight·loss(a, n)
+// over the segments' row ranges [a, a+n).
+func segmentedLoss(o ForwardOptions, loss func(a, n int64) *torch.Tensor) *torch.Tensor {
+	B := o.Labels.Size(0)
+	if len(o.LossSegments) == 0 {
+		return loss(0, B)
+	}
+	var total *torch.Tensor
+	a := int64(0)
+	for _, seg := range o.LossSegments {
+		n := int64(seg.Rows)
+		if n <= 0 || a+n > B {
+			panic(&torch.Error{Op: "model.forward", Msg: fmt.Sprintf("loss segments %v do not split a batch of %d rows", o.LossSegments, B)})
+		}
+		if seg.Weight != 0 {
+			l := loss(a, n).MulScalar(seg.Weight)
+			if total == nil {
+				total = l
+			} else {
+				total = total.Add(l)
+			}
+		}
+		a += n
+	}
+	if a != B {
+		panic(&torch.Error{Op: "model.forward", Msg: fmt.Sprintf("loss segments %v do not split a batch of %d rows", o.LossSegments, B)})
+	}
+	if total == nil { // every weight 0
+		total = torch.Scalar(0, torch.Float32, o.Labels.Device())
+	}
+	return total
 }
 
 // lossChunk is the number of token rows whose logits exist at once in the

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strings"
 	"testing"
 
 	"clm/torch"
@@ -232,6 +233,87 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 				t.Errorf("gradients: worst relative error %.3g", worst)
 			}
 			t.Logf("%v: loss %.6f vs %.6f, worst gradient error %.2g", dt, lc.ToDType(torch.Float64).Item(), lp.ToDType(torch.Float64).Item(), worst)
+		})
+	}
+}
+
+// TestLossSegments: one forward with LossSegments equals the weighted sum
+// of separate forwards over each segment's rows (loss and gradients), on
+// the plain and the chunked head; a weight-0 segment is skipped even when
+// all its targets are ignored; segments that do not split the batch are an
+// error.
+func TestLossSegments(t *testing.T) {
+	defer func(b int64) { lossChunkBytes = b }(lossChunkBytes)
+	const B, T, V = 4, 16, 512
+	segs := []LossSegment{{Rows: 1, Weight: 1}, {Rows: 2, Weight: 0.375}, {Rows: 1, Weight: 0}}
+	for _, c := range []struct {
+		name  string
+		chunk int64
+	}{{"plain head", 1 << 40}, {"chunked head", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			lossChunkBytes = c.chunk
+			leak(t)
+			s := torch.NewScope()
+			defer s.Close()
+			m := initModel(t, "default", nil, torch.Float64, AttentionAuto)
+			defer m.Close()
+			ids := randomIDs(B, T, V)
+			// Row 3 (the weight-0 segment) has only ignored targets: alone,
+			// its mean would be NaN.
+			labels := ids.Clone()
+			labels.Narrow(0, 3, 1).Fill(IgnoreIndex)
+			grads := func() []*torch.Tensor {
+				var g []*torch.Tensor
+				for _, p := range m.Params().Trainable() {
+					if gr := p.T.Grad(); gr != nil {
+						g = append(g, gr.Clone())
+					} else {
+						g = append(g, nil)
+					}
+					p.T.ZeroGrad()
+				}
+				return g
+			}
+			out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: -1, LossOnly: true, LossSegments: segs})
+			out.Loss.Backward()
+			got, gotGrads := out.Loss, grads()
+
+			want := torch.Scalar(0, torch.Float64, torch.CPU)
+			a := int64(0)
+			for _, seg := range segs {
+				if seg.Weight != 0 {
+					o := m.Forward(ids.Narrow(0, a, int64(seg.Rows)), ForwardOptions{Labels: labels.Narrow(0, a, int64(seg.Rows)), PadID: -1, LossOnly: true})
+					l := o.Loss.MulScalar(seg.Weight)
+					l.Backward()
+					want = want.Add(l.Detach())
+				}
+				a += int64(seg.Rows)
+			}
+			wantGrads := grads()
+			if e, _ := relErr(got, want); e > 1e-12 {
+				t.Errorf("loss %v, want %v (relative error %.3g)", got.Item(), want.Item(), e)
+			}
+			worst := 0.0
+			for i := range wantGrads {
+				if (gotGrads[i] == nil) != (wantGrads[i] == nil) {
+					t.Fatalf("gradient %d present in one run only", i)
+				}
+				if gotGrads[i] != nil {
+					e, _ := relErr(gotGrads[i], wantGrads[i])
+					worst = max(worst, e)
+				}
+			}
+			if worst > 1e-10 {
+				t.Errorf("gradients: worst relative error %.3g", worst)
+			}
+			t.Logf("loss %.12f, worst gradient error %.2g", got.Item(), worst)
+
+			for _, bad := range [][]LossSegment{{{Rows: 3, Weight: 1}}, {{Rows: 4, Weight: 1}, {Rows: 1, Weight: 1}}, {{Rows: 0, Weight: 1}, {Rows: 4, Weight: 1}}} {
+				err := torch.Try(func() { m.Forward(ids, ForwardOptions{Labels: labels, PadID: -1, LossOnly: true, LossSegments: bad}) })
+				if err == nil || !strings.Contains(err.Error(), "loss segments") {
+					t.Errorf("segments %v: error %v, want one naming the loss segments", bad, err)
+				}
+			}
 		})
 	}
 }

@@ -109,6 +109,26 @@ func ResetCUDAPeak(d Device) error {
 	return nil
 }
 
+// CUDAMemInfo returns d's free and total memory as the driver reports them
+// (other processes' use included) and the bytes libtorch's caching allocator
+// holds on d (reserved: in use or cached for reuse, counted as used).
+func CUDAMemInfo(d Device) (free, total, reserved int64, err error) {
+	var f, t, r C.int64_t
+	if e := takeErr("cuda_mem_info", C.clm_cuda_mem_info(d.c(), &f, &t, &r)); e != nil {
+		return 0, 0, 0, e
+	}
+	return int64(f), int64(t), int64(r), nil
+}
+
+// CUDAEmptyCache returns the caching allocator's unused blocks to the
+// devices (after an out-of-memory error, before trying something smaller).
+func CUDAEmptyCache() error {
+	if e := takeErr("cuda_empty_cache", C.clm_cuda_empty_cache()); e != nil {
+		return e
+	}
+	return nil
+}
+
 // DType is a tensor element type. Values equal c10::ScalarType codes.
 type DType int
 

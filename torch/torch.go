@@ -45,6 +45,7 @@ package torch
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -58,6 +59,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return "torch: " + e.Op + ": " + e.Msg }
+
+// IsOutOfMemory reports whether err is libtorch's failure to allocate
+// memory: CUDA's "out of memory" or the CPU allocator's "not enough memory".
+func IsOutOfMemory(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return strings.Contains(e.Msg, "out of memory") || strings.Contains(e.Msg, "not enough memory")
+}
 
 // Try runs f and returns the *Error that an op inside it panicked with, or
 // nil. Panics of other kinds propagate.

@@ -175,3 +175,39 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("CLM_EXPECT_SHIM=%q: want cuda or cpu", want)
 	}
 }
+
+// TestIsOutOfMemory: an allocation the machine cannot serve is recognised
+// (micro-batch fitting backs off on it), other errors are not; the process
+// goes on.
+func TestIsOutOfMemory(t *testing.T) {
+	leakCheck(t)
+	cases := []struct {
+		name string
+		f    func()
+		oom  bool
+	}{
+		{"1 PiB", func() { Full([]int64{1 << 48}, 0, Float32, CPU) }, true},
+		{"shape mismatch", func() { Ones([]int64{2, 3}, Float32, CPU).Matmul(Ones([]int64{2, 3}, Float32, CPU)) }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewScope()
+			defer s.Close()
+			err := Try(c.f)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := IsOutOfMemory(err); got != c.oom {
+				t.Errorf("IsOutOfMemory(%v) = %v, want %v", err, got, c.oom)
+			}
+		})
+	}
+	if IsOutOfMemory(errors.New("out of memory")) {
+		t.Error("a non-torch error counted as libtorch's out of memory")
+	}
+	if !CUDAAvailable() {
+		if _, _, _, err := CUDAMemInfo(CUDA(0)); err == nil {
+			t.Error("CUDAMemInfo without a GPU succeeded")
+		}
+	}
+}

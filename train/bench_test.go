@@ -36,6 +36,9 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 	if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
 		b.Fatal(err)
 	}
+	if err := tr.fitForwardRows(); err != nil { // as Run does (a no-op on the CPU)
+		b.Fatal(err)
+	}
 	return tr, func() { tr.Close(); m.Close() }
 }
 

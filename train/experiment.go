@@ -34,32 +34,36 @@ type Experiment struct {
 
 // Options are the [train] keys: the HF Trainer settings of the original.
 type Options struct {
-	MicroBatch   int     `toml:"micro_batch"`   // sequences per forward (32)
-	EvalBatch    int     `toml:"eval_batch"`    // sequences per eval forward (32)
-	Accumulation int     `toml:"accumulation"`  // micro-batches per optimizer step (4)
-	Epochs       float64 `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
-	MaxSteps     int     `toml:"max_steps"`     // optimizer steps; 0: from Epochs
-	LR           float64 `toml:"lr"`            // peak learning rate (1e-3)
-	WeightDecay  float64 `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
-	WarmupRatio  float64 `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
-	Schedule     string  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
-	Power        float64 `toml:"power"`         // polynomial power (1)
-	LREnd        float64 `toml:"lr_end"`        // polynomial end lr (1e-7)
-	Optimizer    string  `toml:"optimizer"`     // adamw_hf | adamw_torch
-	Beta1        float64 `toml:"beta1"`         // 0.9
-	Beta2        float64 `toml:"beta2"`         // 0.999
-	Eps          float64 `toml:"eps"`           // 1e-8
-	MaxGradNorm  float64 `toml:"max_grad_norm"` // global clip (1); 0 disables
-	Precision    string  `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
-	EvalEvery    int     `toml:"eval_every"`    // steps between evaluations (500)
-	EvalBatches  int     `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
-	LogEvery     int     `toml:"log_every"`     // steps between log lines (500)
-	SaveEvery    int     `toml:"save_every"`    // steps between checkpoints (10000)
-	Seed         int64   `toml:"seed"`          // seed of init, data order and dropout (0)
-	Device       string  `toml:"device"`        // auto | cpu | cuda | cuda:N
-	Threads      int     `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
-	Attention    string  `toml:"attention"`     // auto | fused | materialised
-	OnNaN        string  `toml:"on_nan"`        // stop | skip
+	MicroBatch   int `toml:"micro_batch"`  // sequences per forward (32)
+	EvalBatch    int `toml:"eval_batch"`   // sequences per eval forward (32)
+	Accumulation int `toml:"accumulation"` // micro-batches per optimizer step (4)
+	// FitMicroBatch, on a GPU, regroups the step's micro_batch × accumulation
+	// sequences into the largest forwards that fit in memory; the sequences
+	// and the loss of each step stay the same (true).
+	FitMicroBatch bool    `toml:"fit_micro_batch"`
+	Epochs        float64 `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
+	MaxSteps      int     `toml:"max_steps"`     // optimizer steps; 0: from Epochs
+	LR            float64 `toml:"lr"`            // peak learning rate (1e-3)
+	WeightDecay   float64 `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
+	WarmupRatio   float64 `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
+	Schedule      string  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
+	Power         float64 `toml:"power"`         // polynomial power (1)
+	LREnd         float64 `toml:"lr_end"`        // polynomial end lr (1e-7)
+	Optimizer     string  `toml:"optimizer"`     // adamw_hf | adamw_torch
+	Beta1         float64 `toml:"beta1"`         // 0.9
+	Beta2         float64 `toml:"beta2"`         // 0.999
+	Eps           float64 `toml:"eps"`           // 1e-8
+	MaxGradNorm   float64 `toml:"max_grad_norm"` // global clip (1); 0 disables
+	Precision     string  `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
+	EvalEvery     int     `toml:"eval_every"`    // steps between evaluations (500)
+	EvalBatches   int     `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
+	LogEvery      int     `toml:"log_every"`     // steps between log lines (500)
+	SaveEvery     int     `toml:"save_every"`    // steps between checkpoints (10000)
+	Seed          int64   `toml:"seed"`          // seed of init, data order and dropout (0)
+	Device        string  `toml:"device"`        // auto | cpu | cuda | cuda:N
+	Threads       int     `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
+	Attention     string  `toml:"attention"`     // auto | fused | materialised
+	OnNaN         string  `toml:"on_nan"`        // stop | skip
 	// NaNCheckEvery is the number of steps between host synchronisations
 	// that check the loss and gradient norm; 0: every step on the CPU, every
 	// log_every steps on a GPU (fp16 and on_nan = skip always check every
@@ -99,7 +103,7 @@ func Defaults() Experiment {
 	return Experiment{
 		Preset: "default",
 		Train: Options{
-			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
+			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, FitMicroBatch: true, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
 			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",

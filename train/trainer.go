@@ -20,7 +20,8 @@ import (
 )
 
 // Batches supplies training micro-batches (rows of token ids) and a cursor
-// that a checkpoint saves and restores exactly.
+// that a checkpoint saves and restores exactly. Rows stay valid after later
+// calls of Next (a step gathers all its micro-batches before the forwards).
 type Batches interface {
 	Next() [][]int32
 	MarshalState() ([]byte, error)
@@ -63,6 +64,9 @@ type Trainer struct {
 	// Data parallelism: nil for one process.
 	group       *torch.ProcessGroup
 	rank, world int
+	// fwdRows is the number of sequences per forward: micro_batch, or what
+	// micro-batch fitting chose (fit.go).
+	fwdRows int
 }
 
 // pending holds what steps taken since the last host synchronisation left on
@@ -292,6 +296,11 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return fmt.Errorf("data parallel: %w", err)
 		}
 	}
+	if t.fwdRows == 0 {
+		if err := t.fitForwardRows(); err != nil {
+			return err
+		}
+	}
 	tr := &t.exp.Train
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
@@ -449,17 +458,28 @@ func (t *Trainer) step() error {
 	fp16 := tr.Precision == "fp16"
 	var lossSum *torch.Tensor
 	report := t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0
+	var mine [][][]int32 // this rank's micro-batches
 	for j := 0; j < tr.Accumulation; j++ {
 		rows := t.batches.Next()
-		if j%t.world != t.rank {
-			continue // another rank's micro-batch
+		if j%t.world == t.rank { // else another rank's micro-batch
+			mine = append(mine, rows)
 		}
+	}
+	if report { // on each rank's first micro-batch
+		if err := torch.Try(func() { t.recordStats(t.ids(mine[0])) }); err != nil {
+			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
+		}
+	}
+	// Forwards of fwdRows sequences (see fit.go); each forward's loss is the
+	// sum of the means of the micro-batches it covers.
+	rows := t.fwdRows
+	if rows <= 0 { // Run not called (benchmarks of the step alone)
+		rows = tr.MicroBatch
+	}
+	for _, f := range planForwards(mine, rows, t.padID) {
 		if err := torch.Try(func() {
-			x := t.ids(rows)
-			if report && j == t.rank { // each rank's first micro-batch
-				t.recordStats(x)
-			}
-			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true})
+			x := t.ids(f.rows)
+			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true, LossSegments: f.segs})
 			l := out.Loss.DivScalar(float64(tr.Accumulation))
 			if fp16 {
 				l = l.MulScalar(t.st.LossScale)

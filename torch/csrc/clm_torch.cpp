@@ -23,6 +23,8 @@
 
 #ifdef CLM_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace {
@@ -176,6 +178,37 @@ char *clm_cuda_reset_peak(int device) {
 #else
     (void)device;
     throw std::runtime_error("CUDA memory statistics: the shim was built without CUDA");
+#endif
+  });
+}
+
+char *clm_cuda_mem_info(int device, int64_t *free_bytes, int64_t *total_bytes, int64_t *reserved) {
+  return guard([&] {
+#ifdef CLM_WITH_CUDA
+    c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(device));
+    size_t f = 0, t = 0;
+    cudaError_t e = cudaMemGetInfo(&f, &t);
+    if (e != cudaSuccess) throw std::runtime_error(std::string("cudaMemGetInfo: ") + cudaGetErrorString(e));
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    *free_bytes = static_cast<int64_t>(f);
+    *total_bytes = static_cast<int64_t>(t);
+    *reserved = stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
+#else
+    (void)device;
+    (void)free_bytes;
+    (void)total_bytes;
+    (void)reserved;
+    throw std::runtime_error("CUDA memory information: the shim was built without CUDA");
+#endif
+  });
+}
+
+char *clm_cuda_empty_cache(void) {
+  return guard([&] {
+#ifdef CLM_WITH_CUDA
+    c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+    throw std::runtime_error("CUDA cache: the shim was built without CUDA");
 #endif
   });
 }

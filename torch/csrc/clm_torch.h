@@ -51,6 +51,11 @@ char *clm_set_rng_state(int device, clm_tensor state);
 /* CUDA caching-allocator statistics in bytes (allocated now, peak), and reset. */
 char *clm_cuda_memory(int device, int64_t *allocated, int64_t *peak);
 char *clm_cuda_reset_peak(int device);
+/* The device's free and total memory (cudaMemGetInfo) and the bytes that
+ * libtorch's caching allocator holds on it (reserved, part of the used). */
+char *clm_cuda_mem_info(int device, int64_t *free_bytes, int64_t *total_bytes, int64_t *reserved);
+/* Returns the caching allocator's unused blocks to the device. */
+char *clm_cuda_empty_cache(void);
 
 /* ---- grad mode and autocast (thread-local in libtorch) ---------------- */
 int clm_grad_enabled(void);
