@@ -5,20 +5,35 @@
 # per step, bf16). Writes OUT/bench-gpu.md. Run by scripts/device-check.sh
 # (needs bin/device/train.test from `make device-bins` and a built shim).
 #
-#   scripts/bench-gpu.sh [OUT]     env: CLM_BENCH_PRESETS (default default,skipless-parallel),
-#                                       CLM_BENCH_PRECISION (bf16), CLM_BENCH_MICRO (128), CLM_PEAK_TFLOPS (989)
+#   scripts/bench-gpu.sh [OUT]     env: CLM_BENCH_PRESETS (default: all six presets),
+#                                       CLM_BENCH_PRECISION (bf16), CLM_BENCH_MICRO (128),
+#                                       CLM_PEAK_TFLOPS (the GPU's bf16 dense peak; known GPUs by name)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-device-out}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
-presets=${CLM_BENCH_PRESETS:-default,skipless-parallel}
+presets=${CLM_BENCH_PRESETS:-default,default-parallel,skipless,skipless-parallel,value-skipinit,op}
 export CLM_BENCH_PRESETS=$presets
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 if [ -z "$gpu" ]; then
   echo "bench-gpu: no GPU (nvidia-smi found none); skipped"
   exit 0
 fi
+# MFU's denominator: the bf16 dense tensor-core peak of the GPU, in TFLOP/s.
+if [ -z "${CLM_PEAK_TFLOPS:-}" ]; then
+  case "$gpu" in
+    *H100*PCIe*) CLM_PEAK_TFLOPS=756 ;;
+    *H100*NVL*) CLM_PEAK_TFLOPS=835 ;;
+    *H100*|*H200*|*GH200*|*H800*) CLM_PEAK_TFLOPS=989 ;;
+    *B200*) CLM_PEAK_TFLOPS=2250 ;;
+    *A100*) CLM_PEAK_TFLOPS=312 ;;
+    *L40S*) CLM_PEAK_TFLOPS=362 ;;
+    *A6000*|*A5000*|*A40*) CLM_PEAK_TFLOPS=155 ;;
+    *) CLM_PEAK_TFLOPS=989; echo "bench-gpu: unknown GPU '$gpu': MFU against 989 TFLOP/s (set CLM_PEAK_TFLOPS)" >&2 ;;
+  esac
+fi
+export CLM_PEAK_TFLOPS
 (cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x) \
   | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
 "$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
@@ -31,7 +46,7 @@ for f in go-gpu.txt py-gpu.txt; do
 done
 field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1) }' <<<"$1"; }
 {
-  echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; command: scripts/bench-gpu.sh"
+  echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s; command: scripts/bench-gpu.sh"
   echo
   echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
