@@ -48,13 +48,13 @@ field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1)
 {
   echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s; command: scripts/bench-gpu.sh"
   echo
-  echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB | clm ms/step | clm 1-sequence ms/step |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for p in ${presets//,/ }; do
     g=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu.txt" | tr '\t' ' ')
     r=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/py-gpu.txt" | tr '\t' ' ')
     gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s)
-    echo "| $p | $gt | $rt | $(awk -v a="$gt" -v b="$rt" 'BEGIN { if (b > 0) printf "%.2f×", a / b }') | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) |"
+    echo "| $p | $gt | $rt | $(awk -v a="$gt" -v b="$rt" 'BEGIN { if (b > 0) printf "%.2f×", a / b }') | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$g" ms/step) | $(field "$g" floorms/step) |"
   done
 } | tee "$out/bench-gpu.md"
 exit "${failed:-0}"

@@ -102,3 +102,33 @@ func TestGPUAutocastBF16(t *testing.T) {
 		}
 	})
 }
+
+// TestGPUUpload: token ids uploaded through pinned memory arrive intact,
+// also when the host frees its copy at once and uploads again while the
+// device is busy.
+func TestGPUUpload(t *testing.T) {
+	dev := requireCUDA(t)
+	leakCheck(t)
+	WithScope(func(*Scope) {
+		busy := Ones([]int64{2048, 2048}, Float32, dev)
+		var got []*Tensor
+		for i := range 8 {
+			busy = busy.Matmul(busy).MulScalar(1.0 / 2048) // queue work ahead of the copies
+			ids := make([]int64, 128*128)
+			for j := range ids {
+				ids[j] = int64((i*7919 + j) % 52000)
+			}
+			host := FromInt64(ids, 128, 128)
+			got = append(got, host.Upload(dev))
+			host.Free()
+		}
+		for i, g := range got {
+			vals := g.ToDevice(CPU).Int64s()
+			for j, v := range vals {
+				if want := int64((i*7919 + j) % 52000); v != want {
+					t.Fatalf("upload %d: element %d = %d, want %d", i, j, v, want)
+				}
+			}
+		}
+	})
+}

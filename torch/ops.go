@@ -422,3 +422,10 @@ func (t *Tensor) ToDType(dt DType) *Tensor { return t.To(dt, t.Device()) }
 
 // ToDevice moves t to dev keeping its dtype.
 func (t *Tensor) ToDevice(dev Device) *Tensor { return t.To(t.DType(), dev) }
+
+// Upload copies a CPU tensor to dev without making the host wait for the
+// device's queued work (through pinned memory); the training loop uploads
+// its token ids with it. Elsewhere it is ToDevice.
+func (t *Tensor) Upload(dev Device) *Tensor {
+	return result("upload", C.clm_upload(t.handle(), dev.c()))
+}

@@ -234,6 +234,25 @@ every = 0
 			b.ReportMetric(sec/float64(n)*1e3, "ms/step")
 			b.ReportMetric(100*flopsPerToken*tokens/sec/(peak*1e12), "MFU%")
 			b.ReportMetric(float64(peakMem)/(1<<30), "peakGiB")
+			// The launch-bound floor: the same step on one sequence, where
+			// the GPU's work is negligible and the time is the host's
+			// dispatch of the step's kernels. Far below ms/step, CUDA graphs
+			// could only remove the bubbles, not the compute.
+			e.Train.MicroBatch, e.Train.Accumulation, tr.fwdRows = 1, 1, 1
+			tr.batches = &fixedBatches{rows: makeBatches(1, 1, e.Model.ContextLength, e.Model.VocabSize, 8)}
+			floor := func() float64 {
+				torch.Synchronize(dev)
+				start := time.Now()
+				for range 5 {
+					if err := tr.step(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				torch.Synchronize(dev)
+				return time.Since(start).Seconds() / 5
+			}
+			floor() // warm up the one-sequence shapes
+			b.ReportMetric(floor()*1e3, "floorms/step")
 		})
 	}
 }

@@ -425,7 +425,7 @@ func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
 	}
 	x := torch.FromInt64(buf, int64(B), int64(T))
 	if t.dev.IsCUDA() {
-		x = x.ToDevice(t.dev)
+		x = x.Upload(t.dev) // the step loop never waits for the GPU here
 	}
 	return x
 }

@@ -647,6 +647,16 @@ clm_tresult clm_masked_fill(clm_tensor a, clm_tensor mask, double value) {
 clm_tresult clm_to(clm_tensor a, int dtype, int device) {
   return tresult([&] { return T(a).to(dev(device), st(dtype)); });
 }
+clm_tresult clm_upload(clm_tensor a, int device) {
+  return tresult([&] {
+    const at::Tensor &x = T(a);
+    if (device < 0 || !x.is_cpu()) return x.to(dev(device));
+    // From pageable memory the copy would wait for the device's queue; from
+    // pinned memory (the caching host allocator, which keeps the block until
+    // the copy is done) it is queued like a kernel.
+    return x.pin_memory().to(dev(device), /*non_blocking=*/true);
+  });
+}
 
 // ---- autograd -----------------------------------------------------------------
 

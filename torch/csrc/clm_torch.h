@@ -151,6 +151,9 @@ clm_tresult clm_tril(clm_tensor a, int64_t k);
 clm_tresult clm_triu(clm_tensor a, int64_t k);
 clm_tresult clm_masked_fill(clm_tensor a, clm_tensor mask, double value);
 clm_tresult clm_to(clm_tensor a, int dtype, int device);
+/* A CPU tensor copied to a CUDA device through pinned memory, without making
+ * the host wait for the device (as .pin_memory().to(device, non_blocking)). */
+clm_tresult clm_upload(clm_tensor a, int device);
 
 /* ---- autograd --------------------------------------------------------- */
 /* Backward from a scalar (grad NULL) or with an explicit output gradient. */
