@@ -70,6 +70,9 @@ func runRanks(t testing.TB, workerCase string, world int) (outs []string, codes 
 				if ee, ok := err.(*exec.ExitError); ok {
 					code = ee.ExitCode()
 				}
+				if code == -1 { // a signal: say which in the child's log
+					out = fmt.Appendf(out, "\n[process ended: %v]", err)
+				}
 			}
 			done[r] <- res{string(out), code}
 		}(r)
