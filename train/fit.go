@@ -144,11 +144,12 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 	return 0, fmt.Errorf("no micro-batch fits in memory, not even one sequence: %w", last)
 }
 
-// fitForwardRows sets t.fwdRows (Run calls it once, unless a test set it): on a CUDA device (train.fit_micro_batch),
-// the rows per forward, chosen by trial forwards and backwards on random
-// tokens under the training precision, largest first. On the CPU, or when
-// fitting is off, forwards are the configured micro-batches. Data-parallel
-// ranks take the smallest size any rank fits.
+// fitForwardRows sets t.fwdRows; Run calls it once (unless a test set
+// fwdRows). On a CUDA device with train.fit_micro_batch, the rows per forward
+// are chosen by trial forwards and backwards on random tokens under the
+// training precision, largest first; on the CPU, or when fitting is off,
+// forwards are the configured micro-batches. Data-parallel ranks take the
+// smallest size any rank fits.
 func (t *Trainer) fitForwardRows() error {
 	tr := &t.exp.Train
 	perStep := tr.MicroBatch * tr.Accumulation / t.world
@@ -208,8 +209,8 @@ func (t *Trainer) fitForwardRows() error {
 		}
 	}
 	t.fwdRows = rows
-	fmt.Fprintf(t.log, "micro-batch fitting: %d forwards of %d sequences per step and rank (configured %d × %d; %s)\n",
-		perStep/rows, rows, tr.Accumulation, tr.MicroBatch, report)
+	fmt.Fprintf(t.log, "micro-batch fitting: %d sequences per forward, %d per step and rank (configured %d × %d; %s)\n",
+		rows, perStep/rows, tr.Accumulation, tr.MicroBatch, report)
 	return nil
 }
 

@@ -155,8 +155,8 @@ every = 0
 	live := torch.LiveTensors()
 	plain, plainLog := run(false)
 	fitted, fitLog := run(true)
-	if !strings.Contains(fitLog, "1 forwards of 16 sequences") {
-		t.Errorf("fitting log: %q, want 1 forwards of 16 sequences", fitLog)
+	if !strings.Contains(fitLog, "16 sequences per forward, 1 per step") {
+		t.Errorf("fitting log: %q, want 16 sequences per forward, 1 per step", fitLog)
 	}
 	if strings.Contains(plainLog, "micro-batch fitting") {
 		t.Errorf("fit_micro_batch = false still fitted: %q", plainLog)
