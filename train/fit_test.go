@@ -1,7 +1,6 @@
 package train
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -166,29 +165,9 @@ every = 0
 	}
 	run := func(rows int) result {
 		e := experiment(t, "skipless", extra)
-		dir := t.TempDir()
-		m, err := model.New(e.Model, model.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := seededModel(t, e.Model, torch.CPU, 0)
 		defer m.Close()
-		torch.ManualSeed(0)
-		if err := m.Init(); err != nil {
-			t.Fatal(err)
-		}
-		tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), PadID: 0})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		tr.fwdRows = rows
-		if err := tr.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		var r result
-		for _, l := range readMetrics(t, dir, "train") {
-			r.losses = append(r.losses, l["loss"].(float64))
-		}
+		r := result{losses: trainedLosses(t, e, m, batches, 0, nil, func(tr *Trainer) { tr.fwdRows = rows })}
 		r.weights = map[string][]float64{}
 		s := torch.NewScope()
 		defer s.Close()

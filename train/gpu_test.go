@@ -1,7 +1,6 @@
 package train
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -42,20 +41,7 @@ func trainLosses(t *testing.T, e *Experiment, dev torch.Device, weights string, 
 	for _, n := range w {
 		n.Tensor.Free()
 	}
-	dir := t.TempDir()
-	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), PadID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if err := tr.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var out []float64
-	for _, r := range readMetrics(t, dir, "train") {
-		out = append(out, r["loss"].(float64))
-	}
-	return out
+	return trainedLosses(t, e, m, batches, -1, nil, nil)
 }
 
 // TestGPUStepMatchesCPU: the GPU training step at small size in fp32 gives
@@ -79,12 +65,7 @@ nan_check_every = 4
 every = 0
 `
 			e := experiment(t, preset, src)
-			m, err := model.New(e.Model, model.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			torch.ManualSeed(1)
-			m.Init()
+			m := seededModel(t, e.Model, torch.CPU, 1)
 			weights := filepath.Join(t.TempDir(), "w.safetensors")
 			torch.SaveSafetensors(weights, m.State(), nil)
 			m.Close()
@@ -129,28 +110,10 @@ save_every = 1000
 [report]
 every = 0
 `, fit))
-		m, err := model.New(e.Model, model.Options{Device: dev})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := seededModel(t, e.Model, dev, 3)
 		defer m.Close()
-		torch.ManualSeed(3)
-		m.Init()
 		var log strings.Builder
-		dir := t.TempDir()
-		tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), PadID: -1, Log: &log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		if err := tr.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		var out []float64
-		for _, r := range readMetrics(t, dir, "train") {
-			out = append(out, r["loss"].(float64))
-		}
-		return out, log.String()
+		return trainedLosses(t, e, m, batches, -1, &log, nil), log.String()
 	}
 	live := torch.LiveTensors()
 	plain, plainLog := run(false)

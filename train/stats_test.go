@@ -405,15 +405,8 @@ func TestStatsOfModelForward(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := model.New(cfg, model.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := seededModel(t, cfg, torch.CPU, 0)
 			defer m.Close()
-			torch.ManualSeed(0)
-			if err := m.Init(); err != nil {
-				t.Fatal(err)
-			}
 			start := torch.LiveTensors()
 			var ls []LayerStats
 			var ent []float64

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -105,6 +106,45 @@ func newRun(t *testing.T, e *Experiment, dir string, weights string, batches Bat
 		t.Fatal(err)
 	}
 	return m, tr
+}
+
+// seededModel builds cfg's model on dev, initialised from seed.
+func seededModel(t testing.TB, cfg model.Config, dev torch.Device, seed uint64) *model.Model {
+	t.Helper()
+	m, err := model.New(cfg, model.Options{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	torch.ManualSeed(seed)
+	if err := m.Init(); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m
+}
+
+// trainedLosses trains m with e on the fixed batches in a fresh run folder
+// and returns the logged per-step losses; prepare, if not nil, adjusts the
+// trainer before Run.
+func trainedLosses(t *testing.T, e *Experiment, m *model.Model, batches [][][]int32, padID int64, log io.Writer, prepare func(*Trainer)) []float64 {
+	t.Helper()
+	dir := t.TempDir()
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), PadID: padID, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if prepare != nil {
+		prepare(tr)
+	}
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, r := range readMetrics(t, dir, "train") {
+		out = append(out, r["loss"].(float64))
+	}
+	return out
 }
 
 func readMetrics(t *testing.T, dir, kind string) []map[string]any {
