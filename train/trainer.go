@@ -655,6 +655,8 @@ func (t *Trainer) evaluate() error {
 		return nil
 	}
 	var total float64
+	var sum *torch.Tensor // Σ loss·rows on the device: one host sync per evaluation
+	defer func() { sum.Free() }()
 	start := time.Now()
 	err := torch.Try(func() {
 		torch.NoGrad(func() {
@@ -674,7 +676,13 @@ func (t *Trainer) evaluate() error {
 				defer s.Close()
 				x := t.ids(rows)
 				out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, LossOnly: true})
-				total += out.Loss.ToDType(torch.Float64).Item() * float64(len(rows))
+				l := out.Loss.ToDType(torch.Float64).MulScalar(float64(len(rows)))
+				if sum != nil {
+					next := sum.Add(l)
+					sum.Free()
+					l = next
+				}
+				sum = s.Keep(l)
 				rows = rows[:0]
 			}
 			for i := 0; i < n; i++ {
@@ -684,6 +692,9 @@ func (t *Trainer) evaluate() error {
 				}
 			}
 			flush()
+			if sum != nil {
+				total = sum.Item()
+			}
 		})
 	})
 	if err != nil {
