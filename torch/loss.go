@@ -10,10 +10,13 @@ import "C"
 // targets [N], ignoring targets equal to ignoreIndex; the value is that of
 // CrossEntropy(Linear(h, w, nil), target, ignoreIndex, ReduceMean).
 //
-// The logits are never materialised whole: forward and backward walk over
-// chunk rows at a time, so at most [chunk, V] logits (and a few temporaries
-// of that size) exist at once, and backward recomputes them. Gradients flow
-// to both h and w. Logits, softmax and the loss are evaluated in float32
+// The logits are never materialised whole: at most [chunk, V] logits (and a
+// few temporaries of that size) exist at once. When gradients will be needed
+// (grad mode on, h or w requiring grad) and the matmuls do not run in
+// float16, forward also forms the gradients chunk by chunk and backward only
+// scales them, so the logits are computed once, as in the plain head; in
+// float16 backward recomputes them (scaling by the loss scale first, so that
+// small gradients do not underflow). Gradients flow to h and w. Logits, softmax and the loss are evaluated in float32
 // for float16/bfloat16 inputs and under autocast (whose dtype the matmuls
 // then use), so the loss is float32 there; otherwise it has the inputs'
 // dtype. When every target is ignored the loss is NaN (0/0, as PyTorch's

@@ -97,6 +97,62 @@ func TestLinearCrossEntropyMatchesPlain(t *testing.T) {
 	}
 }
 
+// TestLinearCrossEntropyScaledAndPartial: an upstream factor on the loss
+// (a loss-segment weight, a loss scale) reaches both gradients, and only the
+// inputs that require grad get one, on both backward paths: gradients formed
+// in forward (float64) and recomputed in backward (float16 matmuls). The
+// reference is the plain head on the same values in float64.
+func TestLinearCrossEntropyScaledAndPartial(t *testing.T) {
+	const n, d, v, factor = 23, 8, 31, 0.375
+	cases := []struct {
+		dt           DType
+		gradH, gradW bool
+		tol          float64
+	}{
+		{Float64, true, true, 1e-12},
+		{Float64, true, false, 1e-12},
+		{Float64, false, true, 1e-12},
+		{Float16, true, true, 2e-2},
+		{Float16, false, true, 2e-2},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%v/h%v/w%v", c.dt, c.gradH, c.gradW), func(t *testing.T) {
+			leakCheck(t)
+			WithScope(func(*Scope) {
+				h0, w0, target := lceInputs(21, n, d, v, -100, c.dt)
+				h := h0.Detach().SetRequiresGrad(c.gradH)
+				w := w0.Detach().SetRequiresGrad(c.gradW)
+				LinearCrossEntropy(h, w, target, -100, 5).MulScalar(factor).Backward()
+				hr := h.Detach().ToDType(Float64).SetRequiresGrad(true)
+				wr := w.Detach().ToDType(Float64).SetRequiresGrad(true)
+				CrossEntropy(Linear(hr, wr, nil), target, -100, ReduceMean).MulScalar(factor).Backward()
+				for _, g := range []struct {
+					name      string
+					want      bool
+					got, leaf *Tensor
+					ref       *Tensor
+				}{{"grad_h", c.gradH, h.Grad(), h, hr.Grad()}, {"grad_w", c.gradW, w.Grad(), w, wr.Grad()}} {
+					if !g.want {
+						if g.got != nil {
+							t.Errorf("%s: a gradient for an input that does not require one", g.name)
+						}
+						continue
+					}
+					if g.got == nil {
+						t.Fatalf("%s: missing", g.name)
+					}
+					if g.got.DType() != c.dt {
+						t.Errorf("%s is %v, want %v", g.name, g.got.DType(), c.dt)
+					}
+					if err := allClose(g.got.ToDType(Float64), g.ref, c.tol); err != nil {
+						t.Errorf("%s: %v", g.name, err)
+					}
+				}
+			})
+		})
+	}
+}
+
 // TestLinearCrossEntropyAllIgnored: with every target ignored the loss is
 // NaN, as PyTorch's mean reduction (0/0) and the plain path give, and the
 // gradients are zero, as the plain path's are. NaN is kept for fidelity: a
@@ -431,5 +487,41 @@ func TestLinearCrossEntropyGPU(t *testing.T) {
 	t.Logf("CUDA peak growth: chunked %d MB (limit %d MB), plain %d MB", chunked/mb, limit/mb, plain/mb)
 	if chunked > limit || chunked > plain/2 {
 		t.Errorf("chunked op peaked at %d MB (limit %d MB, plain %d MB)", chunked/mb, limit/mb, plain/mb)
+	}
+}
+
+// BenchmarkLinearCrossEntropy: forward and backward of the chunked head
+// (2048 rows of width 256, the 52000-word vocabulary, chunks of 2048 rows)
+// beside the plain Linear + CrossEntropy, on CLM_BENCH_THREADS threads (1).
+// The logits have unit scale, as a language model's: with lceInputs' scale
+// (standard deviation 16) most softmax gradients are float32 subnormals,
+// which slow the CPU's matmuls twentyfold.
+func BenchmarkLinearCrossEntropy(b *testing.B) {
+	threads := 1
+	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
+		threads, _ = strconv.Atoi(s)
+	}
+	SetNumThreads(threads)
+	const n, d, v = 2048, 256, 52000
+	for _, c := range []struct {
+		name string
+		loss func(h, w, t *Tensor) *Tensor
+	}{
+		{"chunked", func(h, w, t *Tensor) *Tensor { return LinearCrossEntropy(h, w, t, -100, 2048) }},
+		{"plain", func(h, w, t *Tensor) *Tensor { return CrossEntropy(Linear(h, w, nil), t, -100, ReduceMean) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			WithScope(func(*Scope) {
+				h0, w, target := lceInputs(3, n, d, v, -100, Float32)
+				h := h0.Detach().MulScalar(1.0 / 16).SetRequiresGrad(true)
+				for b.Loop() {
+					WithScope(func(*Scope) {
+						c.loss(h, w, target).Backward()
+						h.ZeroGrad()
+						w.ZeroGrad()
+					})
+				}
+			})
+		})
 	}
 }

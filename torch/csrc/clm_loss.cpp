@@ -3,11 +3,20 @@
 // LinearCrossEntropy is mean cross-entropy(h·wᵀ, target) for an LM head whose
 // full logits [N, V] would not fit (N = 16384 tokens, V = 52000 words: 3.4 GB
 // in float32, twice or more that during backward). Forward walks over row
-// chunks, keeps each row's logsumexp (N floats) and the summed loss, and
-// drops the chunk's logits; backward recomputes each chunk's logits, forms
-// softmax − onehot, scales it by grad_out/count and accumulates grad_h (the
-// chunk's rows) and grad_w (summed over chunks). At most [chunk, V] logits
+// chunks and drops each chunk's logits once used. At most [chunk, V] logits
 // and a few tensors of that size exist at any time.
+//
+// Training (gradients needed, matmuls not in float16): forward also forms
+// each chunk's softmax − onehot, scaled by 1/count, and accumulates grad_h
+// (the chunk's rows) and grad_w (summed over chunks); backward only scales
+// them by grad_out. The logits are computed once per step, as in the plain
+// head, and the extra memory is grad_h [N, d] and grad_w [V, d] held until
+// backward.
+//
+// Otherwise forward keeps each row's logsumexp (N floats) and backward
+// recomputes the logits: in float16, g/count could underflow before the
+// loss scale (grad_out) is applied, so backward scales by grad_out/count
+// first, as the plain head's backward does.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -56,7 +65,7 @@ at::ScalarType accum_dtype(at::ScalarType cdt) { return is_half(cdt) ? at::kFloa
 
 struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &w, const at::Tensor &target,
-                            int64_t ignore_index, int64_t chunk) {
+                            int64_t ignore_index, int64_t chunk, bool precompute) {
     // Read autocast's state first: the guard below hides it.
     const auto cdt = compute_dtype(h, w);
     // Casts are explicit (compute_dtype); autocast must not recast inside.
@@ -66,30 +75,82 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
     const auto wc = w.to(cdt);
     const auto valid = target.ne(ignore_index);
     const auto safe = target.masked_fill(valid.logical_not(), 0).unsqueeze(1);
-    auto lse = at::empty({N}, h.options().dtype(adt));
-    auto total = at::zeros({}, h.options().dtype(adt));
-    for (int64_t s = 0; s < N; s += chunk) {
-      const int64_t n = std::min(chunk, N - s);
-      auto logits = at::matmul(h.narrow(0, s, n).to(cdt), wc.t()).to(adt);  // [n, V]
-      auto l = at::logsumexp(logits, {1});
-      auto picked = logits.gather(1, safe.narrow(0, s, n)).squeeze(1);
-      logits.reset();
-      total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
-      lse.narrow(0, s, n).copy_(l);
-    }
     const auto count = valid.sum();
-    ctx->save_for_backward({h, w, target});
-    ctx->saved_data["lse"] = lse;
-    ctx->saved_data["count"] = count;
-    ctx->saved_data["ignore"] = ignore_index;
-    ctx->saved_data["chunk"] = chunk;
-    ctx->saved_data["cdt"] = static_cast<int64_t>(cdt);
+    auto total = at::zeros({}, h.options().dtype(adt));
+    if (precompute) {
+      const bool need_h = h.requires_grad(), need_w = w.requires_grad();
+      // Per-row factor 1/count, zero for ignored rows (where, not a product,
+      // so that count == 0 gives zero gradients rather than NaN).
+      const auto rowscale = at::where(valid, at::ones({}, h.options().dtype(adt)).div(count.to(adt)),
+                                      at::zeros({}, h.options().dtype(adt)));
+      at::Tensor grad_h, grad_w;
+      if (need_h) grad_h = at::empty(h.sizes(), h.options().dtype(at::promote_types(h.scalar_type(), cdt)));
+      // grad_w accumulates in the accumulation dtype (float32 for half inputs).
+      if (need_w) grad_w = at::zeros(w.sizes(), w.options().dtype(at::promote_types(adt, w.scalar_type())));
+      for (int64_t s = 0; s < N; s += chunk) {
+        const int64_t n = std::min(chunk, N - s);
+        const auto hc = h.narrow(0, s, n).to(cdt);
+        auto g = at::matmul(hc, wc.t()).to(adt);  // logits [n, V]
+        const auto idx = safe.narrow(0, s, n);
+        auto l = at::logsumexp(g, {1});
+        auto picked = g.gather(1, idx).squeeze(1);
+        total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
+        g.sub_(l.unsqueeze(1)).exp_();                              // softmax
+        g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));  // − onehot
+        g.mul_(rowscale.narrow(0, s, n).unsqueeze(1));
+        const auto gc = g.to(cdt);  // the chunk's grad of the logits, for grad_out = 1
+        g.reset();
+        if (need_h) grad_h.narrow(0, s, n).copy_(at::matmul(gc, wc));
+        if (need_w) {
+          if (gc.scalar_type() == grad_w.scalar_type())
+            grad_w.addmm_(gc.t(), hc);
+          else
+            grad_w.add_(at::matmul(gc.t(), hc));
+        }
+      }
+      ctx->saved_data["grad_h"] = grad_h;
+      ctx->saved_data["grad_w"] = grad_w;
+    } else {
+      auto lse = at::empty({N}, h.options().dtype(adt));
+      for (int64_t s = 0; s < N; s += chunk) {
+        const int64_t n = std::min(chunk, N - s);
+        auto logits = at::matmul(h.narrow(0, s, n).to(cdt), wc.t()).to(adt);  // [n, V]
+        auto l = at::logsumexp(logits, {1});
+        auto picked = logits.gather(1, safe.narrow(0, s, n)).squeeze(1);
+        logits.reset();
+        total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
+        lse.narrow(0, s, n).copy_(l);
+      }
+      ctx->save_for_backward({h, w, target});
+      ctx->saved_data["lse"] = lse;
+      ctx->saved_data["count"] = count;
+      ctx->saved_data["ignore"] = ignore_index;
+      ctx->saved_data["chunk"] = chunk;
+      ctx->saved_data["cdt"] = static_cast<int64_t>(cdt);
+    }
+    ctx->saved_data["precomputed"] = precompute;
+    ctx->saved_data["h_dtype"] = static_cast<int64_t>(h.scalar_type());
+    ctx->saved_data["w_dtype"] = static_cast<int64_t>(w.scalar_type());
     // 0/0 = NaN when every target is ignored, as PyTorch's mean reduction.
     return total.div(count.to(adt));
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grad_out) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    if (ctx->saved_data["precomputed"].toBool()) {
+      const auto hdt = static_cast<at::ScalarType>(ctx->saved_data["h_dtype"].toInt());
+      const auto wdt = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
+      auto scaled = [&](const char *key, at::ScalarType dt, bool needed) {
+        const auto &v = ctx->saved_data[key];
+        if (!needed || !v.isTensor()) return at::Tensor();
+        const auto g = v.toTensor();
+        if (!g.defined()) return at::Tensor();
+        return g.mul(grad_out[0].to(g.scalar_type())).to(dt);
+      };
+      auto gh = scaled("grad_h", hdt, ctx->needs_input_grad(0));
+      auto gw = scaled("grad_w", wdt, ctx->needs_input_grad(1));
+      return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &w = saved[1], &target = saved[2];
     const auto lse = ctx->saved_data["lse"].toTensor();
@@ -131,7 +192,7 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
     }
     if (need_h) grad_h = grad_h.to(h.scalar_type());
     if (need_w) grad_w = grad_w.to(w.scalar_type());
-    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -159,7 +220,11 @@ clm_tresult clm_linear_cross_entropy(clm_tensor hh, clm_tensor hw, clm_tensor ht
     if (!at::isFloatingType(h.scalar_type()) || !at::isFloatingType(w.scalar_type()))
       throw std::invalid_argument("linear_cross_entropy: h and w must be floating point");
     if (chunk <= 0) throw std::invalid_argument("linear_cross_entropy: chunk must be positive");
-    r.t = clm::wrap(LinearCrossEntropy::apply(h, w, t, ignore_index, chunk));
+    // Gradients in forward when they will be needed and the matmuls do not
+    // run in float16 (see the top of this file).
+    const bool precompute = at::GradMode::is_enabled() && (h.requires_grad() || w.requires_grad()) &&
+                            compute_dtype(h, w) != at::kHalf;
+    r.t = clm::wrap(LinearCrossEntropy::apply(h, w, t, ignore_index, chunk, precompute));
   });
   return r;
 }
