@@ -63,6 +63,38 @@ at::ScalarType compute_dtype(const at::Tensor &h, const at::Tensor &w) {
 // inputs, the compute dtype otherwise.
 at::ScalarType accum_dtype(at::ScalarType cdt) { return is_half(cdt) ? at::kFloat : cdt; }
 
+// HeadGrads holds the head's gradients while chunks add to them: grad_h
+// [N, d] in h's dtype promoted with the compute dtype, grad_w [V, d]
+// accumulated in the accumulation dtype (float32 for half inputs).
+struct HeadGrads {
+  at::Tensor h, w;
+
+  HeadGrads(const at::Tensor &hin, const at::Tensor &win, at::ScalarType cdt, bool need_h, bool need_w) {
+    if (need_h) h = at::empty(hin.sizes(), hin.options().dtype(at::promote_types(hin.scalar_type(), cdt)));
+    if (need_w) w = at::zeros(win.sizes(), win.options().dtype(at::promote_types(accum_dtype(cdt), win.scalar_type())));
+  }
+
+  // add turns the logits g of rows [s, s+n) (accumulation dtype, in place)
+  // into (softmax − onehot)·factor, using the rows' logsumexp lse and target
+  // indices idx [n, 1], and adds the chunk's share: its rows of grad_h and a
+  // term of grad_w. hc and wc are the chunk's rows and w in the compute dtype.
+  void add(at::Tensor &g, const at::Tensor &lse, const at::Tensor &idx, const at::Tensor &factor, const at::Tensor &hc,
+           const at::Tensor &wc, at::ScalarType cdt, int64_t s, int64_t n) {
+    g.sub_(lse.unsqueeze(1)).exp_();                            // softmax
+    g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));  // − onehot
+    g.mul_(factor.unsqueeze(1));
+    const auto gc = g.to(cdt);  // the chunk's gradient of the logits
+    g.reset();
+    if (h.defined()) h.narrow(0, s, n).copy_(at::matmul(gc, wc));
+    if (w.defined()) {
+      if (gc.scalar_type() == w.scalar_type())
+        w.addmm_(gc.t(), hc);
+      else
+        w.add_(at::matmul(gc.t(), hc));
+    }
+  }
+};
+
 struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &w, const at::Tensor &target,
                             int64_t ignore_index, int64_t chunk, bool precompute) {
@@ -83,10 +115,7 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
       // so that count == 0 gives zero gradients rather than NaN).
       const auto rowscale = at::where(valid, at::ones({}, h.options().dtype(adt)).div(count.to(adt)),
                                       at::zeros({}, h.options().dtype(adt)));
-      at::Tensor grad_h, grad_w;
-      if (need_h) grad_h = at::empty(h.sizes(), h.options().dtype(at::promote_types(h.scalar_type(), cdt)));
-      // grad_w accumulates in the accumulation dtype (float32 for half inputs).
-      if (need_w) grad_w = at::zeros(w.sizes(), w.options().dtype(at::promote_types(adt, w.scalar_type())));
+      HeadGrads grads(h, w, cdt, need_h, need_w);
       for (int64_t s = 0; s < N; s += chunk) {
         const int64_t n = std::min(chunk, N - s);
         const auto hc = h.narrow(0, s, n).to(cdt);
@@ -95,21 +124,10 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
         auto l = at::logsumexp(g, {1});
         auto picked = g.gather(1, idx).squeeze(1);
         total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
-        g.sub_(l.unsqueeze(1)).exp_();                              // softmax
-        g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));  // − onehot
-        g.mul_(rowscale.narrow(0, s, n).unsqueeze(1));
-        const auto gc = g.to(cdt);  // the chunk's grad of the logits, for grad_out = 1
-        g.reset();
-        if (need_h) grad_h.narrow(0, s, n).copy_(at::matmul(gc, wc));
-        if (need_w) {
-          if (gc.scalar_type() == grad_w.scalar_type())
-            grad_w.addmm_(gc.t(), hc);
-          else
-            grad_w.add_(at::matmul(gc.t(), hc));
-        }
+        grads.add(g, l, idx, rowscale.narrow(0, s, n), hc, wc, cdt, s, n);  // for grad_out = 1
       }
-      ctx->saved_data["grad_h"] = grad_h;
-      ctx->saved_data["grad_w"] = grad_w;
+      ctx->saved_data["grad_h"] = grads.h;
+      ctx->saved_data["grad_w"] = grads.w;
     } else {
       auto lse = at::empty({N}, h.options().dtype(adt));
       for (int64_t s = 0; s < N; s += chunk) {
@@ -169,27 +187,15 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
     // product, so that count == 0 gives zeros rather than NaN).
     const auto scale = grad_out[0].to(adt).div(count.to(adt));
     const auto zero = at::zeros({}, lse.options());
-    at::Tensor grad_h, grad_w;
-    if (need_h) grad_h = at::empty(h.sizes(), h.options().dtype(at::promote_types(h.scalar_type(), cdt)));
-    // grad_w accumulates in the accumulation dtype (float32 for half inputs).
-    if (need_w) grad_w = at::zeros(w.sizes(), w.options().dtype(at::promote_types(adt, w.scalar_type())));
+    HeadGrads grads(h, w, cdt, need_h, need_w);
     for (int64_t s = 0; s < N && (need_h || need_w); s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       const auto hc = h.narrow(0, s, n).to(cdt);
-      auto g = at::matmul(hc, wc.t()).to(adt);                     // logits [n, V]
-      g.sub_(lse.narrow(0, s, n).unsqueeze(1)).exp_();             // softmax
-      const auto idx = safe.narrow(0, s, n);
-      g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));   // − onehot
-      g.mul_(at::where(valid.narrow(0, s, n), scale, zero).unsqueeze(1));
-      const auto gc = g.to(cdt);                                   // the chunk's grad of the logits
-      if (need_h) grad_h.narrow(0, s, n).copy_(at::matmul(gc, wc));
-      if (need_w) {
-        if (gc.scalar_type() == grad_w.scalar_type())
-          grad_w.addmm_(gc.t(), hc);
-        else
-          grad_w.add_(at::matmul(gc.t(), hc));
-      }
+      auto g = at::matmul(hc, wc.t()).to(adt);  // logits [n, V], recomputed
+      grads.add(g, lse.narrow(0, s, n), safe.narrow(0, s, n), at::where(valid.narrow(0, s, n), scale, zero), hc, wc,
+                cdt, s, n);
     }
+    at::Tensor grad_h = grads.h, grad_w = grads.w;
     if (need_h) grad_h = grad_h.to(h.scalar_type());
     if (need_w) grad_w = grad_w.to(w.scalar_type());
     return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
