@@ -34,9 +34,9 @@ if [ -z "${CLM_PEAK_TFLOPS:-}" ]; then
   esac
 fi
 export CLM_PEAK_TFLOPS
-(cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x) \
+(cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 4m) \
   | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
-"$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
+timeout 240 "$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
   --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu.txt"
 for f in go-gpu.txt py-gpu.txt; do
   if [ ! -s "$out/$f" ]; then

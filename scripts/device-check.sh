@@ -7,8 +7,11 @@
 #   <device tool> run, carrying bin/device:  scripts/device-check.sh
 #
 # It builds the shim against the machine's CUDA PyTorch, runs the GPU tests
-# of every test binary (CPU-only tests are left to `make test`), and writes
-# a summary to $OUT (or ./device-out).
+# of every test binary (CPU-only tests are left to `make test`; 3 minutes at
+# most each), then scripts/bench-gpu.sh, and writes a summary to $OUT (or
+# ./device-out). Every stage has its own time limit (tests 3 min per binary,
+# each side of the benchmark 4 min), so that a hang costs that stage and
+# leaves the others' results in $OUT; a normal run takes a few minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
@@ -52,7 +55,7 @@ for bin in bin/device/*.test; do
   [ -x "$bin" ] || { log "no test binaries in bin/device (run make device-bins first)"; exit 1; }
   pkg=$(basename "$bin" .test)
   # Test binaries run from their package directory, as `go test` does.
-  if (cd "$pkg" 2>/dev/null || cd .; "$OLDPWD/$bin" -test.run "${DEVICE_TESTS:-GPU}" -test.v -test.timeout 8m) >"$out/$pkg.log" 2>&1; then
+  if (cd "$pkg" 2>/dev/null || cd .; "$OLDPWD/$bin" -test.run "${DEVICE_TESTS:-GPU}" -test.v -test.timeout 3m) >"$out/$pkg.log" 2>&1; then
     log "PASS $pkg: $(grep -c '^--- PASS' "$out/$pkg.log") passed, $(grep -c '^--- SKIP' "$out/$pkg.log") skipped"
   else
     status=1
