@@ -98,6 +98,7 @@ DEVICE_PKGS ?= torch model train
 device-bins: $(SHIM)
 	@mkdir -p bin/device
 	@for p in $(DEVICE_PKGS); do $(GO) test -c -o bin/device/$$p.test ./$$p || exit 1; done
+	@$(GO) build -o bin/device/clm ./cmd/clm
 	@ls bin/device
 
 clean:

@@ -63,6 +63,28 @@ for bin in bin/device/*.test; do
   fi
   grep -E '^\s+\S+_test.go:[0-9]+: ' "$out/$pkg.log" | head -20 >>"$out/summary.txt"
 done
+# The product end to end on the GPU: `make demo`'s experiment (tokenizer
+# training and data preparation on the local Python's standard library,
+# bf16 training with micro-batch fitting, evaluation, checkpoints). The CPU
+# demo ends at eval loss 4.69; the GPU run must get below 5.5.
+if [ -x bin/device/clm ]; then
+  run=/tmp/clm-device-run
+  rm -rf "$run"
+  t0=$(date +%s)
+  if CLM_CACHE=/tmp/clm-device-cache timeout 300 bin/device/clm -config experiments/tiny.toml -run-dir "$run" \
+      >"$out/clm-tiny.log" 2>&1; then
+    evals=$(grep -o 'eval_loss [0-9.]*' "$out/clm-tiny.log" | awk '{ printf "%s ", $2 }')
+    cp "$run/metrics.jsonl" "$out/clm-tiny-metrics.jsonl" 2>/dev/null
+    if awk -v l="${evals##* }" -v e="$evals" 'BEGIN { n = split(e, a, " "); exit !(n > 1 && a[n] < 5.5) }'; then
+      log "PASS clm tiny in $(( $(date +%s) - t0 ))s: eval losses $evals"
+    else
+      status=1; log "FAIL clm tiny: eval losses '$evals' (want the last below 5.5)"
+    fi
+    grep -E '^model |micro-batch fitting' "$out/clm-tiny.log" | head -2 | tee -a "$out/summary.txt"
+  else
+    status=1; log "FAIL clm tiny (see clm-tiny.log)"; tail -5 "$out/clm-tiny.log" | tee -a "$out/summary.txt"
+  fi
+fi
 if [ -x scripts/bench-gpu.sh ]; then
   scripts/bench-gpu.sh "$out" || status=1
 fi
