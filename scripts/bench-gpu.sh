@@ -46,7 +46,7 @@ for f in go-gpu.txt py-gpu.txt; do
 done
 field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1) }' <<<"$1"; }
 {
-  echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s; command: scripts/bench-gpu.sh"
+  echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s (the bf16 dense spec-sheet peak); command: scripts/bench-gpu.sh"
   echo
   echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB | clm ms/step | clm 1-sequence ms/step |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
