@@ -75,7 +75,7 @@ if [ -x bin/device/clm ]; then
       >"$out/clm-tiny.log" 2>&1; then
     evals=$(grep -o 'eval_loss [0-9.]*' "$out/clm-tiny.log" | awk '{ printf "%s ", $2 }')
     cp "$run/metrics.jsonl" "$out/clm-tiny-metrics.jsonl" 2>/dev/null
-    if awk -v l="${evals##* }" -v e="$evals" 'BEGIN { n = split(e, a, " "); exit !(n > 1 && a[n] < 5.5) }'; then
+    if awk -v e="$evals" 'BEGIN { n = split(e, a, " "); exit !(n > 1 && a[n] < 5.5) }'; then
       log "PASS clm tiny in $(( $(date +%s) - t0 ))s: eval losses $evals"
     else
       status=1; log "FAIL clm tiny: eval losses '$evals' (want the last below 5.5)"

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"clm/model"
@@ -72,7 +73,7 @@ func planForwards(micro [][][]int32, size int, padID int64) []forward {
 			w := 0.0
 			switch {
 			case counts[j] == 0:
-				w = nanWeight()
+				w = math.NaN()
 			case n > 0:
 				w = float64(n) / float64(counts[j])
 			}
@@ -87,11 +88,6 @@ func planForwards(micro [][][]int32, size int, padID int64) []forward {
 		}
 	}
 	return out
-}
-
-func nanWeight() float64 {
-	var zero float64
-	return zero / zero
 }
 
 // targets counts the next-token targets of a row that the loss uses.
