@@ -24,6 +24,8 @@ import (
 	"sort"
 
 	"github.com/BurntSushi/toml"
+
+	"clm/internal/jsonnum"
 )
 
 // MetricsFile and ConfigFile are the names of a run folder's files.
@@ -90,24 +92,8 @@ type StatsPoint struct {
 	Gains map[string][]float64
 }
 
-// num is a JSON number that reads null as NaN.
-type num float64
-
-func (n *num) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*n = num(math.NaN())
-		return nil
-	}
-	var v float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*n = num(v)
-	return nil
-}
-
 // opt returns the value, or NaN when the field was absent.
-func opt(p *num) float64 {
+func opt(p *jsonnum.Float) float64 {
 	if p == nil {
 		return math.NaN()
 	}
@@ -115,37 +101,29 @@ func opt(p *num) float64 {
 }
 
 type layerJSON struct {
-	Layer            *int `json:"layer"`
-	XRMS             *num `json:"x_rms"`
-	Kurtosis         *num `json:"kurtosis"`
-	KurtosisMinusOne *num `json:"kurtosis_minus_one"`
-	FeatCorrRMS      *num `json:"feat_corr_rms"`
-	BatchCorrMean    *num `json:"batch_corr_mean"`
-	BatchCorrRMS     *num `json:"batch_corr_rms"`
-	MaxMedianRatio   *num `json:"max_median_ratio"`
+	Layer            *int           `json:"layer"`
+	XRMS             *jsonnum.Float `json:"x_rms"`
+	Kurtosis         *jsonnum.Float `json:"kurtosis"`
+	KurtosisMinusOne *jsonnum.Float `json:"kurtosis_minus_one"`
+	FeatCorrRMS      *jsonnum.Float `json:"feat_corr_rms"`
+	BatchCorrMean    *jsonnum.Float `json:"batch_corr_mean"`
+	BatchCorrRMS     *jsonnum.Float `json:"batch_corr_rms"`
+	MaxMedianRatio   *jsonnum.Float `json:"max_median_ratio"`
 }
 
 type recordJSON struct {
-	Kind        string           `json:"kind"`
-	Step        *int64           `json:"step"`
-	Time        *num             `json:"time"`
-	Loss        *num             `json:"loss"`
-	LR          *num             `json:"lr"`
-	GradNorm    *num             `json:"grad_norm"`
-	TokensPerS  *num             `json:"tokens_per_s"`
-	Tokens      *num             `json:"tokens"`
-	EvalLoss    *num             `json:"eval_loss"`
-	Layers      []layerJSON      `json:"layers"`
-	AttnEntropy []num            `json:"attn_entropy"`
-	Gains       map[string][]num `json:"gains"`
-}
-
-func floats(v []num) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
+	Kind        string                     `json:"kind"`
+	Step        *int64                     `json:"step"`
+	Time        *jsonnum.Float             `json:"time"`
+	Loss        *jsonnum.Float             `json:"loss"`
+	LR          *jsonnum.Float             `json:"lr"`
+	GradNorm    *jsonnum.Float             `json:"grad_norm"`
+	TokensPerS  *jsonnum.Float             `json:"tokens_per_s"`
+	Tokens      *jsonnum.Float             `json:"tokens"`
+	EvalLoss    *jsonnum.Float             `json:"eval_loss"`
+	Layers      []layerJSON                `json:"layers"`
+	AttnEntropy []jsonnum.Float            `json:"attn_entropy"`
+	Gains       map[string][]jsonnum.Float `json:"gains"`
 }
 
 // ReadRun reads dir/metrics.jsonl and dir/config.toml. A missing folder or
@@ -262,7 +240,7 @@ func (r *Run) record(b []byte, train map[int64]TrainPoint, eval map[int64]EvalPo
 		if j.Layers == nil && j.AttnEntropy == nil && j.Gains == nil {
 			return false
 		}
-		p := StatsPoint{Step: step, Time: opt(j.Time), AttnEntropy: floats(j.AttnEntropy), Gains: map[string][]float64{}}
+		p := StatsPoint{Step: step, Time: opt(j.Time), AttnEntropy: jsonnum.Floats(j.AttnEntropy), Gains: map[string][]float64{}}
 		for i, l := range j.Layers {
 			layer := i
 			if l.Layer != nil {
@@ -273,7 +251,7 @@ func (r *Run) record(b []byte, train map[int64]TrainPoint, eval map[int64]EvalPo
 				BatchCorrMean: opt(l.BatchCorrMean), BatchCorrRMS: opt(l.BatchCorrRMS), MaxMedianRatio: opt(l.MaxMedianRatio)})
 		}
 		for name, v := range j.Gains {
-			p.Gains[name] = floats(v)
+			p.Gains[name] = jsonnum.Floats(v)
 		}
 		stats[step] = p
 	}

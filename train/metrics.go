@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"clm/internal/jsonnum"
 	"clm/tensorboard"
 )
 
@@ -117,16 +118,16 @@ func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
 }
 
 // finiteOrNull makes a value JSON-encodable: NaN and ±Inf (a log window of
-// skipped steps, a diverged run) are written as null, as jsonFloat does for
-// the statistics, in floats and float slices.
+// skipped steps, a diverged run) are written as null, as jsonnum.Float does
+// for the statistics, in floats and float slices.
 func finiteOrNull(v any) any {
 	switch x := v.(type) {
 	case float64:
-		return jsonFloat(x)
+		return jsonnum.Float(x)
 	case []float64:
-		out := make([]jsonFloat, len(x))
+		out := make([]jsonnum.Float, len(x))
 		for i, f := range x {
-			out[i] = jsonFloat(f)
+			out[i] = jsonnum.Float(f)
 		}
 		return out
 	}

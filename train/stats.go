@@ -13,6 +13,7 @@ import (
 	"math"
 	"strings"
 
+	"clm/internal/jsonnum"
 	"clm/model"
 	"clm/torch"
 )
@@ -75,52 +76,25 @@ type LayerStats struct {
 // state, in the order of LayerStats's float fields.
 const statsPerLayer = 7
 
-// jsonFloat is a float64 that marshals non-finite values as null and
-// unmarshals null as NaN, since JSON has no NaN or infinity.
-type jsonFloat float64
-
-// MarshalJSON implements json.Marshaler.
-func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(v)
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (f *jsonFloat) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*f = jsonFloat(math.NaN())
-		return nil
-	}
-	var v float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*f = jsonFloat(v)
-	return nil
-}
-
 // layerStatsJSON mirrors LayerStats with null-safe floats.
 type layerStatsJSON struct {
-	Layer            int       `json:"layer"`
-	XRMS             jsonFloat `json:"x_rms"`
-	Kurtosis         jsonFloat `json:"kurtosis"`
-	KurtosisMinusOne jsonFloat `json:"kurtosis_minus_one"`
-	FeatCorrRMS      jsonFloat `json:"feat_corr_rms"`
-	BatchCorrMean    jsonFloat `json:"batch_corr_mean"`
-	BatchCorrRMS     jsonFloat `json:"batch_corr_rms"`
-	MaxMedianRatio   jsonFloat `json:"max_median_ratio"`
+	Layer            int           `json:"layer"`
+	XRMS             jsonnum.Float `json:"x_rms"`
+	Kurtosis         jsonnum.Float `json:"kurtosis"`
+	KurtosisMinusOne jsonnum.Float `json:"kurtosis_minus_one"`
+	FeatCorrRMS      jsonnum.Float `json:"feat_corr_rms"`
+	BatchCorrMean    jsonnum.Float `json:"batch_corr_mean"`
+	BatchCorrRMS     jsonnum.Float `json:"batch_corr_rms"`
+	MaxMedianRatio   jsonnum.Float `json:"max_median_ratio"`
 }
 
 // MarshalJSON writes the statistics with non-finite values as null.
 func (s LayerStats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(layerStatsJSON{
-		Layer: s.Layer, XRMS: jsonFloat(s.XRMS), Kurtosis: jsonFloat(s.Kurtosis),
-		KurtosisMinusOne: jsonFloat(s.KurtosisMinusOne), FeatCorrRMS: jsonFloat(s.FeatCorrRMS),
-		BatchCorrMean: jsonFloat(s.BatchCorrMean), BatchCorrRMS: jsonFloat(s.BatchCorrRMS),
-		MaxMedianRatio: jsonFloat(s.MaxMedianRatio),
+		Layer: s.Layer, XRMS: jsonnum.Float(s.XRMS), Kurtosis: jsonnum.Float(s.Kurtosis),
+		KurtosisMinusOne: jsonnum.Float(s.KurtosisMinusOne), FeatCorrRMS: jsonnum.Float(s.FeatCorrRMS),
+		BatchCorrMean: jsonnum.Float(s.BatchCorrMean), BatchCorrRMS: jsonnum.Float(s.BatchCorrRMS),
+		MaxMedianRatio: jsonnum.Float(s.MaxMedianRatio),
 	})
 }
 
