@@ -124,10 +124,7 @@ func TestReferenceParity(t *testing.T) {
 				"dtype": "float32", "pad_id": padID})
 		runs = append(runs, r)
 	}
-	jobsJSON, _ := json.Marshal(jobs)
-	jobsPath := filepath.Join(t.TempDir(), "jobs.json")
-	os.WriteFile(jobsPath, jobsJSON, 0o644)
-	pyref.Run(t, "model_jobs.py", jobsPath)
+	pyref.RunJobs(t, "model_jobs.py", jobs)
 
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {

@@ -237,10 +237,7 @@ every = 0
 			runs = append(runs, r)
 		}
 	}
-	jobsJSON, _ := json.Marshal(jobs)
-	jobsPath := filepath.Join(t.TempDir(), "jobs.json")
-	os.WriteFile(jobsPath, jobsJSON, 0o644)
-	pyref.Run(t, "train_jobs.py", jobsPath)
+	pyref.RunJobs(t, "train_jobs.py", jobs)
 
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ package pyref
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -125,4 +126,20 @@ func Run(tb testing.TB, script string, args ...string) []byte {
 		tb.Fatalf("reference %s %v: %v\n%s", script, args, err, stderr.String())
 	}
 	return stdout.Bytes()
+}
+
+// RunJobs writes jobs as JSON to a temporary file and runs
+// scripts/reference/<script> on it (the batch form of the *_jobs.py scripts:
+// one Python start for many cases); it returns the script's standard output.
+func RunJobs(tb testing.TB, script string, jobs any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(jobs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "jobs.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return Run(tb, script, path)
 }
