@@ -210,6 +210,27 @@ func ReadModelConfig(ckpt string) (model.Config, error) {
 	return c, nil
 }
 
+// LoadWeights loads the weights of checkpoint folder ckpt into m (built
+// from the checkpoint's config), on m's device.
+func LoadWeights(ckpt string, m *model.Model) error {
+	return loadWeightsFile(filepath.Join(ckpt, modelFile), m)
+}
+
+// loadWeightsFile loads a safetensors file of weights into m; errors name
+// the file.
+func loadWeightsFile(path string, m *model.Model) error {
+	s := torch.NewScope()
+	defer s.Close()
+	w, _, err := torch.LoadSafetensors(path, m.Options().Device)
+	if err != nil {
+		return err
+	}
+	if err := m.LoadState(w); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 // LoadCheckpoint restores weights, optimizer state and generator states
 // from checkpoint folder ckpt into m and opt (built from the same config).
 func LoadCheckpoint(ckpt string, m *model.Model, opt *torch.AdamW, devs []torch.Device) (State, error) {
@@ -219,12 +240,8 @@ func LoadCheckpoint(ckpt string, m *model.Model, opt *torch.AdamW, devs []torch.
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	weights, _, err := torch.LoadSafetensors(filepath.Join(ckpt, modelFile), m.Options().Device)
-	if err != nil {
+	if err := LoadWeights(ckpt, m); err != nil {
 		return st, fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := m.LoadState(weights); err != nil {
-		return st, fmt.Errorf("checkpoint %s: %w", filepath.Join(ckpt, modelFile), err)
 	}
 	optPath := filepath.Join(ckpt, optimFile)
 	f, err := safetensors.Open(optPath)

@@ -31,15 +31,8 @@ func trainLosses(t *testing.T, e *Experiment, dev torch.Device, weights string, 
 		t.Fatal(err)
 	}
 	defer m.Close()
-	w, _, err := torch.LoadSafetensors(weights, dev)
-	if err != nil {
+	if err := loadWeightsFile(weights, m); err != nil {
 		t.Fatal(err)
-	}
-	if err := m.LoadState(w); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range w {
-		n.Tensor.Free()
 	}
 	return trainedLosses(t, e, m, batches, -1, nil, nil)
 }

@@ -88,15 +88,8 @@ func newRun(t *testing.T, e *Experiment, dir string, weights string, batches Bat
 	}
 	torch.ManualSeed(uint64(e.Train.Seed))
 	if weights != "" {
-		w, _, err := torch.LoadSafetensors(weights, torch.CPU)
-		if err != nil {
+		if err := loadWeightsFile(weights, m); err != nil {
 			t.Fatal(err)
-		}
-		if err := m.LoadState(w); err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range w {
-			n.Tensor.Free()
 		}
 	} else if err := m.Init(); err != nil {
 		t.Fatal(err)

@@ -81,12 +81,8 @@ func runSample(args []string, stdout io.Writer) error {
 	defer m.Close()
 	s := torch.NewScope()
 	defer s.Close()
-	w, _, err := torch.LoadSafetensors(filepath.Join(ckpt, "model.safetensors"), dev)
-	if err != nil {
-		return err
-	}
-	if err := m.LoadState(w); err != nil {
-		return fmt.Errorf("sample %s: %w", ckpt, err)
+	if err := train.LoadWeights(ckpt, m); err != nil {
+		return fmt.Errorf("sample: %w", err)
 	}
 	ids := tok.Encode(*prompt)
 	if len(ids) == 0 {
