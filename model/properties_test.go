@@ -31,6 +31,38 @@ func maxAbsDiff(a, b *torch.Tensor) float64 {
 	return a.Sub(b).Abs().Max(torch.AllDims, false).ToDType(torch.Float64).Item()
 }
 
+// takeGrads returns the trainable parameters' gradients in registry order
+// (nil where one has none) and drops them from the parameters, so that the
+// next backward starts afresh.
+func takeGrads(m *Model) []*torch.Tensor {
+	var g []*torch.Tensor
+	for _, p := range m.Params().Trainable() {
+		g = append(g, p.T.Grad())
+		p.T.ZeroGrad()
+	}
+	return g
+}
+
+// worstGradErr is the largest relative error between matching gradients of
+// two takeGrads lists; a gradient present in one list only fails the test.
+func worstGradErr(t *testing.T, got, want []*torch.Tensor) float64 {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d gradients vs %d", len(got), len(want))
+	}
+	worst := 0.0
+	for i := range want {
+		if (got[i] == nil) != (want[i] == nil) {
+			t.Fatalf("gradient %d present in one run only", i)
+		}
+		if got[i] != nil {
+			e, _ := relErr(got[i], want[i])
+			worst = max(worst, e)
+		}
+	}
+	return worst
+}
+
 // TestSASAttentionIsIdentityAtInit: with W^Q = 0 (query_init_std 0) the
 // logits vanish, softmax is the causal uniform matrix C, and Eq. 5 gives
 // A' = C + I − C = I exactly, in every layer.
@@ -136,7 +168,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 				s := torch.NewScope()
 				defer s.Close()
 				set := map[string]any{"context_length": int64(128), "n_positions": int64(128)}
-				run := func(impl AttentionImpl) (logits *torch.Tensor, grads []*torch.Tensor) {
+				run := func(impl AttentionImpl) (*torch.Tensor, []*torch.Tensor) {
 					m := initModel(t, preset, set, dt, impl)
 					defer m.Close()
 					torch.ManualSeed(5)
@@ -147,13 +179,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 					}
 					out := m.Forward(randomIDs(2, 128, 512), ForwardOptions{Labels: randomIDs(2, 128, 512), PadID: -1})
 					out.Loss.Backward()
-					for _, p := range m.Params().Trainable() {
-						if g := p.T.Grad(); g != nil {
-							grads = append(grads, g)
-						}
-						p.T.ZeroGrad()
-					}
-					return out.Logits, grads
+					return out.Logits, takeGrads(m)
 				}
 				lm, gm := run(AttentionMaterialised)
 				lf, gf := run(AttentionFused)
@@ -164,15 +190,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 				if e, _ := relErr(lf, lm); e > tol {
 					t.Errorf("logits: relative error %.3g", e)
 				}
-				if len(gm) != len(gf) {
-					t.Fatalf("%d gradients vs %d", len(gf), len(gm))
-				}
-				worst := 0.0
-				for i := range gm {
-					e, _ := relErr(gf[i], gm[i])
-					worst = max(worst, e)
-				}
-				if worst > tol*100 {
+				if worst := worstGradErr(t, gf, gm); worst > tol*100 {
 					t.Errorf("gradients: worst relative error %.3g", worst)
 				}
 			})
@@ -206,14 +224,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 			run := func(lossOnly bool) (*torch.Tensor, []*torch.Tensor) {
 				out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: 7, LossOnly: lossOnly})
 				out.Loss.Backward()
-				var g []*torch.Tensor
-				for _, p := range m.Params().Trainable() {
-					if gr := p.T.Grad(); gr != nil {
-						g = append(g, gr.Clone())
-					}
-					p.T.ZeroGrad()
-				}
-				return out.Loss, g
+				return out.Loss, takeGrads(m)
 			}
 			lp, gp := run(false)
 			lc, gc := run(true)
@@ -224,11 +235,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 			if e, _ := relErr(lc, lp); e > tol {
 				t.Errorf("loss: relative error %.3g", e)
 			}
-			worst := 0.0
-			for i := range gp {
-				e, _ := relErr(gc[i], gp[i])
-				worst = max(worst, e)
-			}
+			worst := worstGradErr(t, gc, gp)
 			if worst > tol*10 {
 				t.Errorf("gradients: worst relative error %.3g", worst)
 			}
@@ -262,21 +269,9 @@ func TestLossSegments(t *testing.T) {
 			// its mean would be NaN.
 			labels := ids.Clone()
 			labels.Narrow(0, 3, 1).Fill(IgnoreIndex)
-			grads := func() []*torch.Tensor {
-				var g []*torch.Tensor
-				for _, p := range m.Params().Trainable() {
-					if gr := p.T.Grad(); gr != nil {
-						g = append(g, gr.Clone())
-					} else {
-						g = append(g, nil)
-					}
-					p.T.ZeroGrad()
-				}
-				return g
-			}
 			out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: -1, LossOnly: true, LossSegments: segs})
 			out.Loss.Backward()
-			got, gotGrads := out.Loss, grads()
+			got, gotGrads := out.Loss, takeGrads(m)
 
 			want := torch.Scalar(0, torch.Float64, torch.CPU)
 			a := int64(0)
@@ -289,20 +284,11 @@ func TestLossSegments(t *testing.T) {
 				}
 				a += int64(seg.Rows)
 			}
-			wantGrads := grads()
+			wantGrads := takeGrads(m)
 			if e, _ := relErr(got, want); e > 1e-12 {
 				t.Errorf("loss %v, want %v (relative error %.3g)", got.Item(), want.Item(), e)
 			}
-			worst := 0.0
-			for i := range wantGrads {
-				if (gotGrads[i] == nil) != (wantGrads[i] == nil) {
-					t.Fatalf("gradient %d present in one run only", i)
-				}
-				if gotGrads[i] != nil {
-					e, _ := relErr(gotGrads[i], wantGrads[i])
-					worst = max(worst, e)
-				}
-			}
+			worst := worstGradErr(t, gotGrads, wantGrads)
 			if worst > 1e-10 {
 				t.Errorf("gradients: worst relative error %.3g", worst)
 			}
