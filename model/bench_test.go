@@ -3,9 +3,9 @@ package model
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 
+	"clm/internal/benchenv"
 	"clm/torch"
 )
 
@@ -23,13 +23,7 @@ var benchSizes = []struct {
 // BenchmarkForwardBackward is one micro-batch's forward and backward for
 // every preset and size (attention per CLM_BENCH_ATTENTION, default auto).
 func BenchmarkForwardBackward(b *testing.B) {
-	threads := 1
-	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
-		threads, _ = strconv.Atoi(s)
-	}
-	if err := torch.SetNumThreads(threads); err != nil {
-		b.Fatal(err)
-	}
+	benchenv.SetThreads(b)
 	impl, err := ParseAttentionImpl(os.Getenv("CLM_BENCH_ATTENTION"))
 	if err != nil {
 		b.Fatal(err)

@@ -497,11 +497,7 @@ func TestLinearCrossEntropyGPU(t *testing.T) {
 // (standard deviation 16) most softmax gradients are float32 subnormals,
 // which slow the CPU's matmuls twentyfold.
 func BenchmarkLinearCrossEntropy(b *testing.B) {
-	threads := 1
-	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
-		threads, _ = strconv.Atoi(s)
-	}
-	SetNumThreads(threads)
+	benchThreads(b)
 	const n, d, v = 2048, 256, 52000
 	for _, c := range []struct {
 		name string

@@ -3,9 +3,9 @@ package train
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 
+	"clm/internal/benchenv"
 	"clm/model"
 	"clm/torch"
 )
@@ -47,11 +47,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 // check) at the mid size (6 layers, width 256, vocabulary 8192), for every
 // preset; scripts/reference/bench_train.py times the reference loop.
 func BenchmarkTrainStep(b *testing.B) {
-	threads := 1
-	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
-		threads, _ = strconv.Atoi(s)
-	}
-	torch.SetNumThreads(threads)
+	benchenv.SetThreads(b)
 	attention := os.Getenv("CLM_BENCH_ATTENTION")
 	if attention == "" {
 		attention = "auto"
