@@ -113,6 +113,12 @@ func Script(name string) (string, error) {
 // and returns its standard output. Standard error is included in the error.
 func Run(tb testing.TB, script string, args ...string) []byte {
 	tb.Helper()
+	return RunEnv(tb, nil, script, args...)
+}
+
+// RunEnv is Run with extra environment variables ("KEY=value").
+func RunEnv(tb testing.TB, env []string, script string, args ...string) []byte {
+	tb.Helper()
 	py := Require(tb)
 	path, err := Script(script)
 	if err != nil {
@@ -121,7 +127,7 @@ func Run(tb testing.TB, script string, args ...string) []byte {
 	cmd := exec.Command(py, append([]string{path}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "PYTHONHASHSEED=0")
+	cmd.Env = append(append(os.Environ(), "PYTHONHASHSEED=0"), env...)
 	if err := cmd.Run(); err != nil {
 		tb.Fatalf("reference %s %v: %v\n%s", script, args, err, stderr.String())
 	}
