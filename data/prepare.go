@@ -22,6 +22,8 @@ import (
 
 	"clm/data/bpe"
 	"clm/data/corpus"
+	"clm/data/nprand"
+	"clm/hub"
 )
 
 // Options select, tokenize and cache a corpus.
@@ -55,6 +57,12 @@ type Options struct {
 	Progress Progress `json:"-"`
 	// Log receives one-line messages (default: os.Stderr).
 	Log io.Writer `json:"-"`
+	// Hub downloads KindHub sources and hub: tokenizers (default: a client
+	// configured from the environment, as huggingface_hub is).
+	Hub *hub.Client `json:"-"`
+	// Origins records the Hub commits that Resolve used ("train", "valid",
+	// "tokenizer").
+	Origins map[string]Origin `json:"-"`
 }
 
 // WithDefaults returns o with defaults filled in.
@@ -100,8 +108,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, fmt.Errorf("valid_docs %d: must not be negative", o.ValidDocs)
 	case o.ValidFraction < 0 || o.ValidFraction >= 1:
 		return o, fmt.Errorf("valid_fraction %g: must be in [0, 1)", o.ValidFraction)
-	case o.Tokenizer == "":
-		return o, errors.New("no tokenizer given")
+	case o.Seed < 0:
+		return o, fmt.Errorf("seed %d: must not be negative (NumPy's default_rng refuses it)", o.Seed)
 	}
 	if o.CacheDir == "" {
 		base, err := CacheRoot()
@@ -125,10 +133,19 @@ func CacheRoot() (string, error) {
 	return filepath.Join(d, "clm"), nil
 }
 
-// cacheName names the cache directory after the corpus and the context length.
+// cacheName names the cache directory after the corpus and the context
+// length (for Hub datasets: repository, revision and split, so that a
+// moved branch rebuilds the same cache).
 func cacheName(o Options) string {
 	h := fnv.New32a()
-	fmt.Fprintf(h, "%s|%s", o.Train.Path, strings.Join(o.Train.Extensions, ","))
+	if o.Train.Kind == corpus.KindHub {
+		fmt.Fprintf(h, "%s|%s|%s", o.Train.Repo, o.Train.Revision, o.Train.Split)
+		if o.Valid != nil {
+			fmt.Fprintf(h, "|%s|%s|%s", o.Valid.Repo, o.Valid.Revision, o.Valid.Split)
+		}
+	} else {
+		fmt.Fprintf(h, "%s|%s", o.Train.Path, strings.Join(o.Train.Extensions, ","))
+	}
 	return fmt.Sprintf("%s-%08x-ctx%d", o.Train.Kind, h.Sum32(), o.ContextLength)
 }
 
@@ -145,8 +162,10 @@ type Manifest struct {
 	Corpus           corpus.Stats              `json:"corpus"`
 	DocumentsSeen    int                       `json:"documents_seen"`
 	Splits           map[string]*SplitManifest `json:"splits"`
-	Created          string                    `json:"created"`
-	TokenizeSeconds  float64                   `json:"tokenize_seconds"`
+	// Origins are the Hub commits of the datasets and tokenizer, if any.
+	Origins         map[string]Origin `json:"origins,omitempty"`
+	Created         string            `json:"created"`
+	TokenizeSeconds float64           `json:"tokenize_seconds"`
 }
 
 // SplitManifest describes the chunks of one split.
@@ -166,7 +185,9 @@ type Shard struct {
 	CRC32C string `json:"crc32c"`
 }
 
-const manifestVersion = 1
+// manifestVersion 2: documents are selected with NumPy's default_rng
+// permutation (the original's Dataset.shuffle), counting skipped rows.
+const manifestVersion = 2
 
 // Dataset is a prepared corpus: train and validation chunks from the cache.
 type Dataset struct {
@@ -187,11 +208,17 @@ func (d *Dataset) Close() error {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// resolve fills in o's defaults, loads its tokenizer and computes the
-// manifest its token cache must have.
-func (o Options) resolve() (Options, *bpe.Tokenizer, Manifest, error) {
+// resolve downloads what o names on the Hub, fills in o's defaults, loads
+// its tokenizer and computes the manifest its token cache must have.
+func (o Options) resolve(ctx context.Context) (Options, *bpe.Tokenizer, Manifest, error) {
 	o, err := o.WithDefaults()
 	if err != nil {
+		return o, nil, Manifest{}, err
+	}
+	if o.Tokenizer == "" {
+		return o, nil, Manifest{}, errors.New("no tokenizer given")
+	}
+	if o, err = Resolve(ctx, o); err != nil {
 		return o, nil, Manifest{}, err
 	}
 	tok, err := bpe.Load(o.Tokenizer)
@@ -205,7 +232,7 @@ func (o Options) resolve() (Options, *bpe.Tokenizer, Manifest, error) {
 // Prepare returns the dataset of o, from the token cache when it matches o,
 // the corpus and the tokenizer, else after building it (with a message).
 func Prepare(ctx context.Context, o Options) (*Dataset, error) {
-	o, tok, want, err := o.resolve()
+	o, tok, want, err := o.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +255,8 @@ func Prepare(ctx context.Context, o Options) (*Dataset, error) {
 
 // expectedManifest is the manifest fields that identify a valid cache.
 func expectedManifest(o Options, tok *bpe.Tokenizer) (Manifest, error) {
-	m := Manifest{Version: manifestVersion, Settings: o, TokenizerPath: o.Tokenizer, VocabSize: tok.VocabSize(), DType: "uint16"}
+	m := Manifest{Version: manifestVersion, Settings: o, TokenizerPath: o.Tokenizer, VocabSize: tok.VocabSize(), DType: "uint16",
+		Origins: o.Origins}
 	if tok.VocabSize() > 1<<16 {
 		m.DType = "uint32"
 	}
@@ -292,6 +320,8 @@ func openCache(dir string, want Manifest, tok *bpe.Tokenizer) (*Dataset, string)
 	switch {
 	case m.Version != want.Version:
 		return nil, fmt.Sprintf("has format version %d, not %d", m.Version, want.Version)
+	case originsDiff(m.Origins, want.Origins) != "":
+		return nil, "was built from " + originsDiff(m.Origins, want.Origins)
 	case m.TokenizerSHA256 != want.TokenizerSHA256:
 		return nil, "was built with another tokenizer"
 	case settingsJSON(m.Settings) != settingsJSON(want.Settings):
@@ -343,11 +373,24 @@ func checkShard(dir string, sh Shard, chunkBytes int) string {
 	return ""
 }
 
-// selection is the result of the document selection.
-type selection struct {
-	// order[split] maps a walk index to its position in the split (-1: not selected)
-	train, valid map[int]int
-	seen         int
+// originsDiff says how the Hub origins of a cache differ from wanted
+// ones ("" if they do not), e.g. "dataset org/x@main commit 1a2b3c4d5e6f;
+// main is now at 0f0e0d0c0b0a".
+func originsDiff(have, want map[string]Origin) string {
+	var out []string
+	for _, k := range []string{"train", "valid", "tokenizer"} {
+		h, w := have[k], want[k]
+		switch {
+		case h.Commit == w.Commit && h.Repo == w.Repo:
+		case h.Repo == w.Repo && h.Revision == w.Revision:
+			out = append(out, fmt.Sprintf("%s %s at commit %.12s; %s is now at %.12s", k, h.Repo, h.Commit, w.Revision, w.Commit))
+		case h.Repo == "":
+			out = append(out, fmt.Sprintf("another %s source than %s", k, w))
+		default:
+			out = append(out, fmt.Sprintf("%s %s, not %s", k, h, w))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // hashValid reports whether a document belongs to the validation split of a
@@ -358,28 +401,45 @@ func hashValid(name string, fraction float64) bool {
 	return float64(h.Sum64()>>11)/float64(1<<53) < fraction
 }
 
-// selectDocs lists the documents of src (names only) and picks, after a
-// seeded shuffle, the first want of those that keep(name) accepts.
-func selectDocs(ctx context.Context, src corpus.Source, keep func(string) bool, want int, seed int64, stream uint64) (map[int]int, int, corpus.Stats, error) {
-	var idx []int
-	i := 0
-	st, err := src.Walk(ctx, func(d corpus.Document) error {
+// docRef locates a selected document.
+type docRef struct {
+	index int64  // position in the source (corpus.Document.Index)
+	file  string // file relative to the source root
+	row   int64  // row in a dataset file, -1 for source files
+}
+
+// selectDocs picks documents as the original's
+// Dataset.shuffle(seed).select(range(want)) does: among the source's
+// documents (every row or file, skipped ones included) that keep(name)
+// accepts, NumPy's default_rng(seed).permutation order, the first want. It
+// returns them in selection order, and the number available.
+func selectDocs(ctx context.Context, src corpus.Source, keep func(string) bool, want int, seed int64) ([]docRef, int, corpus.Stats, error) {
+	var cand []docRef
+	st, err := src.WalkAll(ctx, func(d corpus.Document) error {
 		if keep(d.Name) {
-			idx = append(idx, i)
+			cand = append(cand, docRef{d.Index, d.File, d.Row})
 		}
-		i++
 		return nil
 	})
 	if err != nil {
 		return nil, 0, st, err
 	}
-	perm := permutation(len(idx), seed, stream)
-	n := min(want, len(idx))
-	sel := make(map[int]int, n)
-	for pos := 0; pos < n; pos++ {
-		sel[idx[perm[pos]]] = pos
+	perm := nprand.Permutation(uint64(seed), len(cand))
+	n := min(want, len(cand))
+	sel := make([]docRef, n)
+	for pos := range sel {
+		sel[pos] = cand[perm[pos]]
 	}
-	return sel, len(idx), st, nil
+	return sel, len(cand), st, nil
+}
+
+// positions maps a selection's source positions to selection order.
+func positions(sel []docRef) map[int64]int {
+	m := make(map[int64]int, len(sel))
+	for pos, d := range sel {
+		m[d.index] = pos
+	}
+	return m
 }
 
 // FullChunks cuts the ids of one document into consecutive chunks of ctx
@@ -398,7 +458,7 @@ type docJob struct {
 
 // tokenizeSplit tokenizes the selected documents of src on all workers and
 // returns their chunks in selection order.
-func tokenizeSplit(ctx context.Context, o Options, tok *bpe.Tokenizer, src corpus.Source, sel map[int]int, name string) ([][]int32, *SplitManifest, error) {
+func tokenizeSplit(ctx context.Context, o Options, tok *bpe.Tokenizer, src corpus.Source, sel map[int64]int, name string) ([][]int32, *SplitManifest, error) {
 	perDoc := make([][]int32, len(sel))
 	sm := &SplitManifest{Documents: len(sel)}
 	var tokens atomic.Int64
@@ -418,16 +478,14 @@ func tokenizeSplit(ctx context.Context, o Options, tok *bpe.Tokenizer, src corpu
 		}()
 	}
 	o.Progress.Start("tokenizing "+name+" (bytes)", 0)
-	i := 0
 	_, err := src.Walk(ctx, func(d corpus.Document) error {
-		if pos, ok := sel[i]; ok {
+		if pos, ok := sel[d.Index]; ok {
 			select {
 			case jobs <- docJob{pos, d.Text}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-		i++
 		return nil
 	})
 	close(jobs)
@@ -529,6 +587,75 @@ type hashWriter struct {
 func (h hashWriter) Write(b []byte) { h.crc.Write(b) }
 func (h hashWriter) Sum32() uint32  { return h.crc.Sum32() }
 
+// selections are the documents of both splits, in selection order.
+type selections struct {
+	train, valid           []docRef
+	validSrc               corpus.Source
+	trainAvail, validAvail int
+	stats                  corpus.Stats // of the training source
+}
+
+// trainDocs is the number of training documents the original selects.
+func (o Options) trainDocs() int { return int(o.NumTokenMult * 100000) }
+
+// selectSplits selects the training and validation documents of o (whose
+// sources are resolved and defaults filled): from a separate validation
+// source as the original does, else by a hash split of the training source.
+// Both use the same seed, as the original's shuffle(seed=0) of each.
+func selectSplits(ctx context.Context, o Options) (selections, error) {
+	var s selections
+	s.validSrc = o.Train
+	isValid := func(name string) bool { return hashValid(name, o.ValidFraction) }
+	keepTrain := func(name string) bool { return !isValid(name) }
+	keepValid := isValid
+	if o.Valid != nil {
+		s.validSrc = *o.Valid
+		keepTrain = func(string) bool { return true }
+		keepValid = keepTrain
+	}
+	var err error
+	if s.train, s.trainAvail, s.stats, err = selectDocs(ctx, o.Train, keepTrain, o.trainDocs(), o.Seed); err != nil {
+		return s, err
+	}
+	if s.valid, s.validAvail, _, err = selectDocs(ctx, s.validSrc, keepValid, o.ValidDocs, o.Seed); err != nil {
+		return s, fmt.Errorf("validation documents: %w", err)
+	}
+	return s, nil
+}
+
+// Selected lists the documents of a split ("train" or "valid") in
+// selection order, one "<file>:<row>" per document (the file alone for
+// source-file corpora), without tokenizing: `clm data inspect -list`.
+func Selected(ctx context.Context, o Options, split string) ([]string, error) {
+	if split != "train" && split != "valid" {
+		return nil, fmt.Errorf("split %q: want train or valid", split)
+	}
+	o, err := o.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	o.Tokenizer = "" // not needed to select
+	if o, err = Resolve(ctx, o); err != nil {
+		return nil, err
+	}
+	sel, err := selectSplits(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	docs := sel.train
+	if split == "valid" {
+		docs = sel.valid
+	}
+	out := make([]string, len(docs))
+	for i, d := range docs {
+		out[i] = d.file
+		if d.row >= 0 {
+			out[i] = fmt.Sprintf("%s:%d", d.file, d.row)
+		}
+	}
+	return out, nil
+}
+
 // build tokenizes the corpus and writes the cache.
 func build(ctx context.Context, o Options, tok *bpe.Tokenizer, m Manifest) error {
 	start := time.Now()
@@ -541,33 +668,19 @@ func build(ctx context.Context, o Options, tok *bpe.Tokenizer, m Manifest) error
 	for _, f := range olds {
 		os.Remove(f)
 	}
-	nTrain := int(o.NumTokenMult * 100000)
-	validSrc := o.Train
-	isValid := func(name string) bool { return hashValid(name, o.ValidFraction) }
-	keepTrain := func(name string) bool { return !isValid(name) }
-	keepValid := isValid
-	if o.Valid != nil {
-		validSrc = *o.Valid
-		keepTrain = func(string) bool { return true }
-		keepValid = func(string) bool { return true }
-	}
-	trainSel, trainAvail, st, err := selectDocs(ctx, o.Train, keepTrain, nTrain, o.Seed, 1)
+	sel, err := selectSplits(ctx, o)
 	if err != nil {
 		return err
 	}
-	m.Corpus = st
-	validSel, validAvail, _, err := selectDocs(ctx, validSrc, keepValid, o.ValidDocs, o.Seed, 2)
-	if err != nil {
-		return fmt.Errorf("validation documents: %w", err)
+	st := sel.stats
+	m.Corpus, m.DocumentsSeen = st, st.Documents
+	if nTrain := o.trainDocs(); sel.trainAvail < nTrain {
+		fmt.Fprintf(o.Log, "data: warning: %d training documents wanted (num_token_mult %g x 100000), only %d available: taking all\n", nTrain, o.NumTokenMult, sel.trainAvail)
 	}
-	m.DocumentsSeen = st.Documents
-	if trainAvail < nTrain {
-		fmt.Fprintf(o.Log, "data: warning: %d training documents wanted (num_token_mult %g x 100000), only %d available: taking all\n", nTrain, o.NumTokenMult, trainAvail)
+	if sel.validAvail < o.ValidDocs {
+		fmt.Fprintf(o.Log, "data: warning: %d validation documents wanted, only %d available: taking all\n", o.ValidDocs, sel.validAvail)
 	}
-	if validAvail < o.ValidDocs {
-		fmt.Fprintf(o.Log, "data: warning: %d validation documents wanted, only %d available: taking all\n", o.ValidDocs, validAvail)
-	}
-	if len(validSel) == 0 {
+	if len(sel.valid) == 0 {
 		return fmt.Errorf("corpus %s: no validation documents (raise valid_fraction or give a validation corpus)", o.Train)
 	}
 	if len(st.Problems) > 0 {
@@ -581,9 +694,9 @@ func build(ctx context.Context, o Options, tok *bpe.Tokenizer, m Manifest) error
 	for _, sp := range []struct {
 		name string
 		src  corpus.Source
-		sel  map[int]int
-	}{{"train", o.Train, trainSel}, {"valid", validSrc, validSel}} {
-		perDoc, sm, err := tokenizeSplit(ctx, o, tok, sp.src, sp.sel, sp.name)
+		sel  []docRef
+	}{{"train", o.Train, sel.train}, {"valid", sel.validSrc, sel.valid}} {
+		perDoc, sm, err := tokenizeSplit(ctx, o, tok, sp.src, positions(sp.sel), sp.name)
 		if err != nil {
 			return err
 		}
@@ -616,6 +729,11 @@ func (d *Dataset) Summary() string {
 	fmt.Fprintf(&b, "corpus     %s: %s\n", m.Settings.Train, m.Corpus.String())
 	fmt.Fprintf(&b, "tokenizer  %s (vocabulary %d, %s, sha256 %.12s)\n", m.TokenizerPath, m.VocabSize, m.DType, m.TokenizerSHA256)
 	fmt.Fprintf(&b, "settings   context %d, num_token_mult %g, valid_docs %d, seed %d\n", m.Settings.ContextLength, m.Settings.NumTokenMult, m.Settings.ValidDocs, m.Settings.Seed)
+	for _, k := range []string{"train", "valid", "tokenizer"} {
+		if org, ok := m.Origins[k]; ok {
+			fmt.Fprintf(&b, "%-10s %s\n", "hub "+k, org)
+		}
+	}
 	names := make([]string, 0, len(m.Splits))
 	for n := range m.Splits {
 		names = append(names, n)
@@ -631,8 +749,8 @@ func (d *Dataset) Summary() string {
 
 // Open returns the dataset of o from the token cache without building it: an
 // error says why the cache is missing or stale.
-func Open(o Options) (*Dataset, error) {
-	o, tok, want, err := o.resolve()
+func Open(ctx context.Context, o Options) (*Dataset, error) {
+	o, tok, want, err := o.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}

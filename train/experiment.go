@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"clm/hub"
 	"clm/model"
 )
 
@@ -76,17 +77,30 @@ type Options struct {
 
 // DataOptions are the [data] keys.
 type DataOptions struct {
-	Source         string   `toml:"source"`          // stdlib | dir | hf
-	Path           string   `toml:"path"`            // directory or files (dir, hf)
-	Extensions     []string `toml:"extensions"`      // file filter (dir, stdlib)
-	Column         string   `toml:"column"`          // text column (hf)
-	ValidPath      string   `toml:"valid_path"`      // separate validation files; empty: hash split
-	Tokenizer      string   `toml:"tokenizer"`       // tokenizer.json; empty: train one on the corpus (cached)
-	TokenizerVocab int      `toml:"tokenizer_vocab"` // vocabulary of a trained tokenizer (52000)
-	NumTokenMult   float64  `toml:"num_token_mult"`  // num_token_mult × 100000 training documents
-	ValidDocs      int      `toml:"valid_docs"`      // validation documents (2000)
-	ValidFraction  float64  `toml:"valid_fraction"`  // held-out share without valid_path (0.05)
-	Seed           int64    `toml:"seed"`            // document shuffle seed (0)
+	Source     string   `toml:"source"`     // stdlib | dir | hf | hub
+	Path       string   `toml:"path"`       // directory or files (dir, hf)
+	Extensions []string `toml:"extensions"` // file filter (dir, stdlib)
+	Column     string   `toml:"column"`     // text column (hf, hub)
+	ValidPath  string   `toml:"valid_path"` // separate validation files; empty: hash split
+	// Dataset and ValidDataset are Hub dataset repositories (source "hub"),
+	// read at Revision (ValidRevision, default Revision) and split Split
+	// (ValidSplit) as datasets.load_dataset reads them; without a
+	// ValidDataset, validation documents are a hash split of Dataset.
+	Dataset       string `toml:"dataset"`
+	ValidDataset  string `toml:"valid_dataset"`
+	Revision      string `toml:"revision"`       // branch, tag or commit ("main")
+	ValidRevision string `toml:"valid_revision"` // default: revision
+	Split         string `toml:"split"`          // "train"
+	ValidSplit    string `toml:"valid_split"`    // "validation"
+	// Tokenizer is a tokenizer.json (or directory, or vocab.json:merges.txt),
+	// or "hub:org/name[@revision]" on the Hub; empty: train one on the
+	// corpus (cached).
+	Tokenizer      string  `toml:"tokenizer"`
+	TokenizerVocab int     `toml:"tokenizer_vocab"` // vocabulary of a trained tokenizer (52000)
+	NumTokenMult   float64 `toml:"num_token_mult"`  // num_token_mult × 100000 training documents
+	ValidDocs      int     `toml:"valid_docs"`      // validation documents (2000)
+	ValidFraction  float64 `toml:"valid_fraction"`  // held-out share without a validation corpus (0.05)
+	Seed           int64   `toml:"seed"`            // document shuffle seed (0, as the original's shuffle(seed=0))
 }
 
 // ReportOptions are the [report] keys: the statistics logged during training.
@@ -110,7 +124,7 @@ func Defaults() Experiment {
 			DistTimeout: 1800,
 		},
 		Data: DataOptions{Source: "stdlib", TokenizerVocab: 52000, NumTokenMult: 2, ValidDocs: 2000,
-			ValidFraction: 0.05, Column: "content"},
+			ValidFraction: 0.05, Column: "content", Revision: "main", Split: "train", ValidSplit: "validation"},
 		Report: ReportOptions{Every: 100, Outliers: true, Entropy: true, Gains: true},
 	}
 }
@@ -354,8 +368,31 @@ func (e *Experiment) Validate() error {
 		if d.Path == "" {
 			bad("data.path", "source %q needs a path", d.Source)
 		}
+	case "hub":
+		if d.Dataset == "" {
+			bad("data.dataset", "source \"hub\" needs a dataset repository (org/name), e.g. %q", "huggingface-course/codeparrot-ds-train")
+		}
+		for _, kv := range [][2]string{{"data.dataset", d.Dataset}, {"data.valid_dataset", d.ValidDataset}} {
+			if kv[1] != "" {
+				if err := hub.Dataset(kv[1]).Validate(); err != nil {
+					bad(kv[0], "%v", err)
+				}
+			}
+		}
+		if d.Split == "" || d.ValidSplit == "" {
+			bad("data.split", "split and valid_split must not be empty")
+		}
 	default:
-		bad("data.source", "unknown source %q (want stdlib, dir or hf)", d.Source)
+		bad("data.source", "unknown source %q (want stdlib, dir, hf or hub)", d.Source)
+	}
+	if id, ok := strings.CutPrefix(d.Tokenizer, "hub:"); ok {
+		id, _, _ = strings.Cut(id, "@")
+		if err := hub.Model(id).Validate(); err != nil {
+			bad("data.tokenizer", "%v", err)
+		}
+	}
+	if d.Seed < 0 {
+		bad("data.seed", "%d must not be negative (NumPy's default_rng refuses it)", d.Seed)
 	}
 	if d.NumTokenMult <= 0 {
 		bad("data.num_token_mult", "%v must be positive", d.NumTokenMult)

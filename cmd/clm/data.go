@@ -1,59 +1,159 @@
 package main
 
 import (
-	"context"
+	"bufio"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"clm/data"
+	"clm/data/corpus"
 )
 
 func init() {
-	register("data", "prepare or inspect the token cache (documents, chunks, tokens)", runData)
+	register("data", "prepare, inspect or download data: the token cache, the selected documents, Hub datasets", runData)
 }
 
 func runData(args []string, stdout io.Writer) error {
 	sub := "prepare"
-	if len(args) > 0 && (args[0] == "prepare" || args[0] == "inspect") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
 	}
+	switch sub {
+	case "prepare", "inspect":
+		return dataPrepare(sub, args, stdout)
+	case "download":
+		return dataDownload(args, stdout)
+	}
+	return fmt.Errorf("data: unknown subcommand %q (want prepare, inspect or download)", sub)
+}
+
+// validFlags registers the flags of a separate validation corpus.
+func validFlags(fs *flag.FlagSet) func(train corpus.Source) (*corpus.Source, error) {
+	validPath := fs.String("valid-path", "", "separate validation corpus of the same kind (default: a hash split of the corpus)")
+	validRepo := fs.String("valid-dataset", "", "validation dataset repository on the Hub (-corpus hub), e.g. "+data.PaperValidDataset)
+	validRev := fs.String("valid-revision", "", "its branch, tag or commit (default: -revision)")
+	validSplit := fs.String("valid-split", "validation", "its split")
+	return func(train corpus.Source) (*corpus.Source, error) {
+		switch {
+		case *validRepo != "":
+			if train.Kind != corpus.KindHub {
+				return nil, fmt.Errorf("-valid-dataset needs -corpus hub")
+			}
+			v := corpus.Source{Kind: corpus.KindHub, Repo: *validRepo, Revision: *validRev, Split: *validSplit, Column: train.Column}
+			if v.Revision == "" {
+				v.Revision = train.Revision
+			}
+			return &v, nil
+		case *validPath != "":
+			v := train
+			v.Path = *validPath
+			return &v, nil
+		}
+		return nil, nil
+	}
+}
+
+func dataPrepare(sub string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("clm data "+sub, flag.ContinueOnError)
 	src := corpusFlags(fs, "")
-	validPath := fs.String("valid-path", "", "separate validation corpus of the same kind (default: a hash split of the corpus)")
-	tok := fs.String("tokenizer", "", "tokenizer.json (or directory / vocab.json:merges.txt); required")
+	valid := validFlags(fs)
+	tok := fs.String("tokenizer", "", "tokenizer.json (or directory / vocab.json:merges.txt, or hub:org/name[@revision]); required")
 	ctxLen := fs.Int("context", 128, "chunk length in tokens")
 	mult := fs.Float64("num-token-mult", 1, "take num-token-mult x 100000 training documents")
 	validDocs := fs.Int("valid-docs", 2000, "validation documents")
-	validFrac := fs.Float64("valid-fraction", 0.05, "share of documents held out for validation without -valid-path")
-	seed := fs.Int64("seed", 0, "document shuffle seed")
+	validFrac := fs.Float64("valid-fraction", 0.05, "share of documents held out for validation without a validation corpus")
+	seed := fs.Int64("seed", 0, "document shuffle seed (the original's Dataset.shuffle(seed))")
 	cache := fs.String("cache", "", "token cache directory (default under $CLM_CACHE)")
 	workers := fs.Int("workers", 0, "tokenizing goroutines (default: all cores)")
+	list := ""
+	if sub == "inspect" {
+		fs.StringVar(&list, "list", "", "list the selected documents of a split (train or valid) in selection order, as <file>:<row>")
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("data %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+	o := data.Options{Train: src(), Tokenizer: *tok, ContextLength: *ctxLen, NumTokenMult: *mult, ValidDocs: *validDocs,
+		ValidFraction: *validFrac, Seed: *seed, CacheDir: *cache, Workers: *workers, Log: os.Stderr}
+	var err error
+	if o.Valid, err = valid(o.Train); err != nil {
+		return fmt.Errorf("data %s: %v", sub, err)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if list != "" {
+		docs, err := data.Selected(ctx, o, list)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(stdout)
+		for _, d := range docs {
+			fmt.Fprintln(w, d)
+		}
+		return w.Flush()
 	}
 	if *tok == "" {
 		return fmt.Errorf("data %s: -tokenizer is required (train one with `clm tokenizer train -o tokenizer.json`)", sub)
 	}
-	o := data.Options{Train: src(), Tokenizer: *tok, ContextLength: *ctxLen, NumTokenMult: *mult, ValidDocs: *validDocs,
-		ValidFraction: *validFrac, Seed: *seed, CacheDir: *cache, Workers: *workers, Log: os.Stderr}
-	if *validPath != "" {
-		v := o.Train
-		v.Path = *validPath
-		o.Valid = &v
-	}
 	var ds *data.Dataset
-	var err error
 	if sub == "inspect" {
-		ds, err = data.Open(o)
+		ds, err = data.Open(ctx, o)
 	} else {
-		ds, err = data.Prepare(context.Background(), o)
+		ds, err = data.Prepare(ctx, o)
 	}
 	if err != nil {
 		return err
 	}
 	defer ds.Close()
 	fmt.Fprint(stdout, ds.Summary())
+	return nil
+}
+
+func dataDownload(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm data download", flag.ContinueOnError)
+	repo := fs.String("dataset", data.PaperTrainDataset, "training dataset repository (\"\" for none)")
+	rev := fs.String("revision", "main", "its branch, tag or commit")
+	split := fs.String("split", "train", "its split")
+	validRepo := fs.String("valid-dataset", data.PaperValidDataset, "validation dataset repository (\"\" for none)")
+	validRev := fs.String("valid-revision", "", "its branch, tag or commit (default: -revision)")
+	validSplit := fs.String("valid-split", "validation", "its split")
+	col := fs.String("column", "content", "text column")
+	tok := fs.String("tokenizer", data.PaperTokenizer, "tokenizer model repository (\"\" for none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("data download: unexpected argument %q", fs.Arg(0))
+	}
+	if *validRev == "" {
+		*validRev = *rev
+	}
+	var sources []corpus.Source
+	if *repo != "" {
+		sources = append(sources, corpus.Source{Kind: corpus.KindHub, Repo: *repo, Revision: *rev, Split: *split, Column: *col})
+	}
+	if *validRepo != "" {
+		sources = append(sources, corpus.Source{Kind: corpus.KindHub, Repo: *validRepo, Revision: *validRev, Split: *validSplit, Column: *col})
+	}
+	t := *tok
+	if t != "" && !strings.HasPrefix(t, data.HubPrefix) {
+		t = data.HubPrefix + t
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	o := data.Options{Log: os.Stderr}
+	c := o.HubClient()
+	fmt.Fprintf(os.Stderr, "hub: %s\n", c.Config())
+	if err := data.Download(ctx, c, sources, t, stdout); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
 	return nil
 }

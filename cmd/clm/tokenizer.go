@@ -48,12 +48,18 @@ func runTokenizer(args []string, stdout io.Writer) error {
 
 // corpusFlags registers the flags that describe a corpus.Source.
 func corpusFlags(fs *flag.FlagSet, prefix string) func() corpus.Source {
-	kind := fs.String(prefix+"corpus", "stdlib", "corpus kind: stdlib (local Python standard library), dir (source tree) or hf (dataset files)")
+	kind := fs.String(prefix+"corpus", "stdlib", "corpus kind: stdlib (local Python standard library), dir (source tree), hf (dataset files) or hub (a Hub dataset)")
 	path := fs.String(prefix+"path", "", "corpus directory or file (dir, hf; for stdlib, overrides the detected directory)")
 	ext := fs.String(prefix+"ext", ".py", "comma-separated file extensions (dir, stdlib)")
-	col := fs.String(prefix+"column", "content", "text column of dataset files (hf)")
+	col := fs.String(prefix+"column", "content", "text column of dataset files (hf, hub)")
+	repo := fs.String(prefix+"dataset", "", "dataset repository on the Hub (hub), e.g. "+data.PaperTrainDataset)
+	rev := fs.String(prefix+"revision", "main", "its branch, tag or commit (hub)")
+	split := fs.String(prefix+"split", "train", "its split (hub)")
 	return func() corpus.Source {
 		s := corpus.Source{Kind: *kind, Path: *path, Column: *col}
+		if s.Kind == corpus.KindHub {
+			s.Repo, s.Revision, s.Split = *repo, *rev, *split
+		}
 		for _, e := range strings.Split(*ext, ",") {
 			if e = strings.TrimSpace(e); e != "" {
 				s.Extensions = append(s.Extensions, e)
@@ -75,6 +81,9 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 	}
 	s, err := src().Normalize()
 	if err != nil {
+		return err
+	}
+	if s, _, err = data.ResolveHub(context.Background(), (data.Options{Log: os.Stderr}).HubClient(), s); err != nil {
 		return err
 	}
 	var specials []string

@@ -139,26 +139,23 @@ func runTrain(args []string, stdout io.Writer) error {
 		}
 	}
 
-	// Data: corpus, tokenizer, token cache.
-	src := corpus.Source{Kind: exp.Data.Source, Path: exp.Data.Path, Extensions: exp.Data.Extensions, Column: exp.Data.Column}
-	tokPath := exp.Data.Tokenizer
+	// Data: corpus (downloaded from the Hub if it lives there), tokenizer,
+	// token cache.
+	opts, err := data.Resolve(ctx, dataOptions(exp, logw))
+	if err != nil {
+		return dataErr(ctx, err)
+	}
+	tokPath := opts.Tokenizer
 	if tokPath == "" {
-		if tokPath, err = data.CachedTokenizer(ctx, src, exp.Data.TokenizerVocab, data.DefaultProgress(logw), logw); err != nil {
+		if tokPath, err = data.CachedTokenizer(ctx, opts.Train, exp.Data.TokenizerVocab, data.DefaultProgress(logw), logw); err != nil {
 			return err
 		}
 		exp.Data.Tokenizer = tokPath // recorded in the run's config.toml
-	}
-	opts := data.Options{Train: src, Tokenizer: tokPath, ContextLength: exp.Model.ContextLength,
-		NumTokenMult: exp.Data.NumTokenMult, ValidDocs: exp.Data.ValidDocs, ValidFraction: exp.Data.ValidFraction,
-		Seed: exp.Data.Seed, Log: logw, Progress: data.DefaultProgress(logw)}
-	if exp.Data.ValidPath != "" {
-		v := src
-		v.Path = exp.Data.ValidPath
-		opts.Valid = &v
+		opts.Tokenizer = tokPath
 	}
 	ds, err := data.Prepare(ctx, opts)
 	if err != nil {
-		return err
+		return dataErr(ctx, err)
 	}
 	defer ds.Close()
 	if rank == 0 && group != nil {
@@ -233,6 +230,41 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "done: %d steps; run folder %s (plot with: clm plot %s)\n", tr.State().Step, dir, dir)
 	return nil
+}
+
+// dataErr reports an interruption during data preparation as such (exit
+// 130), saying what was kept.
+func dataErr(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "clm: interrupted while preparing the data; no run was started. Finished Hub downloads stay in the Hub cache (a partial one resumes), and the token cache is rebuilt next time.")
+	return errInterrupted
+}
+
+// dataOptions maps an experiment's [data] keys to data.Options.
+func dataOptions(exp *train.Experiment, logw io.Writer) data.Options {
+	d := exp.Data
+	src := corpus.Source{Kind: d.Source, Path: d.Path, Extensions: d.Extensions, Column: d.Column}
+	opts := data.Options{Train: src, Tokenizer: d.Tokenizer, ContextLength: exp.Model.ContextLength,
+		NumTokenMult: d.NumTokenMult, ValidDocs: d.ValidDocs, ValidFraction: d.ValidFraction,
+		Seed: d.Seed, Log: logw, Progress: data.DefaultProgress(logw)}
+	switch {
+	case d.Source == corpus.KindHub:
+		opts.Train = corpus.Source{Kind: corpus.KindHub, Repo: d.Dataset, Revision: d.Revision, Split: d.Split, Column: d.Column}
+		if d.ValidDataset != "" {
+			rev := d.ValidRevision
+			if rev == "" {
+				rev = d.Revision
+			}
+			opts.Valid = &corpus.Source{Kind: corpus.KindHub, Repo: d.ValidDataset, Revision: rev, Split: d.ValidSplit, Column: d.Column}
+		}
+	case d.ValidPath != "":
+		v := src
+		v.Path = d.ValidPath
+		opts.Valid = &v
+	}
+	return opts
 }
 
 // progressFor shows progress on rank 0 only.

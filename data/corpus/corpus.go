@@ -33,6 +33,7 @@ const (
 	KindStdlib = "stdlib" // the local Python standard library (the default)
 	KindDir    = "dir"    // a directory tree of source files
 	KindHF     = "hf"     // Hugging Face dataset files (parquet / json / jsonl)
+	KindHub    = "hub"    // a split of a Hugging Face Hub dataset repository
 )
 
 // Source describes a corpus.
@@ -44,8 +45,18 @@ type Source struct {
 	Path string `json:"path,omitempty"`
 	// Extensions filter the files of KindDir and KindStdlib (default ".py").
 	Extensions []string `json:"extensions,omitempty"`
-	// Column is the text column of KindHF files (default "content").
+	// Column is the text column of KindHF and KindHub files (default "content").
 	Column string `json:"column,omitempty"`
+	// Repo, Revision and Split name a KindHub source: a dataset repository
+	// ("org/name"), a branch, tag or commit (default "main") and a split
+	// (default "train"), read as datasets.load_dataset reads them.
+	Repo     string `json:"repo,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Split    string `json:"split,omitempty"`
+	// FileList, when set, lists the files to read, in order, relative to Path
+	// ('/'-separated): a KindHub source once its snapshot is downloaded
+	// (data.ResolveHub sets Path and FileList).
+	FileList []string `json:"-"`
 }
 
 // Document is one text of the corpus.
@@ -54,11 +65,21 @@ type Document struct {
 	// with "#row" appended for rows of dataset files.
 	Name string
 	Text string
+	// File is the path relative to the source root ('/'-separated) and Row
+	// the 0-based row within a dataset file (-1 for source files).
+	File string
+	Row  int64
+	// Index is the position of the document among every file or row of the
+	// source, skipped ones included (datasets' row index for dataset files).
+	Index int64
+	// Skip says why WalkAll passes a document without text ("" otherwise).
+	Skip string
 }
 
 // Stats counts what a Walk read and skipped.
 type Stats struct {
 	Files      int   // files opened
+	Rows       int64 // files or rows seen, skipped ones included
 	Documents  int   // documents passed on
 	Bytes      int64 // bytes of those documents
 	Unreadable int   // files or rows that could not be read
@@ -104,8 +125,23 @@ func (s Source) Normalize() (Source, error) {
 			s.Column = "content"
 		}
 		s.Extensions = nil
+	case KindHub:
+		if s.Column == "" {
+			s.Column = "content"
+		}
+		if s.Revision == "" {
+			s.Revision = "main"
+		}
+		if s.Split == "" {
+			s.Split = "train"
+		}
+		s.Extensions = nil
+		if s.Repo == "" {
+			return s, fmt.Errorf("corpus kind %q needs a dataset repository (org/name)", s.Kind)
+		}
+		return s, nil
 	default:
-		return s, fmt.Errorf("corpus kind %q: want %q, %q or %q", s.Kind, KindStdlib, KindDir, KindHF)
+		return s, fmt.Errorf("corpus kind %q: want %q, %q, %q or %q", s.Kind, KindStdlib, KindDir, KindHF, KindHub)
 	}
 	if s.Kind != KindStdlib && s.Path == "" {
 		return s, fmt.Errorf("corpus kind %q needs a path", s.Kind)
@@ -116,6 +152,8 @@ func (s Source) Normalize() (Source, error) {
 // String describes the source in one line.
 func (s Source) String() string {
 	switch s.Kind {
+	case KindHub:
+		return fmt.Sprintf("hub:%s@%s split %s (column %s)", s.Repo, s.Revision, s.Split, s.Column)
 	case KindHF:
 		return fmt.Sprintf("hf:%s (column %s)", s.Path, s.Column)
 	case KindDir:
@@ -158,6 +196,12 @@ func (s Source) Root() (string, error) {
 	}
 	if s.Kind == KindStdlib && s.Path == "" {
 		return StdlibDir()
+	}
+	if s.Kind == KindHub {
+		if s.Path == "" || s.FileList == nil {
+			return "", fmt.Errorf("corpus %s: not downloaded yet (data.ResolveHub)", s)
+		}
+		return s.Path, nil
 	}
 	if s.Kind == KindHF {
 		return hubSnapshot(s.Path)
@@ -210,6 +254,12 @@ func (s Source) Files() (root string, files []string, err error) {
 	root, err = s.Root()
 	if err != nil {
 		return "", nil, err
+	}
+	if s.FileList != nil {
+		for _, f := range s.FileList {
+			files = append(files, filepath.Join(root, filepath.FromSlash(f)))
+		}
+		return root, files, nil
 	}
 	st, err := os.Stat(root)
 	if err != nil {
@@ -278,6 +328,15 @@ func (s Source) Fingerprint() (string, error) {
 		return "", err
 	}
 	h := sha256.New()
+	if s.Kind == KindHub {
+		// A commit's files never change: its name (the snapshot folder) and
+		// the files read identify the content.
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\n", s.Kind, s.Repo, filepath.Base(root), s.Split, s.Column)
+		for _, f := range s.FileList {
+			fmt.Fprintf(h, "%s\n", f)
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\n", s.Kind, root, s.Column, strings.Join(s.Extensions, ","))
 	for _, f := range files {
 		st, err := os.Stat(f)
@@ -292,8 +351,20 @@ func (s Source) Fingerprint() (string, error) {
 
 // Walk streams the documents of the source, in a deterministic order, to fn.
 // An error from fn stops the walk and is returned. Skipped files and rows are
-// counted in the returned Stats; a corpus that yields no document is an error.
+// counted in the returned Stats, not passed on; a corpus that yields no
+// document is an error.
 func (s Source) Walk(ctx context.Context, fn func(Document) error) (Stats, error) {
+	return s.walk(ctx, fn, false)
+}
+
+// WalkAll is Walk that also passes skipped files and rows (Skip says why,
+// Text is empty), so that Document.Index counts every row as datasets
+// counts them.
+func (s Source) WalkAll(ctx context.Context, fn func(Document) error) (Stats, error) {
+	return s.walk(ctx, fn, true)
+}
+
+func (s Source) walk(ctx context.Context, fn func(Document) error, all bool) (Stats, error) {
 	var st Stats
 	s, err := s.Normalize()
 	if err != nil {
@@ -303,21 +374,33 @@ func (s Source) Walk(ctx context.Context, fn func(Document) error) (Stats, error
 	if err != nil {
 		return st, err
 	}
-	emit := func(name string, text []byte) error {
+	emit := func(d Document, text []byte, null bool) error {
+		d.Index = st.Rows
+		st.Rows++
 		switch {
-		case len(text) == 0:
+		case null:
+			d.Skip = "null"
 			st.Empty++
-			st.problem("%s: empty", name)
-			return nil
+		case len(text) == 0:
+			d.Skip = "empty"
+			st.Empty++
 		case !utf8.Valid(text):
+			d.Skip = "not UTF-8"
 			st.NotUTF8++
-			st.problem("%s: not UTF-8", name)
+		}
+		if d.Skip != "" {
+			st.problem("%s: %s", d.Name, d.Skip)
+			if all {
+				return fn(d)
+			}
 			return nil
 		}
 		st.Documents++
 		st.Bytes += int64(len(text))
-		return fn(Document{Name: name, Text: string(text)})
+		d.Text = string(text)
+		return fn(d)
 	}
+	tabular := s.Kind == KindHF || s.Kind == KindHub
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -328,26 +411,27 @@ func (s Source) Walk(ctx context.Context, fn func(Document) error) (Stats, error
 		}
 		rel = filepath.ToSlash(rel)
 		st.Files++
-		if s.Kind != KindHF {
+		if !tabular {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				st.Unreadable++
 				st.problem("%s: %v", f, err)
+				d := Document{Name: rel, File: rel, Row: -1, Index: st.Rows, Skip: "unreadable"}
+				st.Rows++
+				if all {
+					if err := fn(d); err != nil {
+						return st, err
+					}
+				}
 				continue
 			}
-			if err := emit(rel, b); err != nil {
+			if err := emit(Document{Name: rel, File: rel, Row: -1}, b, false); err != nil {
 				return st, err
 			}
 			continue
 		}
 		err = readDataset(f, s.Column, func(row int64, text []byte, null bool) error {
-			name := fmt.Sprintf("%s#%d", rel, row)
-			if null {
-				st.Empty++
-				st.problem("%s: null", name)
-				return nil
-			}
-			return emit(name, text)
+			return emit(Document{Name: fmt.Sprintf("%s#%d", rel, row), File: rel, Row: row}, text, null)
 		})
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
@@ -355,6 +439,10 @@ func (s Source) Walk(ctx context.Context, fn func(Document) error) (Stats, error
 		}
 		if errors.Is(err, errStop) {
 			return st, err
+		}
+		if err != nil && s.Kind == KindHub {
+			// Row positions must match datasets', which cannot skip a file.
+			return st, fmt.Errorf("corpus %s: %v", s, err)
 		}
 		if err != nil {
 			st.Unreadable++
