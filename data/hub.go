@@ -54,18 +54,10 @@ func (o Options) HubClient() *hub.Client {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
-	w := cfg.Log
-	cfg.Progress = func() hub.Progress { return DefaultProgress(w) }
+	if w := cfg.Log; IsTerminal(w) {
+		cfg.Progress = func() hub.Progress { return DefaultProgress(w) } // a bar per file
+	} // elsewhere the client logs a line as each file starts and ends
 	return hub.New(cfg)
-}
-
-// offlineHint adds clm's ways out to an error that says the Hub could not
-// be used.
-func offlineHint(err error) error {
-	if hub.IsKind(err, hub.KindUnavailable) || hub.IsKind(err, hub.KindOffline) {
-		return fmt.Errorf("%w; or train on the local corpus: -set data.source=stdlib", err)
-	}
-	return err
 }
 
 // ResolveHub downloads the data files of a KindHub source's split (what
@@ -83,7 +75,7 @@ func ResolveHub(ctx context.Context, c *hub.Client, src corpus.Source) (corpus.S
 	// The dataset card first: its configs may name the data files.
 	snap, err := c.Snapshot(ctx, repo, src.Revision, func(p string) bool { return p == "README.md" })
 	if err != nil {
-		return src, nil, offlineHint(err)
+		return src, nil, err
 	}
 	var paths []string
 	for _, f := range snap.Files {
@@ -104,7 +96,7 @@ func ResolveHub(ctx context.Context, c *hub.Client, src corpus.Source) (corpus.S
 		want[f] = true
 	}
 	if snap, err = c.Snapshot(ctx, repo, snap.Commit, func(p string) bool { return want[p] }); err != nil {
-		return src, nil, offlineHint(err)
+		return src, nil, err
 	}
 	src.Path, src.FileList = snap.Dir, files
 	return src, &Origin{Repo: src.Repo, Revision: src.Revision, Commit: snap.Commit, Split: src.Split, Files: files}, nil
@@ -127,7 +119,7 @@ func ResolveTokenizer(ctx context.Context, c *hub.Client, spec string) (string, 
 		"tokenizer_config.json": true, "special_tokens_map.json": true}
 	snap, err := c.Snapshot(ctx, repo, rev, func(p string) bool { return names[p] })
 	if err != nil {
-		return "", nil, offlineHint(err)
+		return "", nil, err
 	}
 	o := &Origin{Repo: id, Revision: rev, Commit: snap.Commit}
 	switch {

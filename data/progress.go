@@ -39,10 +39,16 @@ func (NopProgress) Start(string, int64) {}
 func (NopProgress) Add(int64)           {}
 func (NopProgress) Finish()             {}
 
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 // DefaultProgress returns a progress bar on w when w is a terminal, else a
 // reporter that writes a log line every few seconds.
 func DefaultProgress(w io.Writer) Progress {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if IsTerminal(w) {
 		return &barProgress{w: w}
 	}
 	return &logProgress{w: w, every: 5 * time.Second}

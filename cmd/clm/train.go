@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"clm/data"
 	"clm/data/corpus"
+	"clm/hub"
 	"clm/model"
 	"clm/torch"
 	"clm/train"
@@ -143,7 +145,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	// token cache.
 	opts, err := data.Resolve(ctx, dataOptions(exp, logw))
 	if err != nil {
-		return dataErr(ctx, err)
+		return dataErr(ctx, exp, err)
 	}
 	tokPath := opts.Tokenizer
 	if tokPath == "" {
@@ -155,7 +157,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	ds, err := data.Prepare(ctx, opts)
 	if err != nil {
-		return dataErr(ctx, err)
+		return dataErr(ctx, exp, err)
 	}
 	defer ds.Close()
 	if rank == 0 && group != nil {
@@ -233,9 +235,20 @@ func runTrain(args []string, stdout io.Writer) error {
 }
 
 // dataErr reports an interruption during data preparation as such (exit
-// 130), saying what was kept.
-func dataErr(ctx context.Context, err error) error {
+// 130), saying what was kept, and adds the way out to a Hub that cannot be
+// used: the experiment's local alternative.
+func dataErr(ctx context.Context, exp *train.Experiment, err error) error {
 	if ctx.Err() == nil {
+		if hub.IsKind(err, hub.KindUnavailable) || hub.IsKind(err, hub.KindOffline) {
+			alt := "-set data.source=stdlib"
+			if strings.HasPrefix(exp.Data.Tokenizer, data.HubPrefix) {
+				alt += ` -set 'data.tokenizer=""'`
+			}
+			if exp.Data.Source != corpus.KindHub {
+				alt = `-set 'data.tokenizer=""' (trains a tokenizer on the corpus)`
+			}
+			return fmt.Errorf("%w; or do without the Hub: %s", err, alt)
+		}
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "clm: interrupted while preparing the data; no run was started. Finished Hub downloads stay in the Hub cache (a partial one resumes), and the token cache is rebuilt next time.")
