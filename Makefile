@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model bench-train fuzz check-cuda-shim device-bins clean demo \
+.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-data fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op
 
 all: build
@@ -56,7 +56,12 @@ bench-model: $(SHIM)
 bench-train: $(SHIM)
 	scripts/bench-compare.sh ./train/ 'TrainStep' scripts/reference/bench_train.py
 
-bench: bench-torch bench-model bench-train
+# clm's Hub download + tokenization against datasets.load_dataset + the
+# original's tokenizer map, on a local multi-shard parquet dataset.
+bench-data: $(SHIM)
+	$(GO) test ./data -run '^$$' -bench 'HubPrepare' -benchtime 1x -count 1
+
+bench: bench-torch bench-model bench-train bench-data
 
 CLM := bin/clm
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,4 +246,25 @@ func TestBatcherResume(t *testing.T) {
 
 func equalBatch(a, b [][]int32) bool {
 	return slices.EqualFunc(a, b, func(x, y []int32) bool { return slices.Equal(x, y) })
+}
+
+// TestHashSplitShare: the validation share of a hash split is what was asked
+// for, also for rows of one dataset file, whose names differ only at the end.
+func TestHashSplitShare(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		format string
+	}{{"rows of shards", "data/train-%05d-of-00008.parquet#%d"}, {"source files", "lib/%d/module_%d.py"}} {
+		for _, frac := range []float64{0.01, 0.05, 0.3} {
+			n, in := 20000, 0
+			for i := 0; i < n; i++ {
+				if hashValid(fmt.Sprintf(tc.format, i/2500, i%2500), frac) {
+					in++
+				}
+			}
+			if got := float64(in) / float64(n); math.Abs(got-frac) > 0.15*frac+0.002 {
+				t.Errorf("%s, fraction %g: %.4f of documents held out", tc.name, frac, got)
+			}
+		}
+	}
 }
