@@ -102,4 +102,3 @@ func fmtRuns(x []float64) string {
 	}
 	return strings.Join(s, "/")
 }
-
