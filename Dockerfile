@@ -1,7 +1,8 @@
 # clm in a container. The same Makefile targets as on a workstation build the
 # shim against the image's libtorch and the Go binary; the runtime stage keeps
-# only what `clm` needs, with the experiments and a default corpus (the
-# image's Python standard library).
+# only what `clm` needs, with the experiments. The paper's data comes from
+# the Hugging Face Hub into /work/cache/huggingface (the image's Python
+# standard library is the offline corpus of `make demo`'s tiny.toml).
 #
 #   docker build -t clm .                                   # CUDA (default)
 #   docker build --build-arg VARIANT=cpu -t clm:cpu .       # CPU only
@@ -47,7 +48,7 @@ COPY --from=build /out/clm /usr/local/bin/clm
 COPY --from=build /out/lib/libclmtorch.so /src/build/libclmtorch.so
 WORKDIR /work
 COPY experiments ./experiments
-ENV CLM_CACHE=/work/cache
+ENV CLM_CACHE=/work/cache HF_HOME=/work/cache/huggingface
 VOLUME ["/work/runs", "/work/cache"]
 ENTRYPOINT ["clm"]
 CMD ["help"]

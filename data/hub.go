@@ -179,7 +179,7 @@ func Download(ctx context.Context, c *hub.Client, sources []corpus.Source, token
 			continue
 		}
 		if org != nil {
-			fmt.Fprintf(log, "dataset %s: %d files in %s\n", org, len(r.FileList), r.Path)
+			fmt.Fprintf(log, "dataset %s: data files %d, in %s\n", org, len(r.FileList), r.Path)
 		}
 	}
 	if tokenizer != "" {

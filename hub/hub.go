@@ -306,7 +306,8 @@ func (c *Client) Snapshot(ctx context.Context, r Repo, rev string, want func(pat
 		os.WriteFile(c.cfg.CacheDir+"/CACHEDIR.TAG", []byte(cacheDirTag), 0o644)
 	}
 	if err := c.writeRef(r, rev, commit); err != nil {
-		return nil, fmt.Errorf("hub cache: %w", err)
+		// A read-only shared cache: the files may all be there already.
+		fmt.Fprintf(c.cfg.Log, "hub: cannot record %s of %s in the cache: %v\n", rev, r, err)
 	}
 	for _, f := range files {
 		if want == nil || want(f.Path) {

@@ -217,7 +217,7 @@ func TestDataDownloadThenOffline(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("data download: exit %d\n%s", code, stderr)
 	}
-	for _, want := range []string{"dataset huggingface-course/codeparrot-ds-train@main", "3 files", "dataset huggingface-course/codeparrot-ds-valid@main",
+	for _, want := range []string{"dataset huggingface-course/codeparrot-ds-train@main", "data files 3,", "dataset huggingface-course/codeparrot-ds-valid@main",
 		"tokenizer huggingface-course/code-search-net-tokenizer@main"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("data download output lacks %q:\n%s", want, out)
