@@ -35,9 +35,15 @@ func TestMain(m *testing.M) {
 // clm runs the binary in dir and returns stdout, stderr and the exit code.
 func clm(t *testing.T, dir string, args ...string) (string, string, int) {
 	t.Helper()
+	return runClm(t, dir, []string{"CLM_CACHE=" + cacheDir(t)}, args...)
+}
+
+// runClm runs the binary in dir with extra environment variables.
+func runClm(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(clmBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -345,6 +345,11 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		s.serveResolve(w, r, rp, typ, id, rest[1], strings.Join(rest[2:], "/"))
 		return
 	}
+	s.notFound(w, r)
+}
+
+// notFound answers a request no handler knows, and records it.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.count("other", r)
 	s.mu.Lock()
 	s.unknown = append(s.unknown, r.Method+" "+r.URL.RequestURI())
@@ -392,11 +397,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, typ string, se
 		}
 		return
 	}
-	s.count("other", r)
-	s.mu.Lock()
-	s.unknown = append(s.unknown, r.Method+" "+r.URL.RequestURI())
-	s.mu.Unlock()
-	http.NotFound(w, r)
+	s.notFound(w, r)
 }
 
 func (s *Server) faultStatus(w http.ResponseWriter, f *Fault) {
