@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"clm/data/bpe"
 	"clm/data/corpus"
 	"clm/hub"
 )
@@ -191,4 +192,17 @@ func Download(ctx context.Context, c *hub.Client, sources []corpus.Source, token
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LoadTokenizer loads a tokenizer by path or "hub:org/name[@revision]"
+// (downloaded into the Hub cache, or served from it), reporting to log.
+func LoadTokenizer(ctx context.Context, spec string, log io.Writer) (*bpe.Tokenizer, error) {
+	if strings.HasPrefix(spec, HubPrefix) {
+		p, _, err := ResolveTokenizer(ctx, (Options{Log: log}).HubClient(), spec)
+		if err != nil {
+			return nil, err
+		}
+		spec = p
+	}
+	return bpe.Load(spec)
 }

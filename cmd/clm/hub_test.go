@@ -122,6 +122,14 @@ func TestPaperExperimentFromHub(t *testing.T) {
 		t.Errorf("the run's config.toml does not record the Hub data:\n%s", cfg)
 	}
 
+	// The run samples with its Hub tokenizer, offline too.
+	for _, off := range []string{"0", "1"} {
+		out, stderr, code := hubEnv(t, append(env, "HF_HUB_OFFLINE="+off), "sample", "-ckpt", filepath.Join(work, "first"), "-prompt", "def f(", "-n", "4")
+		if code != 0 || !strings.HasPrefix(out, "def f(") {
+			t.Errorf("sample (HF_HUB_OFFLINE=%s): exit %d, %q\n%s", off, code, out, stderr)
+		}
+	}
+
 	h.srv.ResetCounts()
 	stderr = run("second")
 	if c := h.srv.Counts(); c["revision"] != 3 || h.srv.Total() != 3 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"clm/data/bpe"
+	"clm/data"
 	"clm/model"
 	"clm/torch"
 	"clm/train"
@@ -62,7 +63,7 @@ func runSample(args []string, stdout io.Writer) error {
 	if exp.Data.Tokenizer == "" {
 		return fmt.Errorf("sample: %s names no tokenizer", filepath.Join(runDir, "config.toml"))
 	}
-	tok, err := bpe.Load(exp.Data.Tokenizer)
+	tok, err := data.LoadTokenizer(context.Background(), exp.Data.Tokenizer, os.Stderr)
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}

@@ -120,14 +120,14 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 
 func tokenizerEncode(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("clm tokenizer encode", flag.ContinueOnError)
-	path := fs.String("tokenizer", "", "tokenizer.json, vocab.json:merges.txt, or a directory holding them (required)")
+	path := fs.String("tokenizer", "", "tokenizer.json, vocab.json:merges.txt, a directory holding them, or hub:org/name[@revision] (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return errors.New("tokenizer encode: -tokenizer is required")
 	}
-	tok, err := bpe.Load(*path)
+	tok, err := data.LoadTokenizer(context.Background(), *path, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func tokenizerDecode(args []string, stdout io.Writer) error {
 	if *path == "" {
 		return errors.New("tokenizer decode: -tokenizer is required")
 	}
-	tok, err := bpe.Load(*path)
+	tok, err := data.LoadTokenizer(context.Background(), *path, os.Stderr)
 	if err != nil {
 		return err
 	}
