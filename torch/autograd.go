@@ -5,6 +5,8 @@ package torch
 */
 import "C"
 
+import "runtime"
+
 // Backward accumulates the gradients of a scalar t into the leaves that
 // require them.
 func (t *Tensor) Backward() {
@@ -44,10 +46,12 @@ func ClipGradNorm(params []*Tensor, maxNorm, p float64) *Tensor {
 // GradEnabled reports whether autograd records operations on this thread.
 func GradEnabled() bool { return C.clm_grad_enabled() != 0 }
 
-// NoGrad runs f with gradient recording off on this OS thread, restoring the
-// previous mode afterwards. The calling goroutine must be locked to its
-// thread (runtime.LockOSThread).
+// NoGrad runs f with gradient recording off, restoring the previous mode
+// afterwards. Grad mode is per OS thread, so it pins the calling goroutine
+// to its thread while f runs.
 func NoGrad(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	prev := C.clm_grad_enabled()
 	C.clm_set_grad_enabled(0)
 	defer C.clm_set_grad_enabled(prev)
@@ -56,8 +60,11 @@ func NoGrad(f func()) {
 
 // Autocast runs f with mixed precision on dev's type (CPU or CUDA), casting
 // eligible ops to dt (BFloat16 or Float16), and restores the previous state
-// afterwards. The calling goroutine must be locked to its thread.
+// afterwards. Autocast state is per OS thread, so it pins the calling
+// goroutine to its thread while f runs.
 func Autocast(dev Device, dt DType, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	devType := C.int(0)
 	if dev.IsCUDA() {
 		devType = 1

@@ -85,6 +85,37 @@ func (s *Scope) Close() {
 	}
 }
 
+// currentScope returns the innermost open scope (nil: none).
+func currentScope() *Scope {
+	scopeMu.Lock()
+	defer scopeMu.Unlock()
+	return topScope
+}
+
+// unwindScopes closes, innermost first, the scopes opened above entry that
+// are still open (a panic skipped their Close).
+func unwindScopes(entry *Scope) {
+	for {
+		s := currentScope()
+		if s == nil || s == entry || !above(s, entry) {
+			return
+		}
+		s.Close()
+	}
+}
+
+// above reports whether entry is an ancestor of s (nil is every scope's).
+func above(s, entry *Scope) bool {
+	for p := s.parent; ; p = p.parent {
+		if p == entry {
+			return true
+		}
+		if p == nil {
+			return false
+		}
+	}
+}
+
 // WithScope runs f inside a new scope and closes it afterwards, even if f
 // panics.
 func WithScope(f func(s *Scope)) {

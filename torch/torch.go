@@ -32,8 +32,9 @@
 //
 // # Threads
 //
-// Grad mode and autocast are thread-local in libtorch: a goroutine that uses
-// NoGrad or Autocast must call runtime.LockOSThread first.
+// Grad mode and autocast are thread-local in libtorch. NoGrad and Autocast
+// pin the calling goroutine to its OS thread while they run; a goroutine
+// that keeps either state across calls must lock its thread itself.
 package torch
 
 /*
@@ -71,11 +72,15 @@ func IsOutOfMemory(err error) bool {
 }
 
 // Try runs f and returns the *Error that an op inside it panicked with, or
-// nil. Panics of other kinds propagate.
+// nil. Scopes that f opened and left open when it panicked are closed
+// (their tensors freed), so the caller's scopes carry on as if f had
+// returned. Panics of other kinds propagate.
 func Try(f func()) (err error) {
+	entry := currentScope()
 	defer func() {
 		if r := recover(); r != nil {
 			if te, ok := r.(*Error); ok {
+				unwindScopes(entry)
 				err = te
 				return
 			}

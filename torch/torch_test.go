@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +210,51 @@ func TestIsOutOfMemory(t *testing.T) {
 		if _, _, _, err := CUDAMemInfo(CUDA(0)); err == nil {
 			t.Error("CUDAMemInfo without a GPU succeeded")
 		}
+	}
+}
+
+// TestTryUnwindsScopes: an op error inside Try, two scopes deep and with
+// those scopes left open by the panic, comes back as an error with
+// libtorch's message; the scopes are closed, their tensors freed, and the
+// caller's scope closes normally afterwards.
+func TestTryUnwindsScopes(t *testing.T) {
+	before := LiveTensors()
+	outer := NewScope()
+	a := Zeros([]int64{2, 3}, Float32, CPU)
+	err := Try(func() {
+		s1 := NewScope()
+		x := Ones([]int64{4, 5}, Float32, CPU)
+		s2 := NewScope()
+		_ = Ones([]int64{7, 7}, Float32, CPU)
+		x.Matmul(a) // [4,5] x [2,3]: a shape error
+		s2.Close()  // never reached
+		s1.Close()
+	})
+	var te *Error
+	if !errors.As(err, &te) || !strings.Contains(te.Msg, "cannot be multiplied") {
+		t.Fatalf("Try returned %v, want libtorch's shape message", err)
+	}
+	if currentScope() != outer {
+		t.Fatalf("the scopes opened inside Try are still open")
+	}
+	if got := LiveTensors(); got != before+1 {
+		t.Errorf("%d live tensors inside the caller's scope, want %d", got-before, 1)
+	}
+	outer.Close() // must not report scopes closed out of order
+	if got := LiveTensors(); got != before {
+		t.Errorf("live tensors %d -> %d", before, got)
+	}
+}
+
+// TestNoGradPinsThread: NoGrad turns grad mode off for the code inside it
+// even when the goroutine is not locked to its thread and yields.
+func TestNoGradPinsThread(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		NoGrad(func() {
+			runtime.Gosched()
+			if GradEnabled() {
+				t.Fatal("grad mode on inside NoGrad after a reschedule")
+			}
+		})
 	}
 }
