@@ -81,12 +81,20 @@ func runTrain(args []string, stdout io.Writer) error {
 		if dir == "" {
 			dir = filepath.Join("runs", exp.Name)
 		}
-		if ck, _ := train.LatestCheckpoint(dir); ck != "" {
-			return fmt.Errorf("run folder %s already has checkpoints; continue it with `clm -resume %s`, or pick another with -run-dir", dir, dir)
-		}
 	default:
 		usage(os.Stderr)
 		return errUsage
+	}
+	// One writer per run folder: rank 0 of a data-parallel run holds the lock.
+	if os.Getenv("RANK") == "" || os.Getenv("RANK") == "0" {
+		lock, err := train.LockRun(dir)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
+	if ck, _ := train.LatestCheckpoint(dir); ck != "" && *resume == "" {
+		return fmt.Errorf("run folder %s already has checkpoints; continue it with `clm -resume %s`, or pick another with -run-dir", dir, dir)
 	}
 
 	// Data parallelism: launched by torchrun (or any launcher that sets
