@@ -129,6 +129,22 @@ func (w *Writer) Flush() error {
 	return w.err
 }
 
+// Sync writes buffered events to the file and makes them durable (fsync).
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return w.wrap(ErrClosed)
+	}
+	w.flush(time.Now())
+	if w.err == nil {
+		if err := w.f.Sync(); err != nil {
+			w.err = w.wrap(err)
+		}
+	}
+	return w.err
+}
+
 // Close flushes buffered events, syncs and closes the file. Writes after
 // Close fail.
 func (w *Writer) Close() error {

@@ -306,3 +306,54 @@ func TestNewWriterError(t *testing.T) {
 		t.Error("NewWriter under a regular file succeeded")
 	}
 }
+
+// TestTruncate: a resumed run's event files keep the events up to its
+// checkpoint's step and lose a record cut by a crash; a run that starts
+// over loses them all.
+func TestTruncate(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := int64(1); step <= 10; step++ {
+		w.Scalars(step, map[string]float64{"train/loss": float64(step), "train/lr": 0.5})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := os.ReadFile(w.Path())
+	// A crash while the next record was written: half of it is on disk.
+	os.WriteFile(w.Path(), append(whole, whole[len(whole)-40:len(whole)-10]...), 0o644)
+	for _, keep := range []int64{12, 5} {
+		if err := Truncate(dir, keep); err != nil {
+			t.Fatal(err)
+		}
+		evs := readEvents(t, w.Path()) // fails on a partial record
+		want := min(keep, 10)
+		if len(evs) != int(want)+1 || evs[0].fileVersion != FileVersion || evs[len(evs)-1].step != want {
+			t.Fatalf("keep %d: %d events, last step %d", keep, len(evs), evs[len(evs)-1].step)
+		}
+	}
+	// A damaged record in the middle: it and the rest go.
+	data, _ := os.ReadFile(w.Path())
+	recs, _ := readRecords(data)
+	off := 0
+	for _, r := range recs[:3] {
+		off += 16 + len(r)
+	}
+	data[off+14] ^= 0xff
+	os.WriteFile(w.Path(), data, 0o644)
+	if err := Truncate(dir, 5); err != nil {
+		t.Fatal(err)
+	}
+	if evs := readEvents(t, w.Path()); len(evs) != 3 {
+		t.Errorf("after a damaged 4th record: %d events, want 3", len(evs))
+	}
+	if err := Truncate(dir, -1); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "events.*")); len(files) != 0 {
+		t.Errorf("starting over left %v", files)
+	}
+}

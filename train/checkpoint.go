@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"clm/model"
 	"clm/safetensors"
 	"clm/torch"
@@ -110,19 +112,65 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 	if err := writeFileSync(filepath.Join(tmp, stateFile), stJSON); err != nil {
 		return "", err
 	}
-	os.RemoveAll(final)
-	if err := os.Rename(tmp, final); err != nil {
+	syncDir(tmp)
+	crashPoint("written")
+	if err := install(tmp, final); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	syncDir(filepath.Dir(final))
-	if err := writeFileSync(filepath.Join(dir, checkpointDir, latestFile+".tmp"), []byte(filepath.Base(final)+"\n")); err != nil {
+	latest := filepath.Join(dir, checkpointDir, latestFile)
+	if err := writeFileSync(latest+".tmp", []byte(filepath.Base(final)+"\n")); err != nil {
 		return "", err
 	}
-	if err := os.Rename(filepath.Join(dir, checkpointDir, latestFile+".tmp"), filepath.Join(dir, checkpointDir, latestFile)); err != nil {
+	crashPoint("latest written")
+	if err := os.Rename(latest+".tmp", latest); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	syncDir(filepath.Join(dir, checkpointDir))
+	crashPoint("latest moved")
 	return final, nil
+}
+
+// crashPoint lets tests stop SaveCheckpoint at a stage, as a crash would.
+var crashPoint = func(stage string) {}
+
+// renameExchange swaps two paths atomically (Linux renameat2
+// RENAME_EXCHANGE); tests replace it to take the fallback path.
+var renameExchange = func(a, b string) error {
+	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+}
+
+// install puts the complete folder tmp in place of final. A folder already
+// there (a step saved again) is swapped out in one atomic exchange, so a
+// crash at any moment leaves final whole: old or new. Where the file system
+// cannot exchange, the old folder is first renamed to final.old, which
+// LatestCheckpoint puts back if a crash leaves no final.
+func install(tmp, final string) error {
+	parent := filepath.Dir(final)
+	if _, err := os.Stat(final); err != nil {
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+		syncDir(parent)
+		crashPoint("renamed")
+		return nil
+	}
+	if err := renameExchange(tmp, final); err == nil {
+		syncDir(parent)
+		crashPoint("exchanged") // tmp holds the old folder now
+		return os.RemoveAll(tmp)
+	}
+	old := final + ".old"
+	os.RemoveAll(old)
+	if err := os.Rename(final, old); err != nil {
+		return err
+	}
+	crashPoint("old moved aside")
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	syncDir(parent)
+	crashPoint("renamed")
+	return os.RemoveAll(old)
 }
 
 func writeFileSync(path string, b []byte) error {
@@ -151,6 +199,7 @@ func syncDir(dir string) {
 // LatestCheckpoint returns the folder of the newest complete checkpoint of
 // run dir, or "" when there is none.
 func LatestCheckpoint(dir string) (string, error) {
+	restoreAside(filepath.Join(dir, checkpointDir))
 	b, err := os.ReadFile(filepath.Join(dir, checkpointDir, latestFile))
 	if err == nil {
 		p := filepath.Join(dir, checkpointDir, strings.TrimSpace(string(b)))
@@ -168,7 +217,7 @@ func LatestCheckpoint(dir string) (string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && !strings.HasSuffix(e.Name(), ".tmp") {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && !strings.HasSuffix(e.Name(), ".tmp") && !strings.HasSuffix(e.Name(), ".old") {
 			if _, err := os.Stat(filepath.Join(dir, checkpointDir, e.Name(), stateFile)); err == nil {
 				names = append(names, e.Name())
 			}
@@ -179,6 +228,20 @@ func LatestCheckpoint(dir string) (string, error) {
 	}
 	sort.Strings(names)
 	return filepath.Join(dir, checkpointDir, names[len(names)-1]), nil
+}
+
+// restoreAside puts back a step folder that install moved aside when a
+// crash left no folder in its place.
+func restoreAside(ckdir string) {
+	olds, _ := filepath.Glob(filepath.Join(ckdir, "step-*.old"))
+	for _, old := range olds {
+		final := strings.TrimSuffix(old, ".old")
+		if _, err := os.Stat(filepath.Join(final, stateFile)); err == nil {
+			os.RemoveAll(old) // the new folder made it
+		} else if os.Rename(old, final) == nil {
+			syncDir(ckdir)
+		}
+	}
 }
 
 // ReadState reads the state.json of checkpoint folder ckpt.

@@ -23,18 +23,22 @@ type Metrics struct {
 	tb   *tensorboard.Writer
 }
 
-// OpenMetrics opens the metrics of run folder dir for appending. On resume
-// from step `keep`, lines of later steps (written after that checkpoint by
-// the interrupted process) are dropped first, so the log has no duplicates.
+// OpenMetrics opens the metrics of run folder dir for appending. keep is the
+// step of the checkpoint the run resumes from, or -1 when it starts over.
+// The log is first repaired to what that checkpoint saw: records of later
+// steps (written after it by the interrupted process) and a line cut by a
+// crash are dropped, so that every (kind, step) record ends up there once;
+// TensorBoard's event files are truncated the same way.
 func OpenMetrics(dir string, keep int) (*Metrics, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	path := filepath.Join(dir, "metrics.jsonl")
-	if keep >= 0 {
-		if err := truncateAfter(path, keep); err != nil {
-			return nil, err
-		}
+	if err := truncateAfter(path, keep); err != nil {
+		return nil, err
+	}
+	if err := tensorboard.Truncate(filepath.Join(dir, "tb"), int64(keep)); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -48,7 +52,8 @@ func OpenMetrics(dir string, keep int) (*Metrics, error) {
 	return &Metrics{path: path, f: f, w: bufio.NewWriter(f), tb: tb}, nil
 }
 
-// truncateAfter rewrites path without the lines whose step exceeds keep.
+// truncateAfter rewrites path, atomically, with only the complete records
+// of steps up to keep (none when keep < 0).
 func truncateAfter(path string, keep int) error {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
@@ -60,35 +65,26 @@ func truncateAfter(path string, keep int) error {
 	var out []byte
 	for _, line := range splitLines(b) {
 		var rec struct {
-			Step int `json:"step"`
+			Kind *string `json:"kind"`
+			Step *int    `json:"step"`
 		}
-		if json.Unmarshal(line, &rec) == nil && rec.Step > keep {
-			continue
+		if json.Unmarshal(line, &rec) != nil || rec.Kind == nil || rec.Step == nil || *rec.Step > keep {
+			continue // cut by a crash, or past the checkpoint
 		}
 		out = append(append(out, line...), '\n')
 	}
+	if len(out) == len(b) {
+		return nil
+	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+	if err := writeFileSync(tmp, out); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	return os.Rename(tmp, path)
-}
-
-func splitLines(b []byte) [][]byte {
-	var out [][]byte
-	start := 0
-	for i, c := range b {
-		if c == '\n' {
-			if i > start {
-				out = append(out, b[start:i])
-			}
-			start = i + 1
-		}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
-	if start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
+	syncDir(filepath.Dir(path))
+	return nil
 }
 
 // Record writes one line of the given kind with fields, and the numeric
@@ -182,7 +178,9 @@ func flatten(prefix string, v any, out map[string]float64) {
 	}
 }
 
-// Flush writes buffered lines and events to disk.
+// Flush writes buffered lines and events to disk and makes them durable
+// (fsync): a checkpoint written afterwards never claims a step whose
+// records could be lost.
 func (m *Metrics) Flush() error {
 	if m == nil {
 		return nil
@@ -193,7 +191,7 @@ func (m *Metrics) Flush() error {
 	if err := m.f.Sync(); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	return m.tb.Flush()
+	return m.tb.Sync()
 }
 
 // Close flushes and closes the files.
@@ -209,4 +207,22 @@ func (m *Metrics) Close() error {
 		err = e
 	}
 	return err
+}
+
+// splitLines splits b at newlines, keeping a last line without one.
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			if i > start {
+				out = append(out, b[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
 }

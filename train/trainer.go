@@ -54,6 +54,7 @@ type Trainer struct {
 	st       State
 	padID    int64
 	lastCkpt string
+	resumed  bool // Resume loaded a checkpoint: its step-0 evaluation is logged already
 	rowBuf   []int64
 	// Deferred checks (train.nan_check_every > 1): device-side sums since
 	// the last host synchronisation.
@@ -249,7 +250,7 @@ func (t *Trainer) Resume() (bool, error) {
 	if total != st.TotalSteps {
 		return false, fmt.Errorf("resume %s: the run's schedule has %d steps, the experiment now gives %d (max_steps, epochs, batch sizes and data must stay as they were)", ckpt, st.TotalSteps, total)
 	}
-	t.lastCkpt = ckpt
+	t.lastCkpt, t.resumed = ckpt, true
 	fmt.Fprintf(t.log, "resumed from %s (step %d of %d)\n", ckpt, st.Step, st.TotalSteps)
 	return true, nil
 }
@@ -279,8 +280,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 	runtime.LockOSThread() // grad mode and autocast are thread-local
 	defer runtime.UnlockOSThread()
 	if t.rank == 0 {
+		keep := -1 // a run that starts over drops what an earlier attempt logged
+		if t.resumed {
+			keep = t.st.Step
+		}
 		var err error
-		if t.metrics, err = OpenMetrics(t.dir, t.st.Step); err != nil {
+		if t.metrics, err = OpenMetrics(t.dir, keep); err != nil {
 			return err
 		}
 	}
@@ -305,7 +310,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
 	defer t.progress.Finish()
-	if t.st.Step == 0 && t.valid != nil {
+	if t.st.Step == 0 && !t.resumed && t.valid != nil {
 		if err := t.evaluate(); err != nil {
 			return err
 		}
@@ -387,14 +392,16 @@ func (t *Trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.st.Data = data
+	// The records up to this step become durable before the checkpoint that
+	// claims them: a crash in between loses nothing for good.
+	if err := t.metrics.Flush(); err != nil {
+		return "", err
+	}
 	path, err := SaveCheckpoint(t.dir, t.m, t.opt, t.st, t.rngDevices())
 	if err != nil {
 		return "", err
 	}
 	t.lastCkpt = path
-	if err := t.metrics.Flush(); err != nil {
-		return "", err
-	}
 	t.progress.Log("checkpoint " + path)
 	return path, t.barrier()
 }
