@@ -357,3 +357,30 @@ func TestTruncate(t *testing.T) {
 		t.Errorf("starting over left %v", files)
 	}
 }
+
+// TestReadScalars: the package's reader gives back what the writer wrote,
+// as the test's independent decoder reads it.
+func TestReadScalars(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := int64(1); step <= 4; step++ {
+		w.Scalars(step, map[string]float64{"eval/loss": 1 / float64(step), "train/lr": float64(step) * 1e-3})
+	}
+	w.Close()
+	got, err := ReadScalars(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Scalar
+	for _, ev := range readEvents(t, w.Path()) {
+		for _, v := range ev.values {
+			want = append(want, Scalar{Step: ev.step, Tag: v.tag, Value: v.v})
+		}
+	}
+	if len(got) != 8 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ReadScalars %v, want %v", got, want)
+	}
+}

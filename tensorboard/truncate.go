@@ -3,6 +3,7 @@ package tensorboard
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,20 +43,10 @@ func truncateFile(path string, keep int64) error {
 		return fmt.Errorf("tensorboard: %w", err)
 	}
 	var out []byte
-	rest := data
-	for len(rest) >= 12 {
-		n := binary.LittleEndian.Uint64(rest)
-		if binary.LittleEndian.Uint32(rest[8:]) != maskedCRC(rest[:8]) || uint64(len(rest)-12) < n+4 {
-			break // a cut or damaged record: it and what follows are lost
-		}
-		rec := rest[12 : 12+n]
-		if binary.LittleEndian.Uint32(rest[12+n:]) != maskedCRC(rec) {
-			break
-		}
+	for _, rec := range scanRecords(data) {
 		if step, ok := eventStepOf(rec); ok && step <= keep {
-			out = append(out, rest[:16+n]...)
+			out = appendRecord(out, rec)
 		}
-		rest = rest[16+n:]
 	}
 	if len(out) == len(data) {
 		return nil
@@ -80,6 +71,118 @@ func truncateFile(path string, keep int64) error {
 		return fmt.Errorf("tensorboard: %w", err)
 	}
 	return nil
+}
+
+// scanRecords splits event-file data into its records' payloads, stopping
+// at the first record that is cut or fails a checksum.
+func scanRecords(data []byte) [][]byte {
+	var recs [][]byte
+	for len(data) >= 12 {
+		n := binary.LittleEndian.Uint64(data)
+		if binary.LittleEndian.Uint32(data[8:]) != maskedCRC(data[:8]) || uint64(len(data)-12) < n+4 {
+			break
+		}
+		rec := data[12 : 12+n]
+		if binary.LittleEndian.Uint32(data[12+n:]) != maskedCRC(rec) {
+			break
+		}
+		recs = append(recs, rec)
+		data = data[16+n:]
+	}
+	return recs
+}
+
+// appendRecord frames an event's payload as a TFRecord.
+func appendRecord(b, rec []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(rec)))
+	b = binary.LittleEndian.AppendUint32(b, maskedCRC(b[len(b)-8:]))
+	b = append(b, rec...)
+	return binary.LittleEndian.AppendUint32(b, maskedCRC(rec))
+}
+
+// Scalar is one scalar summary of an event file.
+type Scalar struct {
+	Step  int64
+	Tag   string
+	Value float32
+}
+
+// ReadScalars returns the scalars of the event files of dir, file by file
+// in name order, records in file order; a record cut by a crash ends its
+// file.
+func ReadScalars(dir string) ([]Scalar, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Scalar
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("tensorboard: %w", err)
+		}
+		for _, rec := range scanRecords(data) {
+			step, _ := eventStepOf(rec)
+			walk(rec, func(field, _ uint64, p []byte) {
+				if field != eventSummary {
+					return
+				}
+				walk(p, func(field, _ uint64, v []byte) {
+					s := Scalar{Step: step}
+					walk(v, func(field, wire uint64, x []byte) {
+						switch {
+						case field == valueTag:
+							s.Tag = string(x)
+						case field == valueSimpleValue && wire == wireFixed32:
+							s.Value = math.Float32frombits(binary.LittleEndian.Uint32(x))
+						}
+					})
+					out = append(out, s)
+				})
+			})
+		}
+	}
+	return out, nil
+}
+
+// walk calls fn with each length-delimited or fixed field of a message
+// (payload of its bytes); it stops at the first malformed field.
+func walk(msg []byte, fn func(field, wire uint64, payload []byte)) {
+	for len(msg) > 0 {
+		key, n := binary.Uvarint(msg)
+		if n <= 0 {
+			return
+		}
+		msg = msg[n:]
+		field, wire := key>>3, key&7
+		switch wire {
+		case wireVarint:
+			_, n := binary.Uvarint(msg)
+			if n <= 0 {
+				return
+			}
+			msg = msg[n:]
+		case wireFixed64, wireFixed32:
+			size := 8
+			if wire == wireFixed32 {
+				size = 4
+			}
+			if len(msg) < size {
+				return
+			}
+			fn(field, wire, msg[:size])
+			msg = msg[size:]
+		case wireBytes:
+			l, n := binary.Uvarint(msg)
+			if n <= 0 || uint64(len(msg)-n) < l {
+				return
+			}
+			fn(field, wire, msg[n:n+int(l)])
+			msg = msg[n+int(l):]
+		default:
+			return
+		}
+	}
 }
 
 // eventStepOf reads the step of an encoded Event (0 when absent, as for the

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"clm/internal/fault"
 	"clm/model"
 	"clm/safetensors"
 	"clm/torch"
@@ -130,8 +131,10 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 	return final, nil
 }
 
-// crashPoint lets tests stop SaveCheckpoint at a stage, as a crash would.
-var crashPoint = func(stage string) {}
+// crashPoint marks the stages of SaveCheckpoint where a crash is tested:
+// CLM_FAULT=checkpoint.<stage>@n kills the process there (package fault);
+// in-process tests replace it.
+var crashPoint = func(stage string) { fault.Point("checkpoint." + stage) }
 
 // renameExchange swaps two paths atomically (Linux renameat2
 // RENAME_EXCHANGE); tests replace it to take the fallback path.

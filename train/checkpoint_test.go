@@ -36,7 +36,8 @@ func TestCheckpointReplacementIsAtomic(t *testing.T) {
 		return err
 	}
 	exchange := renameExchange
-	defer func() { renameExchange, crashPoint = exchange, func(string) {} }()
+	point := crashPoint
+	defer func() { renameExchange, crashPoint = exchange, point }()
 	for _, path := range []struct {
 		name   string
 		stages []string

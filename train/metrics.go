@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"clm/internal/fault"
 	"clm/internal/jsonnum"
 	"clm/tensorboard"
 )
@@ -100,6 +101,11 @@ func (m *Metrics) Record(kind string, step int, fields map[string]any) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
+	}
+	if fault.Hit("metrics.record") { // the crash tests' torn write
+		m.w.Flush()
+		m.f.Write(b[:len(b)/2])
+		fault.Kill()
 	}
 	m.w.Write(b)
 	m.w.WriteByte('\n')

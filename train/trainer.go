@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"clm/internal/fault"
 	"clm/model"
 	"clm/torch"
 )
@@ -329,6 +330,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return err
 		}
 		t.st.Step++
+		fault.Point("train.step") // the crash tests: after an update, before its records
 		t.st.Tokens += tokensPerStep
 		windowTokens += tokensPerStep
 		last := t.st.Step == t.st.TotalSteps
