@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // NormType selects the normalisation layers of a block (key norm_type).
@@ -556,9 +557,11 @@ func (c *Config) Validate() error {
 		bad("lrelu_neg_slope", "%v has no effect with activation_function %q", c.LReLUNegSlope, c.ActivationFunction)
 	}
 	if c.NLayer > 0 {
+		// Only layer 0 (value) and the last (projection) differ from the
+		// rest, so three layers answer for all of them.
 		firstIdentity := -1 // first layer whose value or projection is the identity
-		for i := 0; i < c.NLayer && firstIdentity < 0; i++ {
-			if c.ValueLayer(i).Form == LinearIdentity || c.ProjLayer(i).Form == LinearIdentity {
+		for _, i := range []int{0, 1, c.NLayer - 1} {
+			if i < c.NLayer && firstIdentity < 0 && (c.ValueLayer(i).Form == LinearIdentity || c.ProjLayer(i).Form == LinearIdentity) {
 				firstIdentity = i
 			}
 		}
@@ -576,7 +579,14 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; ")) // one line, as every clm error
 }
 
 func quoteList(s []string) string {
@@ -704,6 +714,37 @@ func (c *Config) Params() []ParamSpec {
 	add("transformer.ln_f.weight", true, d)
 	add("transformer.ln_f.bias", true, d)
 	return append(ps, bufs...)
+}
+
+// Footprint sizes a model in O(1) time whatever its depth, for refusing a
+// model that cannot fit before allocating it: trainable and frozen
+// parameter counts (buffers counted as frozen), as float64 so that absurd
+// sizes do not overflow. Layers 1 to L-2 are alike, so the counts are
+// affine in L from three layers on. Call Validate first.
+func (c *Config) Footprint() (trainable, frozen float64) {
+	count := func(layers int) (tr, fr float64) {
+		d := c.Clone()
+		d.NLayer = layers
+		for _, p := range d.Params() {
+			n := 1.0
+			for _, s := range p.Shape {
+				n *= float64(s)
+			}
+			if p.Trainable {
+				tr += n
+			} else {
+				fr += n
+			}
+		}
+		return tr, fr
+	}
+	if c.NLayer <= 4 {
+		return count(c.NLayer)
+	}
+	t3, f3 := count(3)
+	t4, f4 := count(4)
+	extra := float64(c.NLayer - 3)
+	return t3 + extra*(t4-t3), f3 + extra*(f4-f3)
 }
 
 // ParamCount returns the number of parameter elements (frozen ones

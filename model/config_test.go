@@ -420,3 +420,39 @@ func TestReferencePresetsAgree(t *testing.T) {
 		t.Errorf("linked overrides differ:\n%+v\n%+v", py, gc)
 	}
 }
+
+// TestFootprintMatchesParamCount: the O(1) size estimate equals the exact
+// count for every preset at several depths, and stays finite for absurd
+// ones.
+func TestFootprintMatchesParamCount(t *testing.T) {
+	for _, name := range PresetNames() {
+		for _, layers := range []int{1, 2, 3, 4, 5, 18} {
+			c, err := PresetWith(name, map[string]any{"n_layer": layers, "n_embd": 64, "n_head": 4, "vocab_size": 300})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total, trainable := c.ParamCount()
+			var buffers int64
+			for _, p := range c.Params() {
+				if p.Buffer {
+					n := int64(1)
+					for _, s := range p.Shape {
+						n *= s
+					}
+					buffers += n
+				}
+			}
+			tr, fr := c.Footprint()
+			if tr != float64(trainable) || fr != float64(total-trainable+buffers) {
+				t.Errorf("%s, %d layers: footprint %v trainable + %v frozen, exact %d + %d", name, layers, tr, fr, trainable, total-trainable+buffers)
+			}
+		}
+	}
+	c, err := PresetWith("default", map[string]any{"n_layer": 99999999999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, _ := c.Footprint(); !(tr > 1e17) || math.IsInf(tr, 0) {
+		t.Errorf("99999999999 layers: %v trainable parameters", tr)
+	}
+}

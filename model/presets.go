@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
@@ -244,6 +245,9 @@ func Override(base Config, links []Link, overrides map[string]any) (Config, erro
 	for _, k := range keys {
 		if _, ok := m[k]; !ok {
 			return Config{}, fmt.Errorf("model.%s: unknown key", k)
+		}
+		if f, ok := overrides[k].(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return Config{}, fmt.Errorf("model.%s: %v is not a finite number", k, f)
 		}
 		m[k] = overrides[k]
 	}

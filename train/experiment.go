@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -298,112 +300,170 @@ func keyLine(src []byte, key toml.Key) int {
 
 // Validate checks the [train], [data] and [report] settings.
 func (e *Experiment) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	v := validator{}
+	v.train(&e.Train)
+	v.data(&e.Data)
+	if e.Report.Every < 0 {
+		v.bad("report.every", "%d must not be negative", e.Report.Every)
 	}
-	t := &e.Train
-	pos := func(key string, v int) {
-		if v <= 0 {
-			bad(key, "%d must be positive", v)
+	return oneLineErrors(v.errs)
+}
+
+// oneLineErrors joins errors into one error of one line ("a; b").
+func oneLineErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// validator collects "key: reason" errors.
+type validator struct{ errs []error }
+
+func (v *validator) bad(key, format string, a ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+}
+
+// finite reports whether x is a number (not NaN or ±Inf), complaining if not.
+func (v *validator) finite(key string, x float64) bool {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		v.bad(key, "%v is not a finite number", x)
+		return false
+	}
+	return true
+}
+
+// between checks lo ≤ x ≤ hi (hiOpen: x < hi), with x finite.
+func (v *validator) between(key string, x, lo, hi float64, hiOpen bool) {
+	if !v.finite(key, x) {
+		return
+	}
+	if x < lo || x > hi || (hiOpen && x == hi) {
+		right := "]"
+		if hiOpen {
+			right = ")"
+		}
+		v.bad(key, "%v is outside [%v, %v%s", x, lo, hi, right)
+	}
+}
+
+// count checks lo ≤ n ≤ hi for an integer setting.
+func (v *validator) count(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.bad(key, "%d is outside [%d, %d]", n, lo, hi)
+	}
+}
+
+// Limits that keep a mistyped size from running for hours or filling memory.
+const (
+	maxBatch       = 1 << 20
+	maxSteps       = 1 << 40
+	threadsPerCore = 4
+)
+
+func (v *validator) train(t *Options) {
+	v.count("train.micro_batch", t.MicroBatch, 1, maxBatch)
+	v.count("train.eval_batch", t.EvalBatch, 1, maxBatch)
+	v.count("train.accumulation", t.Accumulation, 1, maxBatch)
+	v.count("train.log_every", t.LogEvery, 1, maxSteps)
+	v.count("train.eval_every", t.EvalEvery, 1, maxSteps)
+	v.count("train.save_every", t.SaveEvery, 1, maxSteps)
+	v.count("train.max_steps", t.MaxSteps, 0, maxSteps)
+	v.count("train.eval_batches", t.EvalBatches, 0, maxSteps)
+	v.count("train.nan_check_every", t.NaNCheckEvery, 0, maxSteps)
+	if cores := runtime.NumCPU(); t.Threads < 0 || t.Threads > threadsPerCore*cores {
+		v.bad("train.threads", "%d is outside [0, %d] (%d× the %d cores; 0: libtorch's default)", t.Threads, threadsPerCore*cores, threadsPerCore, cores)
+	}
+	if v.finite("train.epochs", t.Epochs) && !(t.Epochs > 0 && t.Epochs <= 1e6) {
+		v.bad("train.epochs", "%v is outside (0, 1e6]", t.Epochs)
+	}
+	if v.finite("train.lr", t.LR) && !(t.LR > 0 && t.LR <= 10) {
+		v.bad("train.lr", "%v is outside (0, 10]", t.LR)
+	}
+	v.between("train.weight_decay", t.WeightDecay, 0, 10, false)
+	v.between("train.warmup_ratio", t.WarmupRatio, 0, 1, true)
+	v.between("train.beta1", t.Beta1, 0, 1, true)
+	v.between("train.beta2", t.Beta2, 0, 1, true)
+	v.between("train.eps", t.Eps, 0, 1, false)
+	v.between("train.max_grad_norm", t.MaxGradNorm, 0, math.MaxFloat64, false)
+	if v.finite("train.power", t.Power) && !(t.Power > 0) {
+		v.bad("train.power", "%v must be positive", t.Power)
+	}
+	if v.finite("train.lr_end", t.LREnd) {
+		switch {
+		case t.LREnd < 0:
+			v.bad("train.lr_end", "%v must not be negative", t.LREnd)
+		case t.Schedule == "polynomial" && !math.IsNaN(t.LR) && !(t.LR > t.LREnd):
+			v.bad("train.lr_end", "%v must be below lr %v for the polynomial schedule", t.LREnd, t.LR)
 		}
 	}
-	pos("train.micro_batch", t.MicroBatch)
-	pos("train.eval_batch", t.EvalBatch)
-	pos("train.accumulation", t.Accumulation)
-	pos("train.log_every", t.LogEvery)
-	pos("train.eval_every", t.EvalEvery)
-	pos("train.save_every", t.SaveEvery)
-	if t.MaxSteps < 0 {
-		bad("train.max_steps", "%d must not be negative", t.MaxSteps)
-	}
-	if t.MaxSteps == 0 && t.Epochs <= 0 {
-		bad("train.epochs", "%v must be positive when max_steps is 0", t.Epochs)
-	}
-	if !(t.LR > 0) {
-		bad("train.lr", "%v must be positive", t.LR)
-	}
-	if t.WarmupRatio < 0 || t.WarmupRatio > 1 {
-		bad("train.warmup_ratio", "%v is outside [0, 1]", t.WarmupRatio)
+	if v.finite("train.dist_timeout", t.DistTimeout) && !(t.DistTimeout > 0) {
+		v.bad("train.dist_timeout", "%v seconds must be positive", t.DistTimeout)
 	}
 	if _, ok := schedules[t.Schedule]; !ok {
-		bad("train.schedule", "unknown schedule %q (want polynomial, linear, cosine, constant or constant_with_warmup)", t.Schedule)
-	}
-	if t.Schedule == "polynomial" && !(t.LR > t.LREnd) {
-		bad("train.lr_end", "%v must be below lr %v for the polynomial schedule", t.LREnd, t.LR)
+		v.bad("train.schedule", "unknown schedule %q (want polynomial, linear, cosine, constant or constant_with_warmup)", t.Schedule)
 	}
 	if t.Optimizer != "adamw_hf" && t.Optimizer != "adamw_torch" {
-		bad("train.optimizer", "unknown optimizer %q (want adamw_hf or adamw_torch)", t.Optimizer)
-	}
-	if t.Beta1 < 0 || t.Beta1 >= 1 || t.Beta2 < 0 || t.Beta2 >= 1 {
-		bad("train.beta1", "betas (%v, %v) must lie in [0, 1)", t.Beta1, t.Beta2)
-	}
-	if t.Eps < 0 || t.WeightDecay < 0 || t.MaxGradNorm < 0 {
-		bad("train.eps", "eps, weight_decay and max_grad_norm must not be negative")
+		v.bad("train.optimizer", "unknown optimizer %q (want adamw_hf or adamw_torch)", t.Optimizer)
 	}
 	switch t.Precision {
 	case "auto", "fp32", "bf16", "fp16":
 	default:
-		bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
+		v.bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
 	}
 	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
-		bad("train.attention", "%v", err)
+		v.bad("train.attention", "%v", err)
 	}
 	if t.OnNaN != "stop" && t.OnNaN != "skip" {
-		bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
+		v.bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
 	}
-	if !(t.DistTimeout > 0) {
-		bad("train.dist_timeout", "%v seconds must be positive", t.DistTimeout)
-	}
-	if t.NaNCheckEvery < 0 {
-		bad("train.nan_check_every", "%d must not be negative", t.NaNCheckEvery)
-	}
-	if t.Threads < 0 {
-		bad("train.threads", "%d must not be negative", t.Threads)
-	}
-	d := &e.Data
+}
+
+func (v *validator) data(d *DataOptions) {
 	switch d.Source {
 	case "stdlib":
 	case "dir", "hf":
 		if d.Path == "" {
-			bad("data.path", "source %q needs a path", d.Source)
+			v.bad("data.path", "source %q needs a path", d.Source)
 		}
 	case "hub":
 		if d.Dataset == "" {
-			bad("data.dataset", "source \"hub\" needs a dataset repository (org/name), e.g. %q", "huggingface-course/codeparrot-ds-train")
+			v.bad("data.dataset", "source \"hub\" needs a dataset repository (org/name), e.g. %q", "huggingface-course/codeparrot-ds-train")
 		}
 		for _, kv := range [][2]string{{"data.dataset", d.Dataset}, {"data.valid_dataset", d.ValidDataset}} {
 			if kv[1] != "" {
 				if err := hub.Dataset(kv[1]).Validate(); err != nil {
-					bad(kv[0], "%v", err)
+					v.bad(kv[0], "%v", err)
 				}
 			}
 		}
 		if d.Split == "" || d.ValidSplit == "" {
-			bad("data.split", "split and valid_split must not be empty")
+			v.bad("data.split", "split and valid_split must not be empty")
 		}
 	default:
-		bad("data.source", "unknown source %q (want stdlib, dir, hf or hub)", d.Source)
+		v.bad("data.source", "unknown source %q (want stdlib, dir, hf or hub)", d.Source)
 	}
 	if id, ok := strings.CutPrefix(d.Tokenizer, "hub:"); ok {
 		id, _, _ = strings.Cut(id, "@")
 		if err := hub.Model(id).Validate(); err != nil {
-			bad("data.tokenizer", "%v", err)
+			v.bad("data.tokenizer", "%v", err)
 		}
 	}
+	if v.finite("data.num_token_mult", d.NumTokenMult) && !(d.NumTokenMult > 0 && d.NumTokenMult <= 1e4) {
+		v.bad("data.num_token_mult", "%v is outside (0, 10000] (documents = num_token_mult × 100000)", d.NumTokenMult)
+	}
+	if d.Tokenizer == "" {
+		v.count("data.tokenizer_vocab", d.TokenizerVocab, 257, 1<<24)
+	}
+	v.count("data.valid_docs", d.ValidDocs, 0, 1<<30)
+	v.between("data.valid_fraction", d.ValidFraction, 0, 1, true)
 	if d.Seed < 0 {
-		bad("data.seed", "%d must not be negative (NumPy's default_rng refuses it)", d.Seed)
+		v.bad("data.seed", "%d must not be negative (NumPy's default_rng refuses it)", d.Seed)
 	}
-	if d.NumTokenMult <= 0 {
-		bad("data.num_token_mult", "%v must be positive", d.NumTokenMult)
-	}
-	if d.Tokenizer == "" && d.TokenizerVocab < 257 {
-		bad("data.tokenizer_vocab", "%d must be at least 257 (the byte alphabet and <|endoftext|>)", d.TokenizerVocab)
-	}
-	if e.Report.Every < 0 {
-		bad("report.every", "%d must not be negative", e.Report.Every)
-	}
-	return errors.Join(errs...)
 }
 
 // TOML renders the resolved experiment (every key, the model fully

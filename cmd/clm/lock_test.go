@@ -90,3 +90,37 @@ func TestOneWriterPerRunFolder(t *testing.T) {
 		t.Errorf("resume after a kill: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestInterruptDuringDataPreparation: Ctrl-C while the tokenizer is being
+// trained exits 130 saying what was kept, not promising a checkpoint, and
+// leaves no run folder behind.
+func TestInterruptDuringDataPreparation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := write(t, filepath.Join(dir, "micro.toml"), microExperiment)
+	cmd := exec.Command(clmBin, "-config", cfg, "-run-dir", "run")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CLM_CACHE="+filepath.Join(dir, "fresh-cache")) // the tokenizer is trained anew
+	pipe, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "tokenizer: none given") {
+			cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130\n%s", err, log.String())
+	}
+	out := log.String()
+	if strings.Contains(out, "checkpoint") || !strings.Contains(out, "interrupted while preparing the data, before training") {
+		t.Errorf("stderr:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Errorf("the interrupted start left a run folder")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"clm/internal/pyref"
 	"clm/safetensors"
 	"clm/train"
 )
@@ -124,6 +125,24 @@ func TestBadInput(t *testing.T) {
 	copyDir(t, filepath.Join(dir, "run"), corrupt)
 	ck, _ := train.LatestCheckpoint(corrupt)
 	os.WriteFile(filepath.Join(ck, "model.safetensors"), []byte("not a safetensors file at all"), 0o644)
+	// A checkpoint whose weights do not have the shapes its config says.
+	misshapen := filepath.Join(dir, "misshapen")
+	copyDir(t, filepath.Join(dir, "run"), misshapen)
+	reshapeConfig(t, mustLatest(t, misshapen), `"n_embd": 32`, `"n_embd": 48`)
+	// A run whose config names a tokenizer larger than the model's
+	// vocabulary: ids past the embedding fail inside the generation loop.
+	wrongTok := filepath.Join(dir, "wrong-tokenizer")
+	copyDir(t, filepath.Join(dir, "run"), wrongTok)
+	cfgText, _ := os.ReadFile(filepath.Join(wrongTok, "config.toml"))
+	gpt2 := pyref.RequireAsset(t, "gpt2")
+	var lines []string
+	for _, l := range strings.Split(string(cfgText), "\n") {
+		if strings.HasPrefix(l, "tokenizer = ") {
+			l = fmt.Sprintf("tokenizer = %q", gpt2)
+		}
+		lines = append(lines, l)
+	}
+	os.WriteFile(filepath.Join(wrongTok, "config.toml"), []byte(strings.Join(lines, "\n")), 0o644)
 	emptyCorpus := filepath.Join(dir, "empty-corpus")
 	os.MkdirAll(emptyCorpus, 0o755)
 	os.WriteFile(filepath.Join(emptyCorpus, "notes.txt"), []byte("no python here"), 0o644)
@@ -161,6 +180,8 @@ func TestBadInput(t *testing.T) {
 		{"config and resume", []string{"-config", good, "-resume", "run"}, "", "not both"},
 		{"sample without checkpoint", []string{"sample", "-ckpt", "nowhere"}, "", "nowhere"},
 		{"sample corrupt checkpoint", []string{"sample", "-ckpt", corrupt}, "", "model.safetensors"},
+		{"sample misshapen checkpoint", []string{"sample", "-ckpt", misshapen}, "", "shape"},
+		{"sample op error", []string{"sample", "-ckpt", wrongTok, "-prompt", "def hello_world(self):", "-n", "3"}, "", "index out of range"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -184,6 +205,35 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("error line %q does not start with \"clm: \"", last)
 			}
 		})
+	}
+}
+
+// reshapeConfig rewrites the model config stored in a checkpoint's weights
+// (replacing old with new in its JSON), leaving the tensors as they are.
+func reshapeConfig(t *testing.T, ckpt, old, new string) {
+	t.Helper()
+	path := filepath.Join(ckpt, "model.safetensors")
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	for _, n := range f.Names() {
+		x, err := f.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Data = append([]byte(nil), x.Data...) // the file is mapped until Close
+		ts = append(ts, x)
+	}
+	meta := f.Metadata()
+	if !strings.Contains(meta["config"], old) {
+		t.Fatalf("checkpoint config lacks %s", old)
+	}
+	meta["config"] = strings.Replace(meta["config"], old, new, 1)
+	f.Close()
+	if err := safetensors.Write(path, ts, meta); err != nil {
+		t.Fatal(err)
 	}
 }
 

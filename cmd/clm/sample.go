@@ -42,6 +42,14 @@ func runSample(args []string, stdout io.Writer) error {
 	if *ckptFlag == "" {
 		return errors.New("sample: -ckpt RUN_DIR is required")
 	}
+	switch {
+	case *n < 0 || *n > 1<<20:
+		return fmt.Errorf("sample: -n %d is outside [0, %d]", *n, 1<<20)
+	case math.IsNaN(*temp) || math.IsInf(*temp, 0) || *temp < 0:
+		return fmt.Errorf("sample: -temperature %v must be a finite number ≥ 0 (0 is greedy)", *temp)
+	case *topK < 0:
+		return fmt.Errorf("sample: -top-k %d must not be negative (0: all tokens)", *topK)
+	}
 	ckpt := *ckptFlag
 	runDir := ckpt
 	if _, err := os.Stat(filepath.Join(ckpt, "state.json")); err == nil {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -132,6 +133,9 @@ func runTrain(args []string, stdout io.Writer) error {
 	if err := torch.CheckDevice(dev); err != nil {
 		return fmt.Errorf("train.device: %v", err)
 	}
+	if err := train.CheckMemory(exp, dev); err != nil {
+		return err
+	}
 	if t.Threads > 0 {
 		if err := torch.SetNumThreads(t.Threads); err != nil {
 			return err
@@ -158,7 +162,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	tokPath := opts.Tokenizer
 	if tokPath == "" {
 		if tokPath, err = data.CachedTokenizer(ctx, opts.Train, exp.Data.TokenizerVocab, data.DefaultProgress(logw), logw); err != nil {
-			return err
+			return dataErr(ctx, exp, err)
 		}
 		exp.Data.Tokenizer = tokPath // recorded in the run's config.toml
 		opts.Tokenizer = tokPath
@@ -231,6 +235,7 @@ func runTrain(args []string, stdout io.Writer) error {
 			fmt.Fprintf(logw, "resume: %s has no checkpoint yet; starting from step 0\n", dir)
 		}
 	}
+	stopNote.Store("stopping after this step and saving a checkpoint (again to quit at once)")
 	if err := tr.Run(ctx); err != nil {
 		if errors.Is(err, train.ErrInterrupted) {
 			fmt.Fprintf(stdout, "interrupted at step %d; continue with: clm -resume %s\n", tr.State().Step, dir)
@@ -259,7 +264,7 @@ func dataErr(ctx context.Context, exp *train.Experiment, err error) error {
 		}
 		return err
 	}
-	fmt.Fprintln(os.Stderr, "clm: interrupted while preparing the data; no run was started. Finished Hub downloads stay in the Hub cache (a partial one resumes), and the token cache is rebuilt next time.")
+	fmt.Fprintln(os.Stderr, "clm: interrupted while preparing the data, before training: the run folder is as it was; finished Hub downloads stay in the Hub cache (a partial one resumes) and the token cache is rebuilt next time")
 	return errInterrupted
 }
 
@@ -299,6 +304,12 @@ func progressFor(rank int, w io.Writer) train.Progress {
 // errInterrupted exits with 130 like a shell's Ctrl-C.
 var errInterrupted = errors.New("interrupted")
 
+// stopNote is what the first SIGINT or SIGTERM announces; it changes
+// once training starts.
+var stopNote atomic.Value
+
+func init() { stopNote.Store("stopping (again to quit at once)") }
+
 // signalContext is cancelled by the first SIGINT or SIGTERM (the run saves
 // a checkpoint and stops); a second one exits at once.
 func signalContext() (context.Context, func()) {
@@ -309,7 +320,7 @@ func signalContext() (context.Context, func()) {
 		n := 0
 		for range ch {
 			if n++; n == 1 {
-				fmt.Fprintln(os.Stderr, "\nclm: stopping after this step and saving a checkpoint (again to quit at once)")
+				fmt.Fprintf(os.Stderr, "\nclm: %s\n", stopNote.Load())
 				cancel()
 			} else {
 				fmt.Fprintln(os.Stderr, "clm: quit")

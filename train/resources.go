@@ -1,0 +1,70 @@
+package train
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"clm/torch"
+)
+
+// Bytes per parameter that training holds: fp32 weights and gradients and
+// AdamW's two fp32 moments for a trainable one; the weights alone for a
+// frozen one or a buffer.
+const (
+	bytesTrainable = 4 + 4 + 8
+	bytesFrozen    = 4
+)
+
+// CheckMemory refuses, before anything is allocated, a model whose
+// parameters and optimizer state cannot fit the device's memory (the
+// memory the system reports available on a CPU, the free memory of a GPU),
+// with the estimate in the message. Activations come on top, so passing
+// is necessary, not sufficient.
+func CheckMemory(e *Experiment, dev torch.Device) error {
+	tr, fr := e.Model.Footprint()
+	need := tr*bytesTrainable + fr*bytesFrozen
+	avail, where := availableMemory(dev)
+	if avail <= 0 || need <= float64(avail) {
+		return nil
+	}
+	m := e.Model
+	return fmt.Errorf("model: %.3g parameters (n_layer %d, n_embd %d, vocab_size %d) need about %s for weights, gradients and AdamW state, more than the %s %s; make it smaller",
+		tr+fr, m.NLayer, m.NEmbd, m.VocabSize, human(need), human(float64(avail)), where)
+}
+
+// availableMemory is the memory a new model could use on dev (0: unknown).
+func availableMemory(dev torch.Device) (int64, string) {
+	if dev.IsCUDA() {
+		free, _, _, err := torch.CUDAMemInfo(dev)
+		if err != nil {
+			return 0, ""
+		}
+		return free, "free on " + dev.String()
+	}
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err == nil {
+				return kb << 10, "available in main memory"
+			}
+		}
+	}
+	return 0, ""
+}
+
+// human writes a byte count in GB (or MB).
+func human(b float64) string {
+	if b < 1e9 {
+		return fmt.Sprintf("%.0f MB", b/1e6)
+	}
+	return fmt.Sprintf("%.3g GB", b/1e9)
+}
