@@ -123,13 +123,13 @@ func ReadScalars(dir string) ([]Scalar, error) {
 		}
 		for _, rec := range scanRecords(data) {
 			step, _ := eventStepOf(rec)
-			walk(rec, func(field, _ uint64, p []byte) {
+			walk(rec, func(field, _, _ uint64, p []byte) {
 				if field != eventSummary {
 					return
 				}
-				walk(p, func(field, _ uint64, v []byte) {
+				walk(p, func(field, _, _ uint64, v []byte) {
 					s := Scalar{Step: step}
-					walk(v, func(field, wire uint64, x []byte) {
+					walk(v, func(field, wire, _ uint64, x []byte) {
 						switch {
 						case field == valueTag:
 							s.Tag = string(x)
@@ -145,85 +145,54 @@ func ReadScalars(dir string) ([]Scalar, error) {
 	return out, nil
 }
 
-// walk calls fn with each length-delimited or fixed field of a message
-// (payload of its bytes); it stops at the first malformed field.
-func walk(msg []byte, fn func(field, wire uint64, payload []byte)) {
+// walk calls fn with each field of a message: its number, wire type, value
+// (varints) and payload (fixed and length-delimited fields). It reports
+// false for a malformed message, after the fields before the fault.
+func walk(msg []byte, fn func(field, wire, v uint64, payload []byte)) bool {
 	for len(msg) > 0 {
 		key, n := binary.Uvarint(msg)
 		if n <= 0 {
-			return
+			return false
 		}
 		msg = msg[n:]
 		field, wire := key>>3, key&7
+		var v uint64
+		var size int
 		switch wire {
 		case wireVarint:
-			_, n := binary.Uvarint(msg)
-			if n <= 0 {
-				return
+			if v, n = binary.Uvarint(msg); n <= 0 {
+				return false
 			}
 			msg = msg[n:]
-		case wireFixed64, wireFixed32:
-			size := 8
-			if wire == wireFixed32 {
-				size = 4
-			}
-			if len(msg) < size {
-				return
-			}
-			fn(field, wire, msg[:size])
-			msg = msg[size:]
+		case wireFixed64:
+			size = 8
+		case wireFixed32:
+			size = 4
 		case wireBytes:
 			l, n := binary.Uvarint(msg)
 			if n <= 0 || uint64(len(msg)-n) < l {
-				return
+				return false
 			}
-			fn(field, wire, msg[n:n+int(l)])
-			msg = msg[n+int(l):]
+			msg, size = msg[n:], int(l)
 		default:
-			return
+			return false
 		}
+		if len(msg) < size {
+			return false
+		}
+		fn(field, wire, v, msg[:size])
+		msg = msg[size:]
 	}
+	return true
 }
 
 // eventStepOf reads the step of an encoded Event (0 when absent, as for the
 // file-version event); ok is false for a record that does not parse.
-func eventStepOf(rec []byte) (int64, bool) {
-	var step int64
-	for len(rec) > 0 {
-		key, n := binary.Uvarint(rec)
-		if n <= 0 {
-			return 0, false
+func eventStepOf(rec []byte) (step int64, ok bool) {
+	ok = walk(rec, func(field, wire, v uint64, _ []byte) {
+		if field == eventStep && wire == wireVarint {
+			step = int64(v)
 		}
-		rec = rec[n:]
-		field, wire := key>>3, key&7
-		switch wire {
-		case wireVarint:
-			v, n := binary.Uvarint(rec)
-			if n <= 0 {
-				return 0, false
-			}
-			if field == eventStep {
-				step = int64(v)
-			}
-			rec = rec[n:]
-		case wireFixed64, wireFixed32:
-			size := 8
-			if wire == wireFixed32 {
-				size = 4
-			}
-			if len(rec) < size {
-				return 0, false
-			}
-			rec = rec[size:]
-		case wireBytes:
-			l, n := binary.Uvarint(rec)
-			if n <= 0 || uint64(len(rec)-n) < l {
-				return 0, false
-			}
-			rec = rec[n+int(l):]
-		default:
-			return 0, false
-		}
-	}
-	return step, true
+	})
+	return step, ok
 }

@@ -111,13 +111,7 @@ func tail(s string, n int) string {
 // signal) and stderr.
 func runAndStop(t *testing.T, dir string, a attempt, args []string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(clmBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t), "CLM_FAULT="+a.fault)
-	pipe, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, pipe := startClm(t, dir, []string{"CLM_FAULT=" + a.fault}, args...)
 	var log strings.Builder
 	sc := bufio.NewScanner(pipe)
 	started := false

@@ -16,16 +16,7 @@ import (
 // trains (its stderr said so); the rest of stderr is drained into a buffer.
 func startTraining(t *testing.T, dir string, args ...string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
-	cmd := exec.Command(clmBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, pipe := startClm(t, dir, nil, args...)
 	var log strings.Builder
 	started := make(chan bool, 1)
 	go func() {
@@ -97,13 +88,8 @@ func TestOneWriterPerRunFolder(t *testing.T) {
 func TestInterruptDuringDataPreparation(t *testing.T) {
 	dir := t.TempDir()
 	cfg := write(t, filepath.Join(dir, "micro.toml"), microExperiment)
-	cmd := exec.Command(clmBin, "-config", cfg, "-run-dir", "run")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CLM_CACHE="+filepath.Join(dir, "fresh-cache")) // the tokenizer is trained anew
-	pipe, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// A cache of its own: the tokenizer is trained anew.
+	cmd, pipe := startClm(t, dir, []string{"CLM_CACHE=" + filepath.Join(dir, "fresh-cache")}, "-config", cfg, "-run-dir", "run")
 	var log strings.Builder
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,18 +269,24 @@ func TestExperimentsParse(t *testing.T) {
 
 // weights returns every tensor of a checkpoint's weights by name.
 func weights(t *testing.T, ckpt string) map[string]string {
+	return tensors(t, ckpt, "model.safetensors")
+}
+
+// startClm starts the binary in dir with the shared cache and extra
+// environment variables, and returns its stderr to read.
+func startClm(t *testing.T, dir string, env []string, args ...string) (*exec.Cmd, io.ReadCloser) {
 	t.Helper()
-	f, err := safetensors.Open(filepath.Join(ckpt, "model.safetensors"))
+	cmd := exec.Command(clmBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "CLM_CACHE="+cacheDir(t)), env...)
+	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	out := map[string]string{}
-	for _, n := range f.Names() {
-		b, _ := f.Bytes(n)
-		out[n] = string(b)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return cmd, pipe
 }
 
 // TestResumeAfterSignals: `clm` interrupted by SIGINT (checkpoint on the
@@ -297,16 +304,7 @@ func TestResumeAfterSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			run := "run-" + strings.ReplaceAll(sig.String(), " ", "")
-			cmd := exec.Command(clmBin, "-config", cfg, "-run-dir", run)
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
-			pipe, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			cmd, pipe := startClm(t, dir, nil, "-config", cfg, "-run-dir", run)
 			// Signal as soon as the first periodic checkpoint is reported;
 			// the run has 36 more steps to go.
 			var stderr strings.Builder
@@ -319,7 +317,7 @@ func TestResumeAfterSignals(t *testing.T) {
 					signalled = true
 				}
 			}
-			err = cmd.Wait()
+			err := cmd.Wait()
 			st, _ := train.ReadState(mustLatest(t, filepath.Join(dir, run)))
 			t.Logf("%v: exit %v, latest checkpoint at step %d", sig, err, st.Step)
 			if sig == syscall.SIGINT {
