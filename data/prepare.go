@@ -24,6 +24,7 @@ import (
 	"clm/data/corpus"
 	"clm/data/nprand"
 	"clm/hub"
+	"clm/internal/atomicfile"
 )
 
 // Options select, tokenize and cache a corpus.
@@ -317,11 +318,12 @@ func openCache(dir string, want Manifest, tok *bpe.Tokenizer) (*Dataset, string)
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Sprintf("has a corrupt manifest (%v)", err)
 	}
+	moved := originsDiff(m.Origins, want.Origins)
 	switch {
 	case m.Version != want.Version:
 		return nil, fmt.Sprintf("has format version %d, not %d", m.Version, want.Version)
-	case originsDiff(m.Origins, want.Origins) != "":
-		return nil, "was built from " + originsDiff(m.Origins, want.Origins)
+	case moved != "":
+		return nil, "was built from " + moved
 	case m.TokenizerSHA256 != want.TokenizerSHA256:
 		return nil, "was built with another tokenizer"
 	case settingsJSON(m.Settings) != settingsJSON(want.Settings):
@@ -720,11 +722,10 @@ func build(ctx context.Context, o Options, tok *bpe.Tokenizer, m Manifest) error
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(o.CacheDir, "manifest.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(o.CacheDir, "manifest.json"), b, 0o644); err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(o.CacheDir, "manifest.json"))
+	return nil
 }
 
 // Summary describes a dataset in a few lines.

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"clm/internal/atomicfile"
 )
 
 // The cache layout of huggingface_hub, shared with it:
@@ -89,35 +91,16 @@ func (c *Client) writeRef(r Repo, rev, commit string) error {
 	if err := checkRepoPath(rev); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(c.RepoDir(r), "refs", filepath.FromSlash(rev)), []byte(commit), 0o644)
+	return writeFileAtomic(filepath.Join(c.RepoDir(r), "refs", filepath.FromSlash(rev)), []byte(commit))
 }
 
-// writeFileAtomic writes b to p through a temporary file and a rename.
-func writeFileAtomic(p string, b []byte, mode fs.FileMode) error {
+// writeFileAtomic writes b to p (creating its folder) through
+// atomicfile: a reader never sees a partial ref or listing.
+func writeFileAtomic(p string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if e := f.Sync(); err == nil {
-		err = e
-	}
-	if e := f.Close(); err == nil {
-		err = e
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.Write(p, b, 0o644)
 }
 
 // treeFile is huggingface_hub's trees/<commit>.json format (version 1).
@@ -178,7 +161,7 @@ func (c *Client) writeTree(r Repo, commit string, files []File) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(c.treePath(r, commit), b, 0o644)
+	return writeFileAtomic(c.treePath(r, commit), b)
 }
 
 // snapshotFiles lists the files present in a cached snapshot, as repo paths.

@@ -350,8 +350,14 @@ func TestTruncate(t *testing.T) {
 	if evs := readEvents(t, w.Path()); len(evs) != 3 {
 		t.Errorf("after a damaged 4th record: %d events, want 3", len(evs))
 	}
+	// A rewrite interrupted by a crash leaves its temporary file behind.
+	stale := filepath.Join(dir, "."+filepath.Base(w.Path())+".123.tmp")
+	os.WriteFile(stale, []byte("half"), 0o644)
 	if err := Truncate(dir, -1); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("the stale temporary file %s is still there", stale)
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "events.*")); len(files) != 0 {
 		t.Errorf("starting over left %v", files)

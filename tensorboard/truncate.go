@@ -6,7 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"clm/internal/atomicfile"
 )
 
 // Truncate makes the event files of dir hold what a run resumed from a
@@ -18,11 +19,12 @@ func Truncate(dir string, keep int64) error {
 	if err != nil {
 		return fmt.Errorf("tensorboard: %w", err)
 	}
+	// Temporary files of a rewrite that a crash interrupted.
+	stale, _ := filepath.Glob(filepath.Join(dir, ".events.out.tfevents.*.tmp"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
 	for _, p := range paths {
-		if strings.HasSuffix(p, ".tmp") {
-			os.Remove(p)
-			continue
-		}
 		if keep < 0 {
 			if err := os.Remove(p); err != nil {
 				return fmt.Errorf("tensorboard: %w", err)
@@ -51,23 +53,7 @@ func truncateFile(path string, keep int64) error {
 	if len(out) == len(data) {
 		return nil
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("tensorboard: %w", err)
-	}
-	_, err = f.Write(out)
-	if e := f.Sync(); err == nil {
-		err = e
-	}
-	if e := f.Close(); err == nil {
-		err = e
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, out, 0o644); err != nil {
 		return fmt.Errorf("tensorboard: %w", err)
 	}
 	return nil

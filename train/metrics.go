@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"clm/internal/atomicfile"
 	"clm/internal/fault"
 	"clm/internal/jsonnum"
 	"clm/tensorboard"
@@ -77,14 +78,9 @@ func truncateAfter(path string, keep int) error {
 	if len(out) == len(b) {
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, out); err != nil {
+	if err := atomicfile.Write(path, out, 0o644); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	syncDir(filepath.Dir(path))
 	return nil
 }
 

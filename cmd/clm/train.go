@@ -18,6 +18,7 @@ import (
 	"clm/data"
 	"clm/data/corpus"
 	"clm/hub"
+	"clm/internal/atomicfile"
 	"clm/model"
 	"clm/torch"
 	"clm/train"
@@ -202,7 +203,7 @@ func runTrain(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *resume == "" && rank == 0 {
-		if err := writeAtomic(filepath.Join(dir, "config.toml"), resolved); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, "config.toml"), resolved, 0o644); err != nil {
 			return err
 		}
 	}
@@ -329,12 +330,4 @@ func signalContext() (context.Context, func()) {
 		}
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
