@@ -44,6 +44,16 @@ const (
 	PaperTokenizer    = "hub:huggingface-course/code-search-net-tokenizer"
 )
 
+// HubValid is the validation source on the Hub that goes with train:
+// dataset repo at rev (default: train's revision), split split, read from
+// train's column.
+func HubValid(train corpus.Source, repo, rev, split string) *corpus.Source {
+	if rev == "" {
+		rev = train.Revision
+	}
+	return &corpus.Source{Kind: corpus.KindHub, Repo: repo, Revision: rev, Split: split, Column: train.Column}
+}
+
 // HubClient returns o's client, or one configured from the environment
 // that logs to o.Log.
 func (o Options) HubClient() *hub.Client {

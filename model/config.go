@@ -18,7 +18,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
+
+	"clm/internal/errjoin"
 )
 
 // NormType selects the normalisation layers of a block (key norm_type).
@@ -579,14 +580,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return errors.New(strings.Join(msgs, "; ")) // one line, as every clm error
+	return errjoin.OneLine(errs)
 }
 
 func quoteList(s []string) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"clm/hub"
+	"clm/internal/errjoin"
 	"clm/model"
 )
 
@@ -306,19 +307,7 @@ func (e *Experiment) Validate() error {
 	if e.Report.Every < 0 {
 		v.bad("report.every", "%d must not be negative", e.Report.Every)
 	}
-	return oneLineErrors(v.errs)
-}
-
-// oneLineErrors joins errors into one error of one line ("a; b").
-func oneLineErrors(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return errors.New(strings.Join(msgs, "; "))
+	return errjoin.OneLine(v.errs)
 }
 
 // validator collects "key: reason" errors.

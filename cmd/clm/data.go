@@ -42,11 +42,7 @@ func validFlags(fs *flag.FlagSet) func(train corpus.Source) (*corpus.Source, err
 			if train.Kind != corpus.KindHub {
 				return nil, fmt.Errorf("-valid-dataset needs -corpus hub")
 			}
-			v := corpus.Source{Kind: corpus.KindHub, Repo: *validRepo, Revision: *validRev, Split: *validSplit, Column: train.Column}
-			if v.Revision == "" {
-				v.Revision = train.Revision
-			}
-			return &v, nil
+			return data.HubValid(train, *validRepo, *validRev, *validSplit), nil
 		case *validPath != "":
 			v := train
 			v.Path = *validPath
@@ -130,15 +126,13 @@ func dataDownload(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("data download: unexpected argument %q", fs.Arg(0))
 	}
-	if *validRev == "" {
-		*validRev = *rev
-	}
+	train := corpus.Source{Kind: corpus.KindHub, Repo: *repo, Revision: *rev, Split: *split, Column: *col}
 	var sources []corpus.Source
 	if *repo != "" {
-		sources = append(sources, corpus.Source{Kind: corpus.KindHub, Repo: *repo, Revision: *rev, Split: *split, Column: *col})
+		sources = append(sources, train)
 	}
 	if *validRepo != "" {
-		sources = append(sources, corpus.Source{Kind: corpus.KindHub, Repo: *validRepo, Revision: *validRev, Split: *validSplit, Column: *col})
+		sources = append(sources, *data.HubValid(train, *validRepo, *validRev, *validSplit))
 	}
 	t := *tok
 	if t != "" && !strings.HasPrefix(t, data.HubPrefix) {

@@ -280,11 +280,7 @@ func dataOptions(exp *train.Experiment, logw io.Writer) data.Options {
 	case d.Source == corpus.KindHub:
 		opts.Train = corpus.Source{Kind: corpus.KindHub, Repo: d.Dataset, Revision: d.Revision, Split: d.Split, Column: d.Column}
 		if d.ValidDataset != "" {
-			rev := d.ValidRevision
-			if rev == "" {
-				rev = d.Revision
-			}
-			opts.Valid = &corpus.Source{Kind: corpus.KindHub, Repo: d.ValidDataset, Revision: rev, Split: d.ValidSplit, Column: d.Column}
+			opts.Valid = data.HubValid(opts.Train, d.ValidDataset, d.ValidRevision, d.ValidSplit)
 		}
 	case d.ValidPath != "":
 		v := src

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -104,15 +105,6 @@ var moduleExtensions = map[string][]string{
 	"parquet": {".parquet", ".geoparquet", ".gpq"},
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // globRE translates an fsspec (≥ 2023.12) glob to a regexp over '/'-paths:
 // '*' and '?' stay within a component, "**" as a whole component spans any
 // number of components (none included), [...] is a character class.
@@ -196,7 +188,7 @@ func resolvePattern(pattern string, files []string) []string {
 		}
 		parts := strings.Split(f, "/")
 		name := parts[len(parts)-1]
-		if contains(filesToIgnore, name) && name != base {
+		if slices.Contains(filesToIgnore, name) && name != base {
 			continue
 		}
 		if specialDirs(parts) != specialDirs(pparts) || hiddenParts(parts) != hiddenParts(pparts) {
@@ -204,7 +196,7 @@ func resolvePattern(pattern string, files []string) []string {
 		}
 		ok := false
 		for _, suf := range strings.Split(name, ".")[1:] {
-			if contains(allowedExtensions, "."+suf) {
+			if slices.Contains(allowedExtensions, "."+suf) {
 				ok = true
 				break
 			}
@@ -231,7 +223,7 @@ func inferModule(files []string) string {
 	for _, f := range files {
 		name := path.Base(f)
 		for _, suf := range strings.Split(name, ".")[1:] {
-			counts[key{"." + strings.ToLower(suf), contains(metadataFileNames, name)}]++
+			counts[key{"." + strings.ToLower(suf), slices.Contains(metadataFileNames, name)}]++
 		}
 	}
 	keys := make([]key, 0, len(counts))
@@ -259,11 +251,11 @@ func inferModule(files []string) string {
 			return "zip"
 		}
 		for m, exts := range moduleExtensions {
-			if contains(exts, k.ext) {
+			if slices.Contains(exts, k.ext) {
 				return m
 			}
 		}
-		if contains(allowedExtensions, k.ext) && !contains(metadataExtensions, k.ext) {
+		if slices.Contains(allowedExtensions, k.ext) && !slices.Contains(metadataExtensions, k.ext) {
 			return strings.TrimPrefix(k.ext, ".") // a builder clm does not read
 		}
 	}
