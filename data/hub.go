@@ -106,7 +106,7 @@ func ResolveHub(ctx context.Context, c *hub.Client, src corpus.Source) (corpus.S
 	for _, f := range files {
 		want[f] = true
 	}
-	if snap, err = c.Snapshot(ctx, repo, snap.Commit, func(p string) bool { return want[p] }); err != nil {
+	if err := c.Fetch(ctx, snap, func(p string) bool { return want[p] }); err != nil {
 		return src, nil, err
 	}
 	src.Path, src.FileList = snap.Dir, files

@@ -309,14 +309,24 @@ func (c *Client) Snapshot(ctx context.Context, r Repo, rev string, want func(pat
 		// A read-only shared cache: the files may all be there already.
 		fmt.Fprintf(c.cfg.Log, "hub: cannot record %s of %s in the cache: %v\n", rev, r, err)
 	}
-	for _, f := range files {
+	if err := c.Fetch(ctx, s, want); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Fetch makes sure the files of s that want accepts (nil: all) are in the
+// cache, downloading what is missing (Download's rules: offline, only the
+// cache serves).
+func (c *Client) Fetch(ctx context.Context, s *Snapshot, want func(path string) bool) error {
+	for _, f := range s.Files {
 		if want == nil || want(f.Path) {
-			if _, err := c.Download(ctx, r, commit, f); err != nil {
-				return nil, err
+			if _, err := c.Download(ctx, s.Repo, s.Commit, f); err != nil {
+				return err
 			}
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // cachedSnapshot serves a snapshot from the cache alone. cause is why the
