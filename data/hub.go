@@ -146,8 +146,8 @@ func ResolveTokenizer(ctx context.Context, c *hub.Client, spec string) (string, 
 // hub: tokenizer) and returns o pointing at the local files, with their
 // origins in o.Origins.
 func Resolve(ctx context.Context, o Options) (Options, error) {
-	needs := o.Train.Kind == corpus.KindHub || (o.Valid != nil && o.Valid.Kind == corpus.KindHub) ||
-		strings.HasPrefix(o.Tokenizer, HubPrefix)
+	pending := func(s *corpus.Source) bool { return s != nil && s.Kind == corpus.KindHub && s.FileList == nil }
+	needs := pending(&o.Train) || pending(o.Valid) || strings.HasPrefix(o.Tokenizer, HubPrefix)
 	if !needs {
 		return o, nil
 	}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -302,8 +303,8 @@ func (c *Client) Snapshot(ctx context.Context, r Repo, rev string, want func(pat
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("hub cache: %w", err)
 	}
-	if _, err := os.Stat(c.cfg.CacheDir + "/CACHEDIR.TAG"); os.IsNotExist(err) {
-		os.WriteFile(c.cfg.CacheDir+"/CACHEDIR.TAG", []byte(cacheDirTag), 0o644)
+	if tag := filepath.Join(c.cfg.CacheDir, "CACHEDIR.TAG"); !exists(tag) {
+		os.WriteFile(tag, []byte(cacheDirTag), 0o644)
 	}
 	if err := c.writeRef(r, rev, commit); err != nil {
 		// A read-only shared cache: the files may all be there already.
@@ -328,6 +329,8 @@ func (c *Client) Fetch(ctx context.Context, s *Snapshot, want func(path string) 
 	}
 	return nil
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // cachedSnapshot serves a snapshot from the cache alone. cause is why the
 // Hub was not used (nil: offline mode).
