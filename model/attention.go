@@ -84,23 +84,35 @@ type attention struct {
 	nEmbd          int64
 }
 
-func newAttention(ps *Params, cfg *Config, layer int) attention {
-	p := layerPrefix(layer) + "attn."
-	d, hd := int64(cfg.NEmbd), int64(cfg.HeadDim)
-	vl, pl := cfg.ValueLayer(layer), cfg.ProjLayer(layer)
-	a := attention{
-		cfg:      cfg,
-		qk:       newLinear(ps, p+"qk_attn", LinearPlain, false, d, 2*d),
-		v:        newLinear(ps, p+"v_attn", vl.Form, vl.ScaleOnly, d, d),
-		proj:     newLinear(ps, p+"c_proj", pl.Form, pl.ScaleOnly, d, d),
-		matResid: ps.get(p + "attn_mat_resid_gain"),
-		matSkip:  ps.get(p + "attn_mat_skip_gain"),
-		centre:   ps.get(p + "centre_attn_gain"),
-		nHead:    int64(cfg.NHead), headDim: hd, nEmbd: d,
-	}
+// newAttention declares the attention of block `layer` under p, in the
+// original's order: the Eq. 5 gains [1, H, 1, 1], qk_attn, v_attn, c_proj
+// and the OP block's q/k norms. Then the original's re-initialisations:
+// W^Q and W^K (query_init_std, key_init_std; 0 makes W^Q = 0, so that
+// shaped attention starts as the identity, Simplifying Transformer Blocks
+// §4.1), and the value and projection weights (val_proj_init_std).
+func newAttention(p path, cfg *Config, layer int) attention {
+	d, H, hd := int64(cfg.NEmbd), int64(cfg.NHead), int64(cfg.HeadDim)
+	gains := cfg.TrainableAttnMatGains
+	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d}
+	a.matResid = p.param("attn_mat_resid_gain", gains, constant(cfg.AttnMatResidGain), 1, H, 1, 1)
+	a.matSkip = p.param("attn_mat_skip_gain", gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
+	a.centre = p.param("centre_attn_gain", gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
+	a.qk = newLinear(p.sub("qk_attn"), plainLinear, true, d, 2*d)
+	a.v = newLinear(p.sub("v_attn"), cfg.ValueLayer(layer), false, d, d)
+	a.proj = newLinear(p.sub("c_proj"), cfg.ProjLayer(layer), false, d, d)
 	if cfg.QKNormType == QKNormRMS {
-		a.qNorm = newNorm(ps, p+"q_norm", NormRMS, hd, cfg.LayerNormEpsilon)
-		a.kNorm = newNorm(ps, p+"k_norm", NormRMS, hd, cfg.LayerNormEpsilon)
+		a.qNorm = newNorm(p.sub("q_norm"), NormRMS, hd, cfg.LayerNormEpsilon)
+		a.kNorm = newNorm(p.sub("k_norm"), NormRMS, hd, cfg.LayerNormEpsilon)
+	}
+	if cfg.QueryInitStd != nil {
+		p.reinit(a.qk.weight, columns(0, d, normal(*cfg.QueryInitStd)))
+	}
+	if cfg.KeyInitStd != nil {
+		p.reinit(a.qk.weight, columns(d, d, normal(*cfg.KeyInitStd)))
+	}
+	if cfg.ValProjInitStd != nil {
+		p.reinit(a.v.weight, normal(*cfg.ValProjInitStd))
+		p.reinit(a.proj.weight, normal(*cfg.ValProjInitStd))
 	}
 	return a
 }

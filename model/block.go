@@ -1,12 +1,6 @@
 package model
 
-import (
-	"fmt"
-
-	"clm/torch"
-)
-
-func layerPrefix(i int) string { return fmt.Sprintf("transformer.h.%d.", i) }
+import "clm/torch"
 
 // mlp is c_fc (d → n_inner, frozen zero bias), the activation, c_proj
 // (n_inner → d, frozen zero bias) and dropout.
@@ -17,16 +11,21 @@ type mlp struct {
 	pdrop    float64
 }
 
-func newMLP(ps *Params, cfg *Config, layer int) mlp {
-	p := layerPrefix(layer) + "mlp."
+// newMLP declares c_fc and c_proj under p; mlp_proj_init_std re-initialises
+// c_proj's weight.
+func newMLP(p path, cfg *Config) mlp {
 	d, inner := int64(cfg.NEmbd), int64(cfg.NInner)
-	return mlp{
-		fc:    newLinear(ps, p+"c_fc", LinearPlain, false, d, inner),
-		proj:  newLinear(ps, p+"c_proj", LinearPlain, false, inner, d),
+	m := mlp{
+		fc:    newLinear(p.sub("c_fc"), plainLinear, false, d, inner),
+		proj:  newLinear(p.sub("c_proj"), plainLinear, false, inner, d),
 		act:   cfg.ActivationFunction,
 		slope: cfg.LReLUNegSlope,
 		pdrop: cfg.ResidPdrop,
 	}
+	if cfg.MLPProjInitStd != nil {
+		p.reinit(m.proj.weight, normal(*cfg.MLPProjInitStd))
+	}
+	return m
 }
 
 func (m *mlp) forward(x *torch.Tensor, train bool) *torch.Tensor {
@@ -60,24 +59,29 @@ type block struct {
 	addAttnSkip, addMLPSkip bool
 }
 
-func newBlock(ps *Params, cfg *Config, layer int) block {
-	p := layerPrefix(layer)
+// newBlock declares block `layer` under p (transformer.h.<layer>), in the
+// original's named_parameters order: the four block gains, ln_1, ln_2, the
+// attention and the MLP. A skip gain is frozen in the parallel block, which
+// has a single skip.
+func newBlock(p path, cfg *Config, layer int) block {
 	ln1, ln2 := cfg.BlockNorms(layer)
 	d := int64(cfg.NEmbd)
-	return block{
+	attnGains, mlpGains := cfg.TrainableAttnBlockGains, cfg.TrainableMLPBlockGains
+	b := block{
 		parallel:    cfg.ParallelLayers,
 		post:        cfg.NormPosition == NormPost,
-		ln1:         newNorm(ps, p+"ln_1", ln1, d, cfg.LayerNormEpsilon),
-		ln2:         newNorm(ps, p+"ln_2", ln2, d, cfg.LayerNormEpsilon),
-		attn:        newAttention(ps, cfg, layer),
-		mlp:         newMLP(ps, cfg, layer),
-		attnResid:   ps.get(p + "attn_block_resid_gain"),
-		attnSkip:    ps.get(p + "attn_block_skip_gain"),
-		mlpResid:    ps.get(p + "mlp_block_resid_gain"),
-		mlpSkip:     ps.get(p + "mlp_block_skip_gain"),
+		attnResid:   p.param("attn_block_resid_gain", attnGains, constant(cfg.AttnBlockResidGain), 1),
+		attnSkip:    p.param("attn_block_skip_gain", attnGains && !cfg.ParallelLayers, constant(cfg.AttnBlockSkipGain), 1),
+		mlpResid:    p.param("mlp_block_resid_gain", mlpGains, constant(cfg.MLPBlockResidGain), 1),
+		mlpSkip:     p.param("mlp_block_skip_gain", mlpGains && !cfg.ParallelLayers, constant(cfg.MLPBlockSkipGain), 1),
 		addAttnSkip: cfg.AttnBlockSkipGain != 0,
 		addMLPSkip:  cfg.MLPBlockSkipGain != 0,
 	}
+	b.ln1 = newNorm(p.sub("ln_1"), ln1, d, cfg.LayerNormEpsilon)
+	b.ln2 = newNorm(p.sub("ln_2"), ln2, d, cfg.LayerNormEpsilon)
+	b.attn = newAttention(p.sub("attn"), cfg, layer)
+	b.mlp = newMLP(p.sub("mlp"), cfg)
+	return b
 }
 
 func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool) (y, probs *torch.Tensor) {

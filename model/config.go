@@ -648,66 +648,17 @@ type ParamSpec struct {
 
 // Params lists the parameters in the original's named_parameters order (the
 // order of optimizer state and clipping sums), followed by the W_init
-// buffers. The tied lm_head has no entry of its own. Call Validate first.
+// buffers: what the modules declare (see vars.go), without allocating
+// anything. The tied lm_head has no entry of its own. Call Validate first.
 func (c *Config) Params() []ParamSpec {
-	d, H, hd := int64(c.NEmbd), int64(c.NHead), int64(c.HeadDim)
-	inner := int64(c.NInner)
-	var ps, bufs []ParamSpec
-	add := func(name string, trainable bool, shape ...int64) {
-		ps = append(ps, ParamSpec{Name: name, Shape: shape, Trainable: trainable})
+	s := &store{}
+	m := &Model{cfg: *c}
+	m.declare(s)
+	specs := make([]ParamSpec, 0, len(s.params)+len(s.buffers))
+	for _, p := range s.registry().All() {
+		specs = append(specs, p.ParamSpec)
 	}
-	norm := func(prefix string, t NormType, width int64) {
-		switch t {
-		case NormLN:
-			add(prefix+".weight", true, width)
-			add(prefix+".bias", true, width)
-		case NormRMS:
-			add(prefix+".scale", true, width)
-		}
-	}
-	linear := func(prefix string, l VPLayer) {
-		switch l.Form {
-		case LinearPlain:
-			add(prefix+".bias", false, d)
-			add(prefix+".weight", true, d, d)
-		case LinearReparam:
-			add(prefix+".bias", false, d)
-			add(prefix+".resid_gain", l.TrainableGains, 1)
-			add(prefix+".skip_gain", l.TrainableGains, 1)
-			add(prefix+".weight", true, d, d)
-			bufs = append(bufs, ParamSpec{Name: prefix + ".id", Shape: []int64{d, d}, Buffer: true})
-		}
-	}
-	add("transformer.wte.weight", true, int64(c.VocabSize), d)
-	add("transformer.wpe.weight", true, int64(c.NPositions), d)
-	for i := 0; i < c.NLayer; i++ {
-		p := fmt.Sprintf("transformer.h.%d.", i)
-		add(p+"attn_block_resid_gain", c.TrainableAttnBlockGains, 1)
-		add(p+"attn_block_skip_gain", c.TrainableAttnBlockGains && !c.ParallelLayers, 1)
-		add(p+"mlp_block_resid_gain", c.TrainableMLPBlockGains, 1)
-		add(p+"mlp_block_skip_gain", c.TrainableMLPBlockGains && !c.ParallelLayers, 1)
-		ln1, ln2 := c.BlockNorms(i)
-		norm(p+"ln_1", ln1, d)
-		norm(p+"ln_2", ln2, d)
-		add(p+"attn.attn_mat_resid_gain", c.TrainableAttnMatGains, 1, H, 1, 1)
-		add(p+"attn.attn_mat_skip_gain", c.TrainableAttnMatGains, 1, H, 1, 1)
-		add(p+"attn.centre_attn_gain", c.TrainableAttnMatGains && c.CentreAttnGain != 0, 1, H, 1, 1)
-		add(p+"attn.qk_attn.bias", true, 2*d)
-		add(p+"attn.qk_attn.weight", true, d, 2*d)
-		linear(p+"attn.v_attn", c.ValueLayer(i))
-		linear(p+"attn.c_proj", c.ProjLayer(i))
-		if c.QKNormType == QKNormRMS {
-			add(p+"attn.q_norm.scale", true, hd)
-			add(p+"attn.k_norm.scale", true, hd)
-		}
-		add(p+"mlp.c_fc.bias", false, inner)
-		add(p+"mlp.c_fc.weight", true, d, inner)
-		add(p+"mlp.c_proj.bias", false, d)
-		add(p+"mlp.c_proj.weight", true, inner, d)
-	}
-	add("transformer.ln_f.weight", true, d)
-	add("transformer.ln_f.bias", true, d)
-	return append(ps, bufs...)
+	return specs
 }
 
 // Footprint sizes a model in O(1) time whatever its depth, for refusing a

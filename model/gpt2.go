@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"clm/torch"
@@ -30,6 +31,7 @@ type Model struct {
 	cfg    Config
 	opts   Options
 	params *Params
+	inits  []initStep    // Init's rules, in declaration order
 	wte    *torch.Tensor // [V, d]
 	wpe    *torch.Tensor // [n_positions, d]
 	blocks []block
@@ -57,24 +59,33 @@ func New(cfg Config, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{cfg: cfg, opts: opts}
-	if err := torch.Try(func() {
-		m.params = newParams(cfg.Params(), opts.DType, opts.Device)
-	}); err != nil {
-		if m.params != nil {
-			m.params.free()
-		}
+	s := &store{alloc: true, dtype: opts.DType, dev: opts.Device}
+	err := torch.Try(func() { m.declare(s) })
+	m.params, m.inits = s.registry(), s.inits
+	if err != nil {
+		m.params.free()
 		return nil, fmt.Errorf("model: allocating parameters on %v: %w", opts.Device, err)
 	}
-	ps := m.params
-	m.wte, m.wpe = ps.get("transformer.wte.weight"), ps.get("transformer.wpe.weight")
-	for i := 0; i < cfg.NLayer; i++ {
-		m.blocks = append(m.blocks, newBlock(ps, &m.cfg, i))
-	}
-	m.lnF = newNorm(ps, "transformer.ln_f", NormLN, int64(cfg.NEmbd), cfg.LayerNormEpsilon)
-	for _, p := range ps.Trainable() {
+	for _, p := range m.params.Trainable() {
 		p.T.SetRequiresGrad(true)
 	}
 	return m, nil
+}
+
+// declare builds the module tree of GPT2LMHeadModel under the root of s:
+// transformer.wte, transformer.wpe, the blocks transformer.h.<i> and
+// transformer.ln_f (the head is tied to wte and declares nothing).
+func (m *Model) declare(s *store) {
+	cfg := &m.cfg
+	d := int64(cfg.NEmbd)
+	tr := s.root().sub("transformer")
+	m.wte = tr.sub("wte").param("weight", true, normal(cfg.InitializerRange), int64(cfg.VocabSize), d)
+	m.wpe = tr.sub("wpe").param("weight", true, normal(cfg.InitializerRange), int64(cfg.NPositions), d)
+	h := tr.sub("h")
+	for i := 0; i < cfg.NLayer; i++ {
+		m.blocks = append(m.blocks, newBlock(h.sub(strconv.Itoa(i)), cfg, i))
+	}
+	m.lnF = newNorm(tr.sub("ln_f"), NormLN, d, cfg.LayerNormEpsilon)
 }
 
 // Config returns the model's validated configuration.

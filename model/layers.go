@@ -16,13 +16,16 @@ type norm struct {
 	width  int64
 }
 
-func newNorm(ps *Params, prefix string, kind NormType, width int64, eps float64) norm {
+// newNorm declares a norm of the given width under p (weight and bias of a
+// LayerNorm, the scale of an RMSNorm, nothing for the identity).
+func newNorm(p path, kind NormType, width int64, eps float64) norm {
 	n := norm{kind: kind, eps: eps, width: width}
 	switch kind {
 	case NormLN:
-		n.weight, n.bias = ps.get(prefix+".weight"), ps.get(prefix+".bias")
+		n.weight = p.param("weight", true, constant(1), width)
+		n.bias = p.param("bias", true, zeros, width)
 	case NormRMS:
-		n.weight = ps.get(prefix + ".scale")
+		n.weight = p.param("scale", true, constant(1), width)
 	}
 	return n
 }
@@ -64,18 +67,29 @@ type linear struct {
 	in, out   int64
 }
 
-func newLinear(ps *Params, prefix string, form LinearForm, scaleOnly bool, in, out int64) linear {
-	l := linear{form: form, scaleOnly: scaleOnly, in: in, out: out}
-	if form == LinearIdentity {
-		return l
+// newLinear declares a linear layer in → out under p, built as l says
+// (plain or Eq. 6; the identity declares nothing). The zero bias is
+// trainable only when trainBias (qk_attn). A plain W is initialised by
+// l.Init (normal is normal(0, 0.02)); an Eq. 6 layer starts with W_train 0,
+// its gains at their values and W_init by l.Init (normal is normal(0, 1/√in)).
+func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
+	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out}
+	switch l.Form {
+	case LinearPlain:
+		lin.bias = p.param("bias", trainBias, zeros, out)
+		lin.weight = p.param("weight", true, matrixInit(l.Init, LinearInitStd), in, out)
+	case LinearReparam:
+		lin.bias = p.param("bias", trainBias, zeros, out)
+		lin.residGain = p.param("resid_gain", l.TrainableGains, constant(l.ResidGain), 1)
+		lin.skipGain = p.param("skip_gain", l.TrainableGains, constant(l.SkipGain), 1)
+		lin.weight = p.param("weight", true, zeros, in, out)
+		lin.winit = p.buffer("id", matrixInit(l.Init, invSqrt(in)), in, in)
 	}
-	l.weight, l.bias = ps.get(prefix+".weight"), ps.get(prefix+".bias")
-	if form == LinearReparam {
-		l.residGain, l.skipGain = ps.get(prefix+".resid_gain"), ps.get(prefix+".skip_gain")
-		l.winit = ps.get(prefix + ".id")
-	}
-	return l
+	return lin
 }
+
+// plainLinear is a plain layer with W ~ normal(0, 0.02) (qk_attn, the MLP).
+var plainLinear = VPLayer{Form: LinearPlain, Init: InitNormal}
 
 // forward maps [..., in] to [..., out].
 func (l linear) forward(x *torch.Tensor) *torch.Tensor {

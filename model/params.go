@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"strings"
 
 	"clm/torch"
@@ -11,7 +10,12 @@ import (
 // buffers live outside any torch.Scope; Model.Close frees them.
 type Param struct {
 	ParamSpec
-	T *torch.Tensor
+	// Init describes the tensor's declared initialisation, e.g.
+	// "normal(0, 0.02)"; empty for zeros. Re-initialisations
+	// (query_init_std and the like) and tie_valproj_init follow it (see
+	// Model.Init).
+	Init string
+	T    *torch.Tensor
 }
 
 // IsNorm reports whether the parameter belongs to a LayerNorm or RMSNorm
@@ -36,16 +40,6 @@ type Params struct {
 	byName map[string]*Param
 }
 
-func newParams(specs []ParamSpec, dt torch.DType, dev torch.Device) *Params {
-	ps := &Params{byName: make(map[string]*Param, len(specs))}
-	for _, s := range specs {
-		p := &Param{ParamSpec: s, T: torch.Zeros(s.Shape, dt, dev)}
-		ps.list = append(ps.list, p)
-		ps.byName[s.Name] = p
-	}
-	return ps
-}
-
 // All returns every parameter and buffer in order.
 func (ps *Params) All() []*Param { return ps.list }
 
@@ -63,23 +57,7 @@ func (ps *Params) Trainable() []*Param {
 // Lookup returns the named parameter, or nil.
 func (ps *Params) Lookup(name string) *Param { return ps.byName[name] }
 
-// get returns the named tensor; a missing name is a bug in this package.
-func (ps *Params) get(name string) *torch.Tensor {
-	p, ok := ps.byName[name]
-	if !ok {
-		panic(fmt.Sprintf("model: no parameter %q", name))
-	}
-	return p.T
-}
-
-// opt returns the named tensor or nil when the layer has no such parameter.
-func (ps *Params) opt(name string) *torch.Tensor {
-	if p, ok := ps.byName[name]; ok {
-		return p.T
-	}
-	return nil
-}
-
+// free releases every tensor.
 func (ps *Params) free() {
 	for _, p := range ps.list {
 		p.T.Free()

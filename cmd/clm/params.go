@@ -20,6 +20,7 @@ func runParams(args []string, stdout io.Writer) error {
 	var sets setFlags
 	fs.Var(&sets, "set", "override a model key, e.g. -set n_layer=12 (repeatable)")
 	presets := fs.String("preset", "", "comma-separated presets (default: all)")
+	exact := fs.Bool("exact", false, "print exact counts instead of millions")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -39,12 +40,20 @@ func runParams(args []string, stdout io.Writer) error {
 			return err
 		}
 		total, trainable := c.ParamCount()
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1fM\t%.1fM\t\n", n, c.NLayer, c.NEmbd, c.VocabSize,
-			float64(total)/1e6, float64(trainable)/1e6)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t\n", n, c.NLayer, c.NEmbd, c.VocabSize,
+			count(total, *exact), count(trainable, *exact))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "\nCounted as the original prints them: frozen zero biases included, the tied head once, W_init buffers excluded.")
 	return nil
+}
+
+// count formats a parameter count in millions, or exactly.
+func count(n int64, exact bool) string {
+	if exact {
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprintf("%.1fM", float64(n)/1e6)
 }
