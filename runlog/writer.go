@@ -23,10 +23,10 @@ import (
 // written from deep inside a step) still stops the run at the next
 // checkpoint's Flush.
 type Writer struct {
-	f    *os.File
-	w    *bufio.Writer
-	tb   *tensorboard.Writer
-	err  error
+	f   *os.File
+	w   *bufio.Writer
+	tb  *tensorboard.Writer
+	err error
 }
 
 // Open opens the log of run folder dir for appending. keep is the step of
