@@ -12,12 +12,9 @@ import (
 	"strconv"
 	"strings"
 
-	gplot "gonum.org/v1/plot"
-	"gonum.org/v1/plot/font"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
+
+	"clm/runlog"
 )
 
 // DefaultFormats are the formats Figures writes when given none.
@@ -155,291 +152,6 @@ func slugify(s string) string {
 	return s
 }
 
-// ---- series ---------------------------------------------------------------
-
-// series is one line: points (non-finite ones and, on log axes,
-// non-positive ones are dropped when drawn) with its style and legend name.
-type series struct {
-	name  string
-	xy    plotter.XYs
-	color color.Color
-	width vg.Length
-	dash  []vg.Length
-}
-
-func (s *series) add(x, y float64) { s.xy = append(s.xy, plotter.XY{X: x, Y: y}) }
-
-// line returns the gonum line, or nil when no point is drawable.
-func (s *series) line(logY bool) *plotter.Line {
-	var xy plotter.XYs
-	for _, p := range s.xy {
-		if math.IsNaN(p.Y) || math.IsInf(p.Y, 0) || math.IsNaN(p.X) || math.IsInf(p.X, 0) || (logY && p.Y <= 0) {
-			continue
-		}
-		xy = append(xy, p)
-	}
-	if len(xy) == 0 {
-		return nil
-	}
-	l, err := plotter.NewLine(xy)
-	if err != nil {
-		return nil
-	}
-	l.Color = s.color
-	l.Width = s.width
-	if l.Width == 0 {
-		l.Width = vg.Points(1.5)
-	}
-	l.Dashes = s.dash
-	return l
-}
-
-// runColors are distinguishable colours for runs (Tableau 10).
-var runColors = []color.RGBA{
-	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
-	{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255},
-	{188, 189, 34, 255}, {23, 190, 207, 255},
-}
-
-func runColor(i int) color.RGBA { return runColors[i%len(runColors)] }
-
-// lighter blends c towards white.
-func lighter(c color.RGBA, f float64) color.RGBA {
-	mix := func(v uint8) uint8 { return uint8(float64(v) + f*(255-float64(v))) }
-	return color.RGBA{mix(c.R), mix(c.G), mix(c.B), 255}
-}
-
-// depthRamp runs from dark purple (first layer) through teal to
-// yellow-green (last layer), a perceptually ordered ramp like viridis,
-// stopping short of its pale yellow end, which is hard to see on white.
-var depthRamp = []color.RGBA{
-	{68, 1, 84, 255}, {59, 82, 139, 255}, {33, 145, 140, 255}, {94, 201, 98, 255}, {190, 210, 40, 255},
-}
-
-// layerColor returns the colour of layer i of n.
-func layerColor(i, n int) color.Color {
-	if n <= 1 {
-		return depthRamp[0]
-	}
-	t := float64(i) / float64(n-1) * float64(len(depthRamp)-1)
-	k := min(int(t), len(depthRamp)-2)
-	f := t - float64(k)
-	a, b := depthRamp[k], depthRamp[k+1]
-	lerp := func(x, y uint8) uint8 { return uint8(math.Round(float64(x) + f*(float64(y)-float64(x)))) }
-	return color.RGBA{lerp(a.R, b.R), lerp(a.G, b.G), lerp(a.B, b.B), 255}
-}
-
-// ---- figures --------------------------------------------------------------
-
-// panel is one set of axes.
-type panel struct {
-	title, xLabel, yLabel string
-	logY                  bool
-	series                []*series
-	// yMax, when finite, caps the y axis (the loss figure zooms on the
-	// eval curves; the early training loss is clipped).
-	yMax float64
-}
-
-// figure is a titled grid of panels with one legend on the right.
-type figure struct {
-	stem, title string
-	panels      []*panel
-	cols        int
-	// legend entries (name, style) in order; nil for none.
-	legend []*series
-}
-
-const (
-	panelW  = 6.5 * vg.Inch
-	panelH  = 4.2 * vg.Inch
-	tileW   = 4.2 * vg.Inch
-	tileH   = 3.2 * vg.Inch
-	titleH  = 0.45 * vg.Inch
-	padding = 0.12 * vg.Inch
-)
-
-// body returns the size of the panel grid.
-func (f *figure) body() (w, h vg.Length) {
-	cols := max(1, f.cols)
-	rows := (len(f.panels) + cols - 1) / cols
-	pw, ph := panelW, panelH
-	if len(f.panels) > 1 {
-		pw, ph = tileW, tileH
-	}
-	return vg.Length(cols) * pw, vg.Length(rows) * ph
-}
-
-func (f *figure) size() (w, h vg.Length) {
-	bw, bh := f.body()
-	return bw + f.legendWidth(), bh + titleH
-}
-
-// legendStyle shrinks the legend's font (10 pt at most) until every entry
-// fits the figure's height.
-func (f *figure) legendStyle() text.Style {
-	_, bh := f.body()
-	size := vg.Points(10)
-	if n := vg.Length(len(f.legend)); n > 0 {
-		size = min(size, (bh-2*padding)/(n*1.25))
-	}
-	return text.Style{Font: font.From(gplot.DefaultFont, size), Handler: gplot.DefaultTextHandler}
-}
-
-func (f *figure) legendWidth() vg.Length {
-	if len(f.legend) == 0 {
-		return 0
-	}
-	sty := f.legendStyle()
-	var w vg.Length
-	for _, s := range f.legend {
-		w = max(w, sty.Width(s.name))
-	}
-	return w + vg.Points(20) + 3*padding
-}
-
-// draw lays the figure out on c: the title strip, the panels and the
-// legend strip.
-func (f *figure) draw(c draw.Canvas) error {
-	title := text.Style{Font: font.From(gplot.DefaultFont, vg.Points(14)), Handler: gplot.DefaultTextHandler,
-		XAlign: draw.XCenter, YAlign: draw.YCenter}
-	legW := f.legendWidth()
-	body := draw.Crop(c, 0, -legW, 0, -titleH)
-	c.FillText(title, vg.Point{X: (body.Min.X + body.Max.X) / 2, Y: c.Max.Y - titleH/2}, f.title)
-
-	cols := max(1, f.cols)
-	rows := (len(f.panels) + cols - 1) / cols
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: padding, PadY: padding, PadLeft: padding / 2, PadRight: padding, PadBottom: padding / 2}
-	for i, pn := range f.panels {
-		p, err := pn.plot()
-		if err != nil {
-			return err
-		}
-		if p == nil {
-			continue
-		}
-		p.Draw(tiles.At(body, i%cols, i/cols))
-	}
-	if legW > 0 {
-		lc := draw.Crop(c, c.Max.X-c.Min.X-legW, 0, 0, -titleH)
-		l := gplot.NewLegend()
-		l.TextStyle = f.legendStyle()
-		l.Top, l.Left = true, true
-		l.XOffs = padding
-		l.Padding = vg.Points(1.5)
-		for _, s := range f.legend {
-			th := &plotter.Line{LineStyle: draw.LineStyle{Color: s.color, Width: max(s.width, vg.Points(2)), Dashes: s.dash}}
-			l.Add(s.name, th)
-		}
-		l.Draw(lc)
-	}
-	return nil
-}
-
-// plot builds the gonum plot of a panel (nil when nothing is drawable).
-func (pn *panel) plot() (*gplot.Plot, error) {
-	p := gplot.New()
-	p.Title.Text = pn.title
-	p.Title.TextStyle.Font.Size = vg.Points(12)
-	p.X.Label.Text = pn.xLabel
-	p.Y.Label.Text = pn.yLabel
-	p.X.Tick.Marker = tidyTicks{gplot.DefaultTicks{}}
-	p.Y.Tick.Marker = tidyTicks{gplot.DefaultTicks{}}
-	p.Add(plotter.NewGrid())
-	drawable := false
-	yMin, yMax := math.Inf(1), math.Inf(-1)
-	for _, s := range pn.series {
-		l := s.line(pn.logY)
-		if l == nil {
-			continue
-		}
-		drawable = true
-		p.Add(l)
-		for _, q := range l.XYs {
-			yMin, yMax = math.Min(yMin, q.Y), math.Max(yMax, q.Y)
-		}
-	}
-	if !drawable {
-		return nil, nil
-	}
-	if !math.IsInf(pn.yMax, 0) && !math.IsNaN(pn.yMax) && pn.yMax > yMin && pn.yMax < yMax {
-		p.Y.Max = pn.yMax
-	}
-	if pn.logY {
-		p.Y.Scale = gplot.LogScale{}
-		p.Y.Tick.Marker = tidyTicks{logTicks{}}
-		if yMin == yMax { // avoid the default ±1 padding, which reaches 0
-			p.Y.Min, p.Y.Max = yMin/2, yMax*2
-		}
-	}
-	return p, nil
-}
-
-// logTicks labels decades when the range spans one, and falls back to
-// linear tick positions (still drawn on the log scale) otherwise, so that
-// a kurtosis between 1 and 3 still gets labels.
-type logTicks struct{}
-
-// Ticks implements gplot.Ticker.
-func (logTicks) Ticks(lo, hi float64) []gplot.Tick {
-	var ts []gplot.Tick
-	if hi/lo >= 10 {
-		ts = gplot.LogTicks{Prec: -1}.Ticks(lo, hi)
-	} else {
-		ts = gplot.DefaultTicks{}.Ticks(lo, hi)
-	}
-	out := ts[:0]
-	for _, t := range ts {
-		if t.Value > 0 {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// tidyTicks relabels the major ticks of a ticker with up to six
-// significant digits, so that close ticks (1.05 and 1.1) keep distinct
-// labels.
-type tidyTicks struct{ gplot.Ticker }
-
-// Ticks implements gplot.Ticker.
-func (t tidyTicks) Ticks(lo, hi float64) []gplot.Tick {
-	ts := t.Ticker.Ticks(lo, hi)
-	for i := range ts {
-		if ts[i].Label != "" {
-			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'g', 6, 64)
-		}
-	}
-	return ts
-}
-
-// save writes the figure in format to path.
-func (f *figure) save(path, format string) (err error) {
-	defer func() {
-		// gonum panics on some degenerate inputs; report them as errors.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("drawing %s: %v", f.stem, r)
-		}
-	}()
-	w, h := f.size()
-	c, err := draw.NewFormattedCanvas(w, h, format)
-	if err != nil {
-		return err
-	}
-	if err := f.draw(draw.New(c)); err != nil {
-		return err
-	}
-	out, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(out); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 // lossFigure is the eval loss of every run with its training loss lighter.
 func lossFigure(runs []*Run) *figure {
 	pn := &panel{xLabel: "step", yLabel: "loss (nats/token)", yMax: math.Inf(1)}
@@ -497,7 +209,7 @@ func hiddenLabel(i, last int) string {
 
 // perLayer builds one series per layer from the stats records; get returns
 // a layer's value (NaN to skip).
-func perLayer(r *Run, label func(i, last int) string, get func(p StatsPoint, i int) (float64, bool)) []*series {
+func perLayer(r *Run, label func(i, last int) string, get func(p runlog.Stats, i int) (float64, bool)) []*series {
 	n := 0
 	for _, p := range r.Stats {
 		n = max(n, len(p.Layers), len(p.AttnEntropy))
@@ -517,8 +229,8 @@ func perLayer(r *Run, label func(i, last int) string, get func(p StatsPoint, i i
 	return out
 }
 
-func layerValue(field func(LayerStats) float64) func(p StatsPoint, i int) (float64, bool) {
-	return func(p StatsPoint, i int) (float64, bool) {
+func layerValue(field func(runlog.LayerStats) float64) func(p runlog.Stats, i int) (float64, bool) {
+	return func(p runlog.Stats, i int) (float64, bool) {
 		if i >= len(p.Layers) {
 			return 0, false
 		}
@@ -540,20 +252,20 @@ func withHeader(caption string, ss []*series) []*series {
 }
 
 func kurtosisFigure(r *Run, slug string) *figure {
-	ss := perLayer(r, hiddenLabel, layerValue(func(l LayerStats) float64 { return l.Kurtosis }))
+	ss := perLayer(r, hiddenLabel, layerValue(func(l runlog.LayerStats) float64 { return l.Kurtosis }))
 	return layerFigure("kurtosis-"+slug, "Kurtosis of neuron RMS per layer — "+r.Label,
 		"kurtosis mean(s⁴)/mean(s²)² (log)", true, ss)
 }
 
 func maxMedianFigure(r *Run, slug string) *figure {
-	ss := perLayer(r, hiddenLabel, layerValue(func(l LayerStats) float64 { return l.MaxMedianRatio }))
+	ss := perLayer(r, hiddenLabel, layerValue(func(l runlog.LayerStats) float64 { return l.MaxMedianRatio }))
 	return layerFigure("max-median-"+slug, "Max/median activation ratio per layer — "+r.Label,
 		"mean over tokens of max|x|/median|x| (log)", true, ss)
 }
 
 func entropyFigure(r *Run, slug string) *figure {
 	label := func(i, _ int) string { return "block " + strconv.Itoa(i) }
-	ss := perLayer(r, label, func(p StatsPoint, i int) (float64, bool) {
+	ss := perLayer(r, label, func(p runlog.Stats, i int) (float64, bool) {
 		if i >= len(p.AttnEntropy) {
 			return 0, false
 		}

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"testing"
 
-	"clm/train"
+	"clm/runlog"
 )
 
 // writeRun writes a synthetic run folder: train and eval records, stats
-// records built from train.LayerStats (so the JSON names are the ones the
+// records built from runlog.LayerStats (so the JSON names are the ones the
 // trainer writes), per-head gains, and the given extra raw lines.
 func writeRun(t *testing.T, dir, name string, layers, steps int, outlier float64, extra ...string) {
 	t.Helper()
@@ -44,12 +44,12 @@ func writeRun(t *testing.T, dir, name string, layers, steps int, outlier float64
 		if s%5 == 0 {
 			put(map[string]any{"kind": "eval", "step": step, "time": 1.7e9 + float64(s), "eval_loss": loss - 0.05})
 		}
-		var ls []train.LayerStats
+		var ls []runlog.LayerStats
 		var ent []float64
 		gains := map[string][]float64{}
 		for l := 0; l <= layers; l++ {
 			k := 1 + outlier*float64(s*l)/float64(steps*layers)
-			ls = append(ls, train.LayerStats{Layer: l, XRMS: 1 + float64(l), Kurtosis: k, KurtosisMinusOne: k - 1,
+			ls = append(ls, runlog.LayerStats{Layer: l, XRMS: 1 + float64(l), Kurtosis: k, KurtosisMinusOne: k - 1,
 				FeatCorrRMS: 0.1, BatchCorrMean: 0.2, BatchCorrRMS: 0.3, MaxMedianRatio: 3 + 10*k})
 			if l < layers {
 				ent = append(ent, 2-float64(s)/float64(steps)*float64(l+1)/float64(layers))
@@ -110,34 +110,7 @@ func TestFigures(t *testing.T) {
 	have := map[string]bool{}
 	for _, p := range paths {
 		have[filepath.Base(p)] = true
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch filepath.Ext(p) {
-		case ".png":
-			f, err := os.Open(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			img, err := png.Decode(f)
-			f.Close()
-			if err != nil {
-				t.Fatalf("%s: %v", p, err)
-			}
-			bnd := img.Bounds()
-			if bnd.Dx() < 400 || bnd.Dy() < 300 || st.Size() < 10_000 {
-				t.Errorf("%s: %dx%d, %d bytes: too small", p, bnd.Dx(), bnd.Dy(), st.Size())
-			}
-		case ".svg":
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(b, []byte("<svg")) || len(b) < 5_000 {
-				t.Errorf("%s: not a plausible SVG (%d bytes)", p, len(b))
-			}
-		}
+		checkFigureFile(t, p)
 	}
 	for _, w := range want {
 		for _, ext := range []string{".png", ".svg"} {
@@ -153,6 +126,41 @@ func TestFigures(t *testing.T) {
 		t.Errorf("warning for the clean run: %q", logs.String())
 	}
 	t.Logf("warning: %s", strings.TrimSpace(logs.String()))
+}
+
+// checkFigureFile checks that the figure at p is a plausible PNG (decodes,
+// at least 400×300 pixels and 10 kB) or SVG (an <svg> element, at least
+// 5 kB).
+func checkFigureFile(t *testing.T, p string) {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch filepath.Ext(p) {
+	case ".png":
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		bnd := img.Bounds()
+		if bnd.Dx() < 400 || bnd.Dy() < 300 || st.Size() < 10_000 {
+			t.Errorf("%s: %dx%d, %d bytes: too small", p, bnd.Dx(), bnd.Dy(), st.Size())
+		}
+	case ".svg":
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("<svg")) || len(b) < 5_000 {
+			t.Errorf("%s: not a plausible SVG (%d bytes)", p, len(b))
+		}
+	}
 }
 
 func names(paths []string) []string {
