@@ -86,7 +86,7 @@ type ProcessGroup struct {
 }
 
 // DistributedBackends returns the backends this build can create: "gloo"
-// with libtorch 2.x, and "nccl" in CUDA builds with NCCL; none with 1.13.
+// always, and "nccl" in CUDA builds with NCCL.
 func DistributedBackends() []string {
 	var out []string
 	b := C.clm_dist_backends()

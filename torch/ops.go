@@ -234,9 +234,8 @@ func CrossEntropy(logits, target *Tensor, ignoreIndex int64, red Reduction) *Ten
 }
 
 // SDPA is scaled dot-product attention softmax(q·kᵀ·scale + mask)·v over the
-// last two dims, fused where libtorch has it (see HasFusedAttention). mask
-// may be nil (bool: true = keep; float: added); scale <= 0 means
-// 1/√head_dim.
+// last two dims, with libtorch's fused kernel. mask may be nil (bool: true =
+// keep; float: added); scale <= 0 means 1/√head_dim.
 func SDPA(q, k, v, mask *Tensor, dropout float64, causal bool, scale float64) *Tensor {
 	return result("scaled_dot_product_attention",
 		C.clm_sdpa(q.handle(), k.handle(), v.handle(), optHandle(mask), C.double(dropout), cbool(causal), C.double(scale)))

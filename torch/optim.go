@@ -194,11 +194,13 @@ func (m AdamWMode) String() string {
 }
 
 // HasFusedAdamW reports whether this libtorch provides the fused AdamW
-// kernel for parameters on dev (CUDA since 2.0, CPU since 2.4).
+// kernel for parameters on dev: always on CUDA, on the CPU since libtorch
+// 2.4.
 func HasFusedAdamW(dev Device) bool { return C.clm_adamw_has_fused(dev.c()) != 0 }
 
 // SetForeach selects how Step runs the update. It fails for an unknown mode
-// and for AdamWFused with the AdamWHF flavour or where libtorch lacks it.
+// and for AdamWFused with the AdamWHF flavour; AdamWFused on CPU parameters
+// needs libtorch 2.4 (see HasFusedAdamW), else Step fails.
 func (o *AdamW) SetForeach(mode AdamWMode) error {
 	if e := takeErr("adamw_set_foreach", C.clm_adamw_set_foreach(o.h, C.int(mode))); e != nil {
 		return e

@@ -113,9 +113,9 @@ var live atomic.Int64
 // LiveTensors returns the number of tensor handles created and not yet freed.
 func LiveTensors() int64 { return live.Load() }
 
-// Capabilities describes the libtorch the shim was built against and which
-// version-dependent paths exist, e.g.
-// "torch=2.15.0 sdpa=1 cuda_build=0 cuda_available=0 ...".
+// Capabilities describes the libtorch the shim was built against (2.1 or
+// later) and which version-dependent paths exist, e.g.
+// "torch=2.15.0 cuda_build=0 cuda_available=0 autocast_device_api=1 ...".
 func Capabilities() string {
 	buf := make([]byte, 512)
 	C.clm_capabilities((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
@@ -133,9 +133,9 @@ func Version() string {
 }
 
 // HasFusedAttention reports whether libtorch provides
-// scaled_dot_product_attention (2.1 and later); SDPA falls back to the
-// materialised form otherwise.
-func HasFusedAttention() bool { return C.clm_has_sdpa() != 0 }
+// scaled_dot_product_attention. It always does: the shim requires libtorch
+// 2.1 or later, where SDPA is libtorch's fused kernel.
+func HasFusedAttention() bool { return true }
 
 // SetNumThreads sets libtorch's intra-op thread count.
 func SetNumThreads(n int) error {

@@ -17,10 +17,6 @@
 // flattened into one contiguous buffer, which takes one collective, and the
 // result is copied back (a bucket of one contiguous tensor is used as is).
 //
-// libtorch 1.13's c10d differs (no c10d::Backend) and Debian does not ship
-// gloo's headers either: there, the entry points return an error saying that
-// distributed training needs libtorch 2.x.
-//
 // Gloo's headers: PyTorch's wheels link gloo into libtorch_cpu but do not
 // ship its headers, which ProcessGroupGloo.hpp includes. clm_gloo/ declares
 // the few gloo names that header mentions (see clm_gloo_decls.h).
@@ -40,15 +36,11 @@
 #include <utility>
 #include <vector>
 
-
-#if CLM_TORCH_AT_LEAST(2, 0) && defined(__has_include)
-#if __has_include(<torch/csrc/distributed/c10d/TCPStore.hpp>) && \
-    __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
-#define CLM_HAS_C10D 1
-#endif
+#if !__has_include(<torch/csrc/distributed/c10d/TCPStore.hpp>) || \
+    !__has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
+#error "clm needs a libtorch built with distributed support (c10d's TCPStore and ProcessGroupGloo headers)"
 #endif
 
-#ifdef CLM_HAS_C10D
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
@@ -66,7 +58,6 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define CLM_HAS_NCCL 1
 #endif
-#endif
 
 namespace {
 
@@ -82,13 +73,7 @@ char *guard(const char *op, F &&body) {
   return msg;
 }
 
-#ifndef CLM_HAS_C10D
-const char *kNeeds2 = "distributed training needs libtorch 2.x with c10d (this shim is built against libtorch " TORCH_VERSION ")";
-#endif
-
 }  // namespace
-
-#ifdef CLM_HAS_C10D
 
 struct clm_pg_s {
   int rank = 0;
@@ -378,30 +363,3 @@ char *clm_pg_barrier(clm_pg pg) {
 }
 
 }  // extern "C"
-
-#else  // !CLM_HAS_C10D
-
-struct clm_pg_s {
-  int unused;
-};
-
-extern "C" {
-
-int clm_dist_backends(void) { return 0; }
-
-clm_pg clm_pg_new(int rank, int world, const char *master_addr, int master_port, const char *backend, int64_t timeout_ms,
-                  char **err) {
-  if (err != nullptr) *err = dup(std::string("process group: ") + kNeeds2);
-  return nullptr;
-}
-
-void clm_pg_free(clm_pg pg) { delete pg; }
-int clm_pg_rank(clm_pg pg) { return -1; }
-int clm_pg_size(clm_pg pg) { return -1; }
-char *clm_pg_allreduce(clm_pg pg, const clm_tensor *ts, int n, int op) { return dup(std::string("allreduce: ") + kNeeds2); }
-char *clm_pg_broadcast(clm_pg pg, const clm_tensor *ts, int n, int root) { return dup(std::string("broadcast: ") + kNeeds2); }
-char *clm_pg_barrier(clm_pg pg) { return dup(std::string("barrier: ") + kNeeds2); }
-
-}  // extern "C"
-
-#endif  // CLM_HAS_C10D

@@ -19,8 +19,15 @@
 
 #include "clm_torch.h"
 
+// CLM_TORCH_AT_LEAST(maj, min): the libtorch being compiled against is maj.min
+// or later. clm requires 2.1 (CMakeLists.txt checks it at configure time);
+// the shim tests the version only for APIs that changed since (2.3, 2.4).
 #define CLM_TORCH_AT_LEAST(maj, min) \
   (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+
+#if !CLM_TORCH_AT_LEAST(2, 1)
+#error "clm requires libtorch >= 2.1"
+#endif
 
 // The opaque handle behind clm_tensor.
 struct clm_tensor_s {

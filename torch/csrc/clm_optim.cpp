@@ -21,8 +21,8 @@
 //           on CUDA they launch a few multi-tensor kernels per bucket;
 //  fused    at::_fused_adamw_ (flavour 0 only): one kernel per bucket, which
 //           evaluates the update in its own order (results within 1e-6 of the
-//           loop in float32, not bitwise). CUDA since libtorch 2.0, CPU since
-//           2.4; absent from 1.13.
+//           loop in float32, not bitwise). On CUDA always; on the CPU since
+//           libtorch 2.4.
 // auto (the default) takes foreach for buckets on CUDA and the loop elsewhere.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -37,10 +37,7 @@
 
 #include "clm_internal.h"
 
-// _foreach_lerp_ arrived with libtorch 2.0; _fused_adamw_ with 2.0 (CUDA) and
-// 2.4 (CPU).
-#define CLM_HAS_FOREACH_LERP CLM_TORCH_AT_LEAST(2, 0)
-#define CLM_HAS_FUSED_ADAMW CLM_TORCH_AT_LEAST(2, 0)
+// _fused_adamw_ runs on CPU tensors since libtorch 2.4.
 #define CLM_HAS_FUSED_ADAMW_CPU CLM_TORCH_AT_LEAST(2, 4)
 
 namespace {
@@ -181,11 +178,7 @@ struct clm_adamw_s {
     at::TensorList params(b.params), grads(b.grads), m(b.exp_avgs), v(b.exp_avg_sqs);
     if (flavour == 0) {
       if (wd != 0) at::_foreach_mul_(params, at::Scalar(1 - lr * wd));
-#if CLM_HAS_FOREACH_LERP
       at::_foreach_lerp_(m, grads, at::Scalar(1 - beta1));
-#else
-      for (size_t k = 0; k < n; k++) b.exp_avgs[k].lerp_(b.grads[k], 1 - beta1);
-#endif
       at::_foreach_mul_(v, at::Scalar(beta2));
       at::_foreach_addcmul_(v, grads, grads, at::Scalar(1 - beta2));
       auto denom = at::_foreach_sqrt(v);
@@ -206,7 +199,6 @@ struct clm_adamw_s {
 
   // at::_fused_adamw_ over a bucket (flavour 0).
   void step_fused(Group &grp, Bucket &b) {
-#if CLM_HAS_FUSED_ADAMW
 #if !CLM_HAS_FUSED_ADAMW_CPU
     if (!b.params[0].is_cuda())
       throw std::invalid_argument("adamw: the fused step needs CUDA parameters with libtorch " TORCH_VERSION
@@ -221,11 +213,6 @@ struct clm_adamw_s {
     auto state_steps = st.unbind(0);
     at::_fused_adamw_(b.params, b.grads, b.exp_avgs, b.exp_avg_sqs, {}, state_steps, grp.lr, beta1, beta2,
                       grp.weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
-#else
-    (void)grp;
-    (void)b;
-    throw std::invalid_argument("adamw: the fused step needs libtorch 2.0 or later (this is " TORCH_VERSION ")");
-#endif
   }
 
   void step() {
@@ -292,8 +279,6 @@ char *clm_adamw_set_foreach(clm_adamw o, int mode) {
         if (o->flavour != 0)
           throw std::invalid_argument(
               "adamw: the fused step implements torch.optim.AdamW (adamw_torch) only, not adamw_hf");
-        if (!clm_adamw_has_fused(-1) && !clm_adamw_has_fused(0))
-          throw std::invalid_argument("adamw: libtorch " TORCH_VERSION " has no _fused_adamw_");
         break;
       default:
         throw std::invalid_argument("adamw: unknown step mode " + std::to_string(mode) +
@@ -307,7 +292,7 @@ int clm_adamw_foreach(clm_adamw o) { return o->mode; }
 
 int clm_adamw_has_fused(int device) {
   if (device < 0) return CLM_HAS_FUSED_ADAMW_CPU ? 1 : 0;
-  return CLM_HAS_FUSED_ADAMW ? 1 : 0;
+  return 1;
 }
 
 char *clm_adamw_step(clm_adamw o) {

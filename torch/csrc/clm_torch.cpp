@@ -74,23 +74,14 @@ void clm_tensor_free(clm_tensor t) { delete t; }
 
 // ---- library ------------------------------------------------------------
 
-int clm_has_sdpa(void) {
-#if CLM_TORCH_AT_LEAST(2, 1)
-  return 1;
-#else
-  return 0;
-#endif
-}
-
 void clm_capabilities(char *buf, size_t n) {
   int cuda_build = 0;
 #ifdef CLM_WITH_CUDA
   cuda_build = 1;
 #endif
   int autocast_api_24 = CLM_TORCH_AT_LEAST(2, 4);
-  std::snprintf(buf, n, "torch=%s sdpa=%d cuda_build=%d cuda_available=%d autocast_device_api=%d foreach_mul_tensor=%d",
-                TORCH_VERSION, clm_has_sdpa(), cuda_build, clm_cuda_is_available(), autocast_api_24,
-                static_cast<int>(CLM_TORCH_AT_LEAST(2, 1)));
+  std::snprintf(buf, n, "torch=%s cuda_build=%d cuda_available=%d autocast_device_api=%d fused_adamw_cpu=%d",
+                TORCH_VERSION, cuda_build, clm_cuda_is_available(), autocast_api_24, clm_adamw_has_fused(-1));
 }
 
 char *clm_set_num_threads(int n) {
@@ -513,32 +504,10 @@ clm_tresult clm_cross_entropy(clm_tensor logits, clm_tensor target, int64_t igno
 
 clm_tresult clm_sdpa(clm_tensor q, clm_tensor k, clm_tensor v, clm_tensor mask, double dropout, int causal,
                      double scale) {
-  return tresult([&]() -> at::Tensor {
-#if CLM_TORCH_AT_LEAST(2, 1)
+  return tresult([&] {
     c10::optional<double> s;
     if (scale > 0) s = scale;
     return at::scaled_dot_product_attention(T(q), T(k), T(v), opt(mask), dropout, causal != 0, s);
-#else
-    // Materialised fallback with the same semantics.
-    const auto &Q = T(q);
-    double sc = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
-    auto logits = at::matmul(Q, T(k).transpose(-2, -1)).mul(sc);
-    if (causal) {
-      auto L = Q.size(-2), S = T(k).size(-2);
-      auto keep = at::ones({L, S}, Q.options().dtype(at::kBool)).tril();
-      logits = logits.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
-    }
-    if (mask != nullptr) {
-      const auto &m = T(mask);
-      if (m.scalar_type() == at::kBool)
-        logits = logits.masked_fill(m.logical_not(), -std::numeric_limits<double>::infinity());
-      else
-        logits = logits.add(m);
-    }
-    auto p = at::softmax(logits, -1);
-    if (dropout > 0) p = at::dropout(p, dropout, true);
-    return at::matmul(p, T(v));
-#endif
   });
 }
 
@@ -556,11 +525,7 @@ clm_tresult clm_var(clm_tensor a, const int64_t *dims, int n, int64_t correction
   return tresult([&] {
     at::OptionalIntArrayRef d;
     if (n > 0) d = ints(dims, n);
-#if TORCH_VERSION_MAJOR >= 2
     return at::var(T(a), d, at::Scalar(correction), keepdim != 0);
-#else
-    return at::var(T(a), d, c10::optional<int64_t>(correction), keepdim != 0);
-#endif
   });
 }
 
@@ -716,12 +681,7 @@ clm_tresult clm_clip_grad_norm(const clm_tensor *ts, int n, double max_norm, dou
     auto total = at::linalg_vector_norm(at::stack(norms), p);
     auto coef = at::clamp_max(total.add(1e-6).reciprocal().mul(max_norm), 1.0);
     for (auto &grp : groups) {
-#if CLM_TORCH_AT_LEAST(2, 1)
       at::_foreach_mul_(grp, coef.to(grp[0].device()));
-#else
-      auto c = coef.to(grp[0].device());
-      for (auto &g : grp) g.mul_(c);
-#endif
     }
     return total;
   });

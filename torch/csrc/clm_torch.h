@@ -35,10 +35,9 @@ void clm_free_string(char *s);
 void clm_tensor_free(clm_tensor t);
 
 /* ---- library ---------------------------------------------------------- */
-/* Writes a NUL-terminated description of the build ("torch=2.15.0 sdpa=1
+/* Writes a NUL-terminated description of the build ("torch=2.15.0
  * cuda_build=0 ...") into buf (at most n bytes). */
 void clm_capabilities(char *buf, size_t n);
-int clm_has_sdpa(void);
 char *clm_set_num_threads(int n);
 int clm_get_num_threads(void);
 int clm_cuda_is_available(void);
@@ -241,8 +240,7 @@ clm_tresult clm_linear_cross_entropy(clm_tensor h, clm_tensor w, clm_tensor targ
  * out gives an error, never a hang or an abort. After a failed collective
  * every later one on the group fails too (the ranks no longer agree).
  * Lists of tensors are bucketed: one flattened buffer and one collective per
- * (device, dtype), results copied back. Without libtorch 2.x (1.13) every
- * entry point returns an error. */
+ * (device, dtype), results copied back. */
 typedef struct clm_pg_s *clm_pg;
 /* Bits of clm_dist_backends: the backends this shim can create. */
 enum { CLM_DIST_GLOO = 1, CLM_DIST_NCCL = 2 };
