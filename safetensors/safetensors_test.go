@@ -16,7 +16,7 @@ import (
 func testTensors() []Tensor {
 	return []Tensor{
 		NewTensor("f32", []int64{2, 3}, []float32{0, 1.5, -2, float32(math.Inf(1)), math.MaxFloat32, 1e-30}),
-		NewTensor("f64", []int64{2}, []float64{math.Pi, -0.0}),
+		NewTensor("f64", []int64{2}, []float64{math.Pi, math.Copysign(0, -1)}), // a negative zero
 		NewTensor("i64", []int64{3}, []int64{math.MinInt64, -1, math.MaxInt64}),
 		NewTensor("u64", []int64{1}, []uint64{math.MaxUint64}),
 		NewTensor("i32", []int64{1, 2}, []int32{-5, 5}),
@@ -79,6 +79,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkFile(t, f, tensors, meta)
+		checkNegativeZero(t, f)
 		if f.start%8 != 0 {
 			t.Errorf("data section starts at %d, not a multiple of 8", f.start)
 		}
@@ -102,10 +103,32 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkFile(t, p, tensors, meta)
+		checkNegativeZero(t, p)
 		entries, _ := os.ReadDir(filepath.Dir(path))
 		if len(entries) != 1 {
 			t.Errorf("directory holds %d entries after Write, want 1", len(entries))
 		}
+	}
+}
+
+// checkNegativeZero checks that the second value of testTensors' "f64"
+// tensor comes back from f as a negative zero: sign bit set, in the bytes and
+// in the decoded value.
+func checkNegativeZero(t *testing.T, f *File) {
+	t.Helper()
+	data, err := f.Bytes("f64")
+	if err != nil {
+		t.Fatalf("Bytes(f64): %v", err)
+	}
+	if want := []byte{0, 0, 0, 0, 0, 0, 0, 0x80}; len(data) != 16 || !bytes.Equal(data[8:], want) {
+		t.Fatalf("f64 bytes % x: want the second value encoded as % x (-0)", data, want)
+	}
+	v, err := FromBytes[float64](data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v[1] != 0 || !math.Signbit(v[1]) {
+		t.Errorf("f64[1] = %v (sign bit %v), want -0", v[1], math.Signbit(v[1]))
 	}
 }
 

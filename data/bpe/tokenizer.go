@@ -137,7 +137,6 @@ type Encoder struct {
 	heap  mergeHeap
 	next  []int32
 	prev  []int32
-	buf   []byte
 }
 
 const maxCache = 1 << 17
