@@ -117,3 +117,49 @@ func TestReadLastWins(t *testing.T) {
 		t.Errorf("read %+v", l)
 	}
 }
+
+// TestRewriteDemoRun reads lines that the trainer wrote in a real run
+// (testdata: the demo's first eval, train and stats lines and its last
+// train line) and writes their records again: the same bytes.
+func TestRewriteDemoRun(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("testdata", "demo-metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(want), "\n"), "\n") {
+		l, err := Read(strings.NewReader(line))
+		if err != nil || l.Skipped != 0 {
+			t.Fatalf("%s: %v, %d malformed", line, err, l.Skipped)
+		}
+		for _, r := range l.Train {
+			recs = append(recs, r)
+		}
+		for _, r := range l.Eval {
+			recs = append(recs, r)
+		}
+		for _, r := range l.Stats {
+			recs = append(recs, r)
+		}
+	}
+	dir := t.TempDir()
+	w, err := Open(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := w.Record(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("written again:\n%s\nwant\n%s", got, want)
+	}
+}
