@@ -57,17 +57,20 @@ type fileJSON struct {
 	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
 	PostProc     json.RawMessage `json:"post_processor"`
 	Decoder      json.RawMessage `json:"decoder"`
-	Model        *struct {
-		Type            string           `json:"type"`
-		Dropout         *float64         `json:"dropout"`
-		UnkToken        *string          `json:"unk_token"`
-		ContinuingPfx   *string          `json:"continuing_subword_prefix"`
-		EndOfWordSuffix *string          `json:"end_of_word_suffix"`
-		ByteFallback    bool             `json:"byte_fallback"`
-		IgnoreMerges    bool             `json:"ignore_merges"`
-		Vocab           map[string]int32 `json:"vocab"`
-		Merges          json.RawMessage  `json:"merges"`
-	} `json:"model"`
+	Model        *modelJSON      `json:"model"`
+}
+
+// modelJSON is the "model" section of a tokenizer.json file.
+type modelJSON struct {
+	Type            string           `json:"type"`
+	Dropout         *float64         `json:"dropout"`
+	UnkToken        *string          `json:"unk_token"`
+	ContinuingPfx   *string          `json:"continuing_subword_prefix"`
+	EndOfWordSuffix *string          `json:"end_of_word_suffix"`
+	ByteFallback    bool             `json:"byte_fallback"`
+	IgnoreMerges    bool             `json:"ignore_merges"`
+	Vocab           map[string]int32 `json:"vocab"`
+	Merges          json.RawMessage  `json:"merges"`
 }
 
 type typed struct {
@@ -106,86 +109,22 @@ func Parse(b []byte) (*Tokenizer, error) {
 		return nil, errors.New(`no "model" section`)
 	}
 	m := f.Model
-	if m.Type != "" && m.Type != "BPE" {
-		return nil, fmt.Errorf(`model.type %q is not supported (only "BPE")`, m.Type)
+	if err := m.check(); err != nil {
+		return nil, err
 	}
-	if m.Dropout != nil && *m.Dropout != 0 {
-		return nil, fmt.Errorf("model.dropout %v is not supported (only null)", *m.Dropout)
-	}
-	if m.ContinuingPfx != nil && *m.ContinuingPfx != "" {
-		return nil, fmt.Errorf("model.continuing_subword_prefix %q is not supported by byte-level BPE", *m.ContinuingPfx)
-	}
-	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
-		return nil, fmt.Errorf("model.end_of_word_suffix %q is not supported by byte-level BPE", *m.EndOfWordSuffix)
-	}
-	if m.ByteFallback {
-		return nil, errors.New("model.byte_fallback is not supported by byte-level BPE")
-	}
-	if !isNull(f.Normalizer) {
-		var n typed
-		_ = json.Unmarshal(f.Normalizer, &n)
-		return nil, fmt.Errorf("normalizer %q is not supported (only null)", n.Type)
+	if err := checkNormalizer(f.Normalizer); err != nil {
+		return nil, err
 	}
 	t := &Tokenizer{vocab: map[string]int32{}, ignoreMerges: m.IgnoreMerges, modelVocab: map[int32]bool{}}
 	var err error
 	if t.addPrefix, err = parsePreTokenizer(f.PreTokenizer); err != nil {
 		return nil, err
 	}
-	if !isNull(f.Decoder) {
-		var d typed
-		if err := json.Unmarshal(f.Decoder, &d); err != nil {
-			return nil, fmt.Errorf("decoder: %v", err)
-		}
-		if d.Type != "ByteLevel" {
-			return nil, fmt.Errorf("decoder %q is not supported (only ByteLevel)", d.Type)
-		}
+	if err := checkDecoder(f.Decoder); err != nil {
+		return nil, err
 	}
-	// Vocabulary, then added tokens (which may extend it).
-	maxID := int32(-1)
-	for s, id := range m.Vocab {
-		if id < 0 {
-			return nil, fmt.Errorf("model.vocab: token %q has negative id %d", s, id)
-		}
-		if id > maxID {
-			maxID = id
-		}
-	}
-	for _, a := range f.AddedTokens {
-		if a.ID < 0 {
-			return nil, fmt.Errorf("added_tokens: token %q has negative id %d", a.Content, a.ID)
-		}
-		if a.ID > maxID {
-			maxID = a.ID
-		}
-	}
-	if maxID >= 1<<24 {
-		return nil, fmt.Errorf("model.vocab: id %d is too large", maxID)
-	}
-	t.tokens = make([]string, maxID+1)
-	filled := make([]bool, maxID+1)
-	for s, id := range m.Vocab {
-		if filled[id] {
-			return nil, fmt.Errorf("model.vocab: id %d is given to both %q and %q", id, t.tokens[id], s)
-		}
-		t.tokens[id], filled[id] = s, true
-		t.vocab[s] = id
-		t.modelVocab[id] = true
-	}
-	for _, a := range f.AddedTokens {
-		if a.Content == "" {
-			return nil, fmt.Errorf("added_tokens: id %d has empty content", a.ID)
-		}
-		if filled[a.ID] && t.tokens[a.ID] != a.Content {
-			return nil, fmt.Errorf("added_tokens: id %d is %q in the vocabulary but %q in added_tokens", a.ID, t.tokens[a.ID], a.Content)
-		}
-		t.tokens[a.ID], filled[a.ID] = a.Content, true
-		t.vocab[a.Content] = a.ID
-		t.added = append(t.added, a)
-	}
-	for id, ok := range filled {
-		if !ok {
-			t.tokens[id] = ""
-		}
+	if err := t.fillVocab(m.Vocab, f.AddedTokens); err != nil {
+		return nil, err
 	}
 	if t.mergeList, err = parseMerges(m.Merges, t.vocab); err != nil {
 		return nil, err
@@ -197,6 +136,115 @@ func Parse(b []byte) (*Tokenizer, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// check reports settings of the model that a byte-level BPE does not
+// support.
+func (m *modelJSON) check() error {
+	if m.Type != "" && m.Type != "BPE" {
+		return fmt.Errorf(`model.type %q is not supported (only "BPE")`, m.Type)
+	}
+	if m.Dropout != nil && *m.Dropout != 0 {
+		return fmt.Errorf("model.dropout %v is not supported (only null)", *m.Dropout)
+	}
+	if m.ContinuingPfx != nil && *m.ContinuingPfx != "" {
+		return fmt.Errorf("model.continuing_subword_prefix %q is not supported by byte-level BPE", *m.ContinuingPfx)
+	}
+	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
+		return fmt.Errorf("model.end_of_word_suffix %q is not supported by byte-level BPE", *m.EndOfWordSuffix)
+	}
+	if m.ByteFallback {
+		return errors.New("model.byte_fallback is not supported by byte-level BPE")
+	}
+	return nil
+}
+
+// checkNormalizer accepts only a missing or null normalizer.
+func checkNormalizer(raw json.RawMessage) error {
+	if isNull(raw) {
+		return nil
+	}
+	var n typed
+	_ = json.Unmarshal(raw, &n)
+	return fmt.Errorf("normalizer %q is not supported (only null)", n.Type)
+}
+
+// checkDecoder accepts only a missing, null or ByteLevel decoder.
+func checkDecoder(raw json.RawMessage) error {
+	if isNull(raw) {
+		return nil
+	}
+	var d typed
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("decoder: %v", err)
+	}
+	if d.Type != "ByteLevel" {
+		return fmt.Errorf("decoder %q is not supported (only ByteLevel)", d.Type)
+	}
+	return nil
+}
+
+// fillVocab sets the tokens of the model's vocabulary, then the added tokens,
+// which may extend it. Ids no token has are left as empty tokens.
+func (t *Tokenizer) fillVocab(vocab map[string]int32, added []AddedToken) error {
+	maxID, err := maxTokenID(vocab, added)
+	if err != nil {
+		return err
+	}
+	t.tokens = make([]string, maxID+1)
+	filled := make([]bool, maxID+1)
+	for s, id := range vocab {
+		if filled[id] {
+			return fmt.Errorf("model.vocab: id %d is given to both %q and %q", id, t.tokens[id], s)
+		}
+		t.tokens[id], filled[id] = s, true
+		t.vocab[s] = id
+		t.modelVocab[id] = true
+	}
+	for _, a := range added {
+		if a.Content == "" {
+			return fmt.Errorf("added_tokens: id %d has empty content", a.ID)
+		}
+		if filled[a.ID] && t.tokens[a.ID] != a.Content {
+			return fmt.Errorf("added_tokens: id %d is %q in the vocabulary but %q in added_tokens", a.ID, t.tokens[a.ID], a.Content)
+		}
+		t.tokens[a.ID], filled[a.ID] = a.Content, true
+		t.vocab[a.Content] = a.ID
+		t.added = append(t.added, a)
+	}
+	for id, ok := range filled {
+		if !ok {
+			t.tokens[id] = ""
+		}
+	}
+	return nil
+}
+
+// maxTokenID returns the largest id of the vocabulary and the added tokens
+// (-1 if there are none), checking that ids are not negative and leave the
+// token table a sane size.
+func maxTokenID(vocab map[string]int32, added []AddedToken) (int32, error) {
+	maxID := int32(-1)
+	for s, id := range vocab {
+		if id < 0 {
+			return 0, fmt.Errorf("model.vocab: token %q has negative id %d", s, id)
+		}
+		if id > maxID {
+			maxID = id
+		}
+	}
+	for _, a := range added {
+		if a.ID < 0 {
+			return 0, fmt.Errorf("added_tokens: token %q has negative id %d", a.Content, a.ID)
+		}
+		if a.ID > maxID {
+			maxID = a.ID
+		}
+	}
+	if maxID >= 1<<24 {
+		return 0, fmt.Errorf("model.vocab: id %d is too large", maxID)
+	}
+	return maxID, nil
 }
 
 func parsePreTokenizer(raw json.RawMessage) (addPrefix bool, err error) {
