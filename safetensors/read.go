@@ -133,84 +133,154 @@ type rawInfo struct {
 	DataOffsets *[]int64 `json:"data_offsets"`
 }
 
+// parse validates data as a safetensors file: the header length, the JSON
+// header of tensor entries and metadata, and data offsets that tile the data
+// section. Errors name the file as name.
 func parse(name string, data []byte) (*File, error) {
-	fail := func(tensor string, err error, format string, args ...any) error {
-		return &FormatError{File: name, Tensor: tensor, Err: err, Detail: fmt.Sprintf(format, args...)}
+	f := &File{name: name, data: data, infos: make(map[string]*TensorInfo)}
+	hdr, err := f.header()
+	if err != nil {
+		return nil, err
 	}
+	f.start = int64(8 + len(hdr))
+	dataLen := int64(len(data)) - f.start
+	if err := f.decodeHeader(hdr, dataLen); err != nil {
+		return nil, err
+	}
+	if err := f.checkTiling(dataLen); err != nil {
+		return nil, err
+	}
+	slices.Sort(f.names)
+	return f, nil
+}
+
+// fail returns a FormatError of the file about tensor ("" for the file as a
+// whole).
+func (f *File) fail(tensor string, err error, format string, args ...any) error {
+	return &FormatError{File: f.name, Tensor: tensor, Err: err, Detail: fmt.Sprintf(format, args...)}
+}
+
+// header returns the JSON header of the file's data, after checking its
+// length prefix and that it is UTF-8 text starting with '{'.
+func (f *File) header() ([]byte, error) {
+	data := f.data
 	if len(data) < 8 {
-		return nil, fail("", ErrTruncated, "%d bytes, less than the 8-byte header length", len(data))
+		return nil, f.fail("", ErrTruncated, "%d bytes, less than the 8-byte header length", len(data))
 	}
 	n := binary.LittleEndian.Uint64(data)
 	if n > MaxHeaderSize {
-		return nil, fail("", ErrHeaderTooLarge, "%d bytes, limit %d", n, MaxHeaderSize)
+		return nil, f.fail("", ErrHeaderTooLarge, "%d bytes, limit %d", n, MaxHeaderSize)
 	}
 	if n > uint64(len(data)-8) {
-		return nil, fail("", ErrTruncated, "header length %d exceeds the %d bytes after it", n, len(data)-8)
+		return nil, f.fail("", ErrTruncated, "header length %d exceeds the %d bytes after it", n, len(data)-8)
 	}
 	hdr := data[8 : 8+n]
 	if !utf8.Valid(hdr) {
-		return nil, fail("", ErrHeader, "not valid UTF-8")
+		return nil, f.fail("", ErrHeader, "not valid UTF-8")
 	}
 	if len(hdr) == 0 || hdr[0] != '{' {
-		return nil, fail("", ErrHeader, "does not start with '{'")
+		return nil, f.fail("", ErrHeader, "does not start with '{'")
 	}
-	f := &File{name: name, data: data, start: int64(8 + n), infos: make(map[string]*TensorInfo)}
-	dataLen := int64(len(data)) - f.start
+	return hdr, nil
+}
 
+// decodeHeader reads the entries of the JSON header into f: at most one
+// __metadata__ and one entry per tensor, each checked against a data section
+// of dataLen bytes. Nothing may follow the JSON object.
+func (f *File) decodeHeader(hdr []byte, dataLen int64) error {
 	dec := json.NewDecoder(bytes.NewReader(hdr))
 	if _, err := dec.Token(); err != nil { // '{', checked above
-		return nil, fail("", ErrHeader, "%v", err)
+		return f.fail("", ErrHeader, "%v", err)
 	}
 	seenMetadata := false
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fail("", ErrHeader, "%v", err)
+			return f.fail("", ErrHeader, "%v", err)
 		}
 		key := tok.(string) // object keys are always strings
 		if key == metadataKey {
 			if seenMetadata {
-				return nil, fail("", ErrHeader, "duplicate %s", metadataKey)
+				return f.fail("", ErrHeader, "duplicate %s", metadataKey)
 			}
 			seenMetadata = true
-			var m map[string]string
-			if err := dec.Decode(&m); err != nil {
-				return nil, fail("", ErrHeader, "%s must map strings to strings: %v", metadataKey, err)
-			}
-			f.metadata = m
-			continue
+			err = f.decodeMetadata(dec)
+		} else {
+			err = f.decodeTensor(dec, key, dataLen)
 		}
-		if _, dup := f.infos[key]; dup {
-			return nil, fail(key, ErrHeader, "duplicate tensor name")
-		}
-		var raw rawInfo
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fail(key, ErrHeader, "%v", err)
-		}
-		ti, err := checkInfo(key, &raw, dataLen)
 		if err != nil {
-			var fe *FormatError
-			if errors.As(err, &fe) {
-				fe.File = name
-			}
-			return nil, err
+			return err
 		}
-		f.infos[key] = ti
-		f.names = append(f.names, key)
 	}
 	if _, err := dec.Token(); err != nil { // '}'
-		return nil, fail("", ErrHeader, "%v", err)
+		return f.fail("", ErrHeader, "%v", err)
 	}
 	if rest := hdr[dec.InputOffset():]; len(strings.Trim(string(rest), " \t\r\n")) != 0 {
-		return nil, fail("", ErrHeader, "data after the JSON object")
+		return f.fail("", ErrHeader, "data after the JSON object")
 	}
+	return nil
+}
 
-	// The tensors must tile [0, dataLen) exactly.
-	byOffset := make([]*TensorInfo, 0, len(f.infos))
-	for _, ti := range f.infos {
-		byOffset = append(byOffset, ti)
+// decodeMetadata reads the value of __metadata__, a map of strings.
+func (f *File) decodeMetadata(dec *json.Decoder) error {
+	var m map[string]string
+	if err := dec.Decode(&m); err != nil {
+		return f.fail("", ErrHeader, "%s must map strings to strings: %v", metadataKey, err)
 	}
-	slices.SortFunc(byOffset, func(a, b *TensorInfo) int {
+	f.metadata = m
+	return nil
+}
+
+// decodeTensor reads and checks the entry of the tensor named key.
+func (f *File) decodeTensor(dec *json.Decoder, key string, dataLen int64) error {
+	if _, dup := f.infos[key]; dup {
+		return f.fail(key, ErrHeader, "duplicate tensor name")
+	}
+	var raw rawInfo
+	if err := dec.Decode(&raw); err != nil {
+		return f.fail(key, ErrHeader, "%v", err)
+	}
+	ti, err := checkInfo(key, &raw, dataLen)
+	if err != nil {
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			fe.File = f.name
+		}
+		return err
+	}
+	f.infos[key] = ti
+	f.names = append(f.names, key)
+	return nil
+}
+
+// checkTiling checks that the tensors tile [0, dataLen) exactly: in order of
+// offsets, each begins where the one before ends, and the last ends at
+// dataLen.
+func (f *File) checkTiling(dataLen int64) error {
+	var end int64
+	var prev string
+	for _, ti := range f.byOffset() {
+		switch {
+		case ti.Begin < end:
+			return f.fail(ti.Name, ErrOffsets, "data_offsets [%d, %d] overlap tensor %q", ti.Begin, ti.End, prev)
+		case ti.Begin > end:
+			return f.fail(ti.Name, ErrOffsets, "gap of %d bytes before data_offsets [%d, %d]", ti.Begin-end, ti.Begin, ti.End)
+		}
+		end, prev = ti.End, ti.Name
+	}
+	if end != dataLen {
+		return f.fail("", ErrOffsets, "tensors cover %d of the %d data bytes", end, dataLen)
+	}
+	return nil
+}
+
+// byOffset returns the tensors sorted by data offsets, then by name.
+func (f *File) byOffset() []*TensorInfo {
+	s := make([]*TensorInfo, 0, len(f.infos))
+	for _, ti := range f.infos {
+		s = append(s, ti)
+	}
+	slices.SortFunc(s, func(a, b *TensorInfo) int {
 		if c := a.Begin - b.Begin; c != 0 {
 			return int(max(-1, min(1, c)))
 		}
@@ -219,22 +289,7 @@ func parse(name string, data []byte) (*File, error) {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	var end int64
-	var prev string
-	for _, ti := range byOffset {
-		switch {
-		case ti.Begin < end:
-			return nil, fail(ti.Name, ErrOffsets, "data_offsets [%d, %d] overlap tensor %q", ti.Begin, ti.End, prev)
-		case ti.Begin > end:
-			return nil, fail(ti.Name, ErrOffsets, "gap of %d bytes before data_offsets [%d, %d]", ti.Begin-end, ti.Begin, ti.End)
-		}
-		end, prev = ti.End, ti.Name
-	}
-	if end != dataLen {
-		return nil, fail("", ErrOffsets, "tensors cover %d of the %d data bytes", end, dataLen)
-	}
-	slices.Sort(f.names)
-	return f, nil
+	return s
 }
 
 // checkInfo validates one header entry against a data section of dataLen
