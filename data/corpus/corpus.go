@@ -364,105 +364,140 @@ func (s Source) WalkAll(ctx context.Context, fn func(Document) error) (Stats, er
 	return s.walk(ctx, fn, true)
 }
 
+// walk implements Walk and WalkAll (all).
 func (s Source) walk(ctx context.Context, fn func(Document) error, all bool) (Stats, error) {
-	var st Stats
 	s, err := s.Normalize()
 	if err != nil {
-		return st, err
+		return Stats{}, err
 	}
 	root, files, err := s.Files()
 	if err != nil {
-		return st, err
+		return Stats{}, err
 	}
-	emit := func(d Document, text []byte, null bool) error {
-		d.Index = st.Rows
-		st.Rows++
-		switch {
-		case null:
-			d.Skip = "null"
-			st.Empty++
-		case len(text) == 0:
-			d.Skip = "empty"
-			st.Empty++
-		case !utf8.Valid(text):
-			d.Skip = "not UTF-8"
-			st.NotUTF8++
-		}
-		if d.Skip != "" {
-			st.problem("%s: %s", d.Name, d.Skip)
-			if all {
-				return fn(d)
-			}
-			return nil
-		}
-		st.Documents++
-		st.Bytes += int64(len(text))
-		d.Text = string(text)
-		return fn(d)
-	}
+	w := &walker{src: s, fn: fn, all: all}
 	tabular := s.Kind == KindHF || s.Kind == KindHub
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
-			return st, err
+			return w.st, err
 		}
 		rel, err := filepath.Rel(root, f)
 		if err != nil {
 			rel = f
 		}
 		rel = filepath.ToSlash(rel)
-		st.Files++
-		if !tabular {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				st.Unreadable++
-				st.problem("%s: %v", f, err)
-				d := Document{Name: rel, File: rel, Row: -1, Index: st.Rows, Skip: "unreadable"}
-				st.Rows++
-				if all {
-					if err := fn(d); err != nil {
-						return st, err
-					}
-				}
-				continue
-			}
-			if err := emit(Document{Name: rel, File: rel, Row: -1}, b, false); err != nil {
-				return st, err
-			}
-			continue
-		}
-		err = readDataset(f, s.Column, func(row int64, text []byte, null bool) error {
-			return emit(Document{Name: fmt.Sprintf("%s#%d", rel, row), File: rel, Row: row}, text, null)
-		})
-		var fatal *fatalError
-		if errors.As(err, &fatal) {
-			return st, fatal.err
-		}
-		if errors.Is(err, errStop) {
-			return st, err
-		}
-		if err != nil && s.Kind == KindHub {
-			// Row positions must match datasets', which cannot skip a file.
-			return st, fmt.Errorf("corpus %s: %v", s, err)
+		w.st.Files++
+		if tabular {
+			err = w.readDatasetFile(f, rel)
+		} else {
+			err = w.readSourceFile(f, rel)
 		}
 		if err != nil {
-			st.Unreadable++
-			st.problem("%v", err)
+			return w.st, err
 		}
 	}
-	if st.Documents == 0 {
-		msg := fmt.Sprintf("corpus %s: no documents", s)
-		if len(files) == 0 {
-			msg += " (no matching files under " + root + ")"
-		} else {
-			msg += fmt.Sprintf(" (%d files; skipped %d unreadable, %d empty, %d not UTF-8", len(files), st.Unreadable, st.Empty, st.NotUTF8)
-			if len(st.Problems) > 0 {
-				msg += "; first: " + st.Problems[0]
-			}
-			msg += ")"
-		}
-		return st, errors.New(msg)
+	if w.st.Documents == 0 {
+		return w.st, w.noDocuments(root, files)
 	}
-	return st, nil
+	return w.st, nil
+}
+
+// walker passes the documents of one walk to fn, counting them in st.
+type walker struct {
+	src Source
+	fn  func(Document) error
+	all bool // pass skipped documents too
+	st  Stats
+}
+
+// emit numbers d and passes it to fn with text, or counts why it is skipped:
+// a null value, no text, or text that is not UTF-8. Skipped documents reach
+// fn only in a WalkAll.
+func (w *walker) emit(d Document, text []byte, null bool) error {
+	st := &w.st
+	d.Index = st.Rows
+	st.Rows++
+	switch {
+	case null:
+		d.Skip = "null"
+		st.Empty++
+	case len(text) == 0:
+		d.Skip = "empty"
+		st.Empty++
+	case !utf8.Valid(text):
+		d.Skip = "not UTF-8"
+		st.NotUTF8++
+	}
+	if d.Skip != "" {
+		st.problem("%s: %s", d.Name, d.Skip)
+		if w.all {
+			return w.fn(d)
+		}
+		return nil
+	}
+	st.Documents++
+	st.Bytes += int64(len(text))
+	d.Text = string(text)
+	return w.fn(d)
+}
+
+// readSourceFile emits the source file path, named rel, as one document. A
+// file that cannot be read is counted as unreadable.
+func (w *walker) readSourceFile(path, rel string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		w.st.Unreadable++
+		w.st.problem("%s: %v", path, err)
+		d := Document{Name: rel, File: rel, Row: -1, Index: w.st.Rows, Skip: "unreadable"}
+		w.st.Rows++
+		if w.all {
+			return w.fn(d)
+		}
+		return nil
+	}
+	return w.emit(Document{Name: rel, File: rel, Row: -1}, b, false)
+}
+
+// readDatasetFile emits each row of the dataset file path, named rel. A
+// file that cannot be read is counted as unreadable, except in a hub split,
+// whose row numbers it would shift; a missing column and an error from fn
+// stop the walk.
+func (w *walker) readDatasetFile(path, rel string) error {
+	err := readDataset(path, w.src.Column, func(row int64, text []byte, null bool) error {
+		return w.emit(Document{Name: fmt.Sprintf("%s#%d", rel, row), File: rel, Row: row}, text, null)
+	})
+	var fatal *fatalError
+	if errors.As(err, &fatal) {
+		return fatal.err
+	}
+	if errors.Is(err, errStop) {
+		return err
+	}
+	if err != nil && w.src.Kind == KindHub {
+		// Row positions must match datasets', which cannot skip a file.
+		return fmt.Errorf("corpus %s: %v", w.src, err)
+	}
+	if err != nil {
+		w.st.Unreadable++
+		w.st.problem("%v", err)
+	}
+	return nil
+}
+
+// noDocuments returns the error of a walk of files under root that found no
+// document, with what was skipped and why.
+func (w *walker) noDocuments(root string, files []string) error {
+	st := &w.st
+	msg := fmt.Sprintf("corpus %s: no documents", w.src)
+	if len(files) == 0 {
+		msg += " (no matching files under " + root + ")"
+	} else {
+		msg += fmt.Sprintf(" (%d files; skipped %d unreadable, %d empty, %d not UTF-8", len(files), st.Unreadable, st.Empty, st.NotUTF8)
+		if len(st.Problems) > 0 {
+			msg += "; first: " + st.Problems[0]
+		}
+		msg += ")"
+	}
+	return errors.New(msg)
 }
 
 // Collect returns all documents of the source.
