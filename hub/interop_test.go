@@ -51,26 +51,49 @@ func fileSHA(t *testing.T, p string) string {
 func TestInteropWithHuggingFaceHub(t *testing.T) {
 	pyref.Require(t)
 	f := newFixture(t)
-	ctx := context.Background()
 	clmCache, pyCache := t.TempDir(), t.TempDir()
 	f.cache = clmCache
-	c := f.client(nil)
-	type rr struct {
-		repo Repo
-		rev  string
+	revs := []repoRev{{f.ds, "main"}, {f.ds, "v1.0"}, {f.ds, "v2"}, {f.tok, "main"}}
+	snaps := snapshotAll(t, f.client(nil), revs)
+	// 1. The official client downloads the same bytes.
+	checkPythonDownloads(t, f, pyCache, revs, snaps)
+	// 2. huggingface_hub accepts clm's cache, offline.
+	checkPythonReadsCache(t, f, clmCache, revs, snaps)
+	// 3. clm serves huggingface_hub's cache offline, without a request.
+	checkServesPythonCache(t, f, pyCache, revs, snaps)
+	if u := f.srv.Unknown(); len(u) != 0 {
+		t.Logf("requests the test Hub does not serve (harmless if only telemetry): %v", u)
 	}
-	revs := []rr{{f.ds, "main"}, {f.ds, "v1.0"}, {f.ds, "v2"}, {f.tok, "main"}}
-	snaps := map[rr]*Snapshot{}
-	var dl []map[string]any
+}
+
+// repoRev is a revision of a repository.
+type repoRev struct {
+	repo Repo
+	rev  string
+}
+
+// snapshotAll downloads the snapshots of revs with c.
+func snapshotAll(t *testing.T, c *Client, revs []repoRev) map[repoRev]*Snapshot {
+	t.Helper()
+	snaps := map[repoRev]*Snapshot{}
 	for _, x := range revs {
-		s, err := c.Snapshot(ctx, x.repo, x.rev, nil)
+		s, err := c.Snapshot(context.Background(), x.repo, x.rev, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		snaps[x] = s
+	}
+	return snaps
+}
+
+// checkPythonDownloads has huggingface_hub download revs into pyCache and
+// checks that it gets the commits, files and bytes of clm's snapshots.
+func checkPythonDownloads(t *testing.T, f *fixture, pyCache string, revs []repoRev, snaps map[repoRev]*Snapshot) {
+	t.Helper()
+	var dl []map[string]any
+	for _, x := range revs {
 		dl = append(dl, map[string]any{"op": "download", "type": x.repo.Type, "id": x.repo.ID, "revision": x.rev})
 	}
-	// 1. The official client downloads the same bytes.
 	py := pyHub(t, f, pyCache, false, dl)
 	for i, x := range revs {
 		s := snaps[x]
@@ -87,7 +110,13 @@ func TestInteropWithHuggingFaceHub(t *testing.T) {
 			}
 		}
 	}
-	// 2. huggingface_hub accepts clm's cache, offline.
+}
+
+// checkPythonReadsCache has huggingface_hub read clm's cache offline: every
+// snapshot and file with local_files_only, and scan_cache_dir, which must
+// neither warn nor miss a ref. It must make no request.
+func checkPythonReadsCache(t *testing.T, f *fixture, clmCache string, revs []repoRev, snaps map[repoRev]*Snapshot) {
+	t.Helper()
 	f.srv.ResetCounts()
 	var jobs []map[string]any
 	for _, x := range revs {
@@ -111,11 +140,19 @@ func TestInteropWithHuggingFaceHub(t *testing.T) {
 			}
 		}
 	}
-	scan := res[len(revs)]
+	checkScan(t, res[len(revs)], map[string][]string{f.main: {"main", "v1.0"}, f.v2: {"v2"}})
+	if f.srv.Total() != 0 {
+		t.Errorf("the offline Python run made %d requests", f.srv.Total())
+	}
+}
+
+// checkScan checks the result of scan_cache_dir: no warnings, and the refs
+// of each commit of org/ds as wantRefs lists them, sorted.
+func checkScan(t *testing.T, scan map[string]any, wantRefs map[string][]string) {
+	t.Helper()
 	if w := scan["warnings"].([]any); len(w) != 0 {
 		t.Errorf("scan_cache_dir warns about clm's cache: %v", w)
 	}
-	wantRefs := map[string][]string{f.main: {"main", "v1.0"}, f.v2: {"v2"}}
 	for _, r := range scan["repos"].([]any) {
 		repo := r.(map[string]any)
 		if repo["id"] != "org/ds" {
@@ -133,14 +170,17 @@ func TestInteropWithHuggingFaceHub(t *testing.T) {
 			}
 		}
 	}
-	if f.srv.Total() != 0 {
-		t.Errorf("the offline Python run made %d requests", f.srv.Total())
-	}
-	// 3. clm serves huggingface_hub's cache offline, without a request.
+}
+
+// checkServesPythonCache has clm read the cache huggingface_hub wrote to
+// pyCache, offline, and checks that it finds the snapshots of snaps, byte
+// for byte, without a request.
+func checkServesPythonCache(t *testing.T, f *fixture, pyCache string, revs []repoRev, snaps map[repoRev]*Snapshot) {
+	t.Helper()
 	f.srv.ResetCounts()
 	pc := New(Config{Endpoint: f.srv.URL, CacheDir: pyCache, Offline: true, Log: &f.log})
 	for _, x := range revs {
-		s, err := pc.Snapshot(ctx, x.repo, x.rev, nil)
+		s, err := pc.Snapshot(context.Background(), x.repo, x.rev, nil)
 		if err != nil {
 			t.Fatalf("clm on huggingface_hub's cache, %v@%s: %v", x.repo, x.rev, err)
 		}
@@ -155,9 +195,6 @@ func TestInteropWithHuggingFaceHub(t *testing.T) {
 	}
 	if f.srv.Total() != 0 {
 		t.Errorf("clm offline made %d requests", f.srv.Total())
-	}
-	if u := f.srv.Unknown(); len(u) != 0 {
-		t.Logf("requests the test Hub does not serve (harmless if only telemetry): %v", u)
 	}
 }
 
