@@ -14,14 +14,54 @@ import (
 func TestPythonReads(t *testing.T) {
 	dir := t.TempDir()
 	start := float64(time.Now().UnixNano()) / 1e9
+	want := writeScalarPoints(t, dir)
+	end := float64(time.Now().UnixNano()) / 1e9
+
+	var got pythonEvents
+	out := pyref.Run(t, "tensorboard_check.py", dir)
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("reference output: %v\n%s", err, out)
+	}
+	if got.Files != 1 || got.FileVersion != 2 || len(got.Events) == 0 || got.Events[0].FileVersion != FileVersion {
+		t.Errorf("files %d, file_version %v, first event %+v", got.Files, got.FileVersion, got.Events[:min(1, len(got.Events))])
+	}
+	for i, ev := range got.Events {
+		if ev.WallTime < start-1e-3 || ev.WallTime > end+1e-3 || (i > 0 && ev.WallTime < got.Events[i-1].WallTime) {
+			t.Errorf("event %d: wall_time %f outside [%f, %f] or decreasing", i, ev.WallTime, start, end)
+		}
+	}
+	total := checkScalarPoints(t, got.Scalars, want)
+	t.Logf("TensorBoard read %d events, %d scalar points in %d tags", len(got.Events), total, len(got.Scalars))
+}
+
+// A point is a scalar value of a tag at a step.
+type point struct {
+	tag   string
+	step  int64
+	value float64
+}
+
+// pythonEvents is what tensorboard_check.py reports of a run directory.
+type pythonEvents struct {
+	Files       int
+	FileVersion float64 `json:"file_version"`
+	Events      []struct {
+		Step        int64
+		FileVersion string  `json:"file_version"`
+		WallTime    float64 `json:"wall_time"`
+	}
+	// Scalars holds each tag's points as (step, value, wall time).
+	Scalars map[string][][3]float64
+}
+
+// writeScalarPoints writes a run of scalars to an event file in dir, with
+// Scalars and Scalar, a tag that is not ASCII and extreme steps and values,
+// and returns the points in the order written.
+func writeScalarPoints(t *testing.T, dir string) []point {
+	t.Helper()
 	w, err := NewWriter(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	type point struct {
-		tag   string
-		step  int64
-		value float64
 	}
 	var want []point
 	for step := range int64(50) {
@@ -45,34 +85,17 @@ func TestPythonReads(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	end := float64(time.Now().UnixNano()) / 1e9
+	return want
+}
 
-	var got struct {
-		Files       int
-		FileVersion float64 `json:"file_version"`
-		Events      []struct {
-			Step        int64
-			FileVersion string  `json:"file_version"`
-			WallTime    float64 `json:"wall_time"`
-		}
-		Scalars map[string][][3]float64
-	}
-	out := pyref.Run(t, "tensorboard_check.py", dir)
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("reference output: %v\n%s", err, out)
-	}
-	if got.Files != 1 || got.FileVersion != 2 || len(got.Events) == 0 || got.Events[0].FileVersion != FileVersion {
-		t.Errorf("files %d, file_version %v, first event %+v", got.Files, got.FileVersion, got.Events[:min(1, len(got.Events))])
-	}
-	for i, ev := range got.Events {
-		if ev.WallTime < start-1e-3 || ev.WallTime > end+1e-3 || (i > 0 && ev.WallTime < got.Events[i-1].WallTime) {
-			t.Errorf("event %d: wall_time %f outside [%f, %f] or decreasing", i, ev.WallTime, start, end)
-		}
-	}
-	// EventAccumulator keeps each tag's points in step order.
+// checkScalarPoints checks that TensorBoard read each tag's points of want,
+// in order (EventAccumulator keeps them in step order), as float32 values,
+// and no others. It returns the number of points read.
+func checkScalarPoints(t *testing.T, scalars map[string][][3]float64, want []point) (total int) {
+	t.Helper()
 	next := map[string]int{}
 	for _, p := range want {
-		pts := got.Scalars[p.tag]
+		pts := scalars[p.tag]
 		i := next[p.tag]
 		next[p.tag]++
 		if i >= len(pts) {
@@ -84,12 +107,11 @@ func TestPythonReads(t *testing.T) {
 			t.Errorf("%s point %d = (%v, %v), want (%d, %v)", p.tag, i, step, v, p.step, float32(p.value))
 		}
 	}
-	total := 0
-	for tag, pts := range got.Scalars {
+	for tag, pts := range scalars {
 		total += len(pts)
 		if len(pts) != next[tag] {
 			t.Errorf("%s: TensorBoard has %d points, want %d", tag, len(pts), next[tag])
 		}
 	}
-	t.Logf("TensorBoard read %d events, %d scalar points in %d tags", len(got.Events), total, len(got.Scalars))
+	return total
 }

@@ -193,8 +193,55 @@ func TestEncodeEvent(t *testing.T) {
 	}
 }
 
+// TestWriter writes an event file with a Writer, also from goroutines at
+// once, and decodes it.
 func TestWriter(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run", "1") // created by NewWriter
+	w := newNamedWriters(t, dir)
+	checkBuffering(t, w)
+	want := []event{{fileVersion: FileVersion}, {step: 1, values: []value{{"loss", 2.5}}}}
+	if err := w.Scalars(2, map[string]float64{"loss": 1.25, "lr": 3e-4, "grad/norm": math.Inf(1)}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event{step: 2, values: []value{{"grad/norm", float32(math.Inf(1))}, {"loss", 1.25}, {"lr", 3e-4}}})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 1000 {
+				if err := w.Scalar(fmt.Sprintf("g%d", g), int64(i), float64(i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkClose(t, w)
+
+	evs := readEvents(t, w.Path())
+	if len(evs) != 3+4000 {
+		t.Fatalf("read %d events, want %d", len(evs), 3+4000)
+	}
+	for i, w := range want {
+		got := evs[i]
+		if got.wallTime < 1e9 || got.step != w.step || got.fileVersion != w.fileVersion || fmt.Sprint(got.values) != fmt.Sprint(w.values) {
+			t.Errorf("event %d = %+v, want %+v", i, got, w)
+		}
+	}
+	next := map[string]int64{}
+	for _, ev := range evs[3:] {
+		tag := ev.values[0].tag
+		if ev.step != next[tag] || ev.values[0].v != float32(ev.step) {
+			t.Fatalf("event %+v out of order", ev)
+		}
+		next[tag]++
+	}
+}
+
+// newNamedWriters opens a Writer in dir and checks that its file is named as
+// TensorFlow names event files and that a second Writer of dir gets another
+// file. It returns the first Writer.
+func newNamedWriters(t *testing.T, dir string) *Writer {
+	t.Helper()
 	w, err := NewWriter(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -211,8 +258,13 @@ func TestWriter(t *testing.T) {
 		t.Error("two writers share a file")
 	}
 	w2.Close()
+	return w
+}
 
-	// The file_version event is on disk at once; scalars wait for Flush.
+// checkBuffering checks that the file_version event of the new Writer w is
+// on disk at once and that a scalar (loss 2.5 at step 1) waits for Flush.
+func checkBuffering(t *testing.T, w *Writer) {
+	t.Helper()
 	size := func() int64 {
 		st, err := os.Stat(w.Path())
 		if err != nil {
@@ -233,22 +285,12 @@ func TestWriter(t *testing.T) {
 	if size() == first {
 		t.Error("Flush wrote nothing")
 	}
-	want := []event{{fileVersion: FileVersion}, {step: 1, values: []value{{"loss", 2.5}}}}
-	if err := w.Scalars(2, map[string]float64{"loss": 1.25, "lr": 3e-4, "grad/norm": math.Inf(1)}); err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, event{step: 2, values: []value{{"grad/norm", float32(math.Inf(1))}, {"loss", 1.25}, {"lr", 3e-4}}})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 1000 {
-				if err := w.Scalar(fmt.Sprintf("g%d", g), int64(i), float64(i)); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
-	wg.Wait()
+}
+
+// checkClose closes w and checks that writing and closing again fail with
+// ErrClosed.
+func checkClose(t *testing.T, w *Writer) {
+	t.Helper()
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -257,25 +299,6 @@ func TestWriter(t *testing.T) {
 	}
 	if err := w.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v, want ErrClosed", err)
-	}
-
-	evs := readEvents(t, w.Path())
-	if len(evs) != 3+4000 {
-		t.Fatalf("read %d events, want %d", len(evs), 3+4000)
-	}
-	for i, w := range want {
-		got := evs[i]
-		if got.wallTime < 1e9 || got.step != w.step || got.fileVersion != w.fileVersion || fmt.Sprint(got.values) != fmt.Sprint(w.values) {
-			t.Errorf("event %d = %+v, want %+v", i, got, w)
-		}
-	}
-	next := map[string]int64{}
-	for _, ev := range evs[3:] {
-		tag := ev.values[0].tag
-		if ev.step != next[tag] || ev.values[0].v != float32(ev.step) {
-			t.Fatalf("event %+v out of order", ev)
-		}
-		next[tag]++
 	}
 }
 
