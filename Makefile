@@ -26,8 +26,10 @@ build: $(SHIM)
 	$(GO) build -o bin/clm ./cmd/clm
 	@echo "built bin/clm"
 
+# staticcheck, pinned; `go run` fetches it through the module proxy.
 vet: $(SHIM)
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 test: $(SHIM) vet
 	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
