@@ -7,6 +7,7 @@ import (
 
 	"clm/internal/benchenv"
 	"clm/model"
+	"clm/runlog"
 	"clm/torch"
 )
 
@@ -33,7 +34,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 		m.Close()
 		b.Fatal(err)
 	}
-	if tr.metrics, err = OpenMetrics(b.TempDir(), 0); err != nil {
+	if tr.metrics, err = runlog.Open(b.TempDir(), 0); err != nil {
 		b.Fatal(err)
 	}
 	if err := tr.fitForwardRows(); err != nil { // as Run does (a no-op on the CPU)

@@ -8,13 +8,12 @@ package train
 // 2024) tracks.
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 
-	"clm/internal/jsonnum"
 	"clm/model"
+	"clm/runlog"
 	"clm/torch"
 )
 
@@ -28,91 +27,6 @@ const XRMSEps = 1e-8
 // whole matrix is one chunk.
 var batchGramChunkElems int64 = 1 << 24
 
-// LayerStats are the statistics of one hidden state x [B, T, d] (Sec. 3 and
-// App. of the outlier paper). With x̄ the hidden state centred across the
-// width (x minus its mean over d), r = √mean(x̄²) + 1e-8 (mean over every
-// entry of the batch), F = x̄/r flattened to [N, d] (N = B·T tokens),
-// G = FᵀF/N the d×d feature Gram matrix and s² = diag G the squared RMS
-// of each neuron:
-//
-//   - Kurtosis = mean(s⁴)/mean(s²)², the paper's kurtosis of the neuron
-//     RMS values (Eq. 1): 1 when every neuron has the same scale, up to d
-//     when one neuron carries all the activation.
-//   - KurtosisMinusOne = var(s²) with Bessel's correction, which the
-//     original logs under the name "kurtosis". The exact relation is
-//     Kurtosis = 1 + (d−1)/d · KurtosisMinusOne / mean(s²)², and
-//     mean(s²) = ((r−1e-8)/r)², which is 1 to float precision whenever
-//     r ≫ 1e-8; so KurtosisMinusOne ≈ (Kurtosis − 1)·d/(d−1).
-//
-// The fields marshal to JSON under the names in their tags; non-finite
-// values (a median of zero, a diverged run) marshal as null and unmarshal
-// as NaN.
-type LayerStats struct {
-	// Layer is the index of the hidden state: 0 is the embedding output,
-	// i < L the input of block i, L the output of ln_f.
-	Layer int `json:"layer"`
-	// XRMS is r = √mean(x̄²) + 1e-8 over the whole batch.
-	XRMS float64 `json:"x_rms"`
-	// Kurtosis is the paper's kurtosis mean(s⁴)/mean(s²)².
-	Kurtosis float64 `json:"kurtosis"`
-	// KurtosisMinusOne is var(diag G) with Bessel's correction: the value
-	// the original logs as "hidden_states.{i}.kurtosis".
-	KurtosisMinusOne float64 `json:"kurtosis_minus_one"`
-	// FeatCorrRMS is the RMS of the d(d−1) off-diagonal entries of G.
-	FeatCorrRMS float64 `json:"feat_corr_rms"`
-	// BatchCorrMean is the mean of the N(N−1) off-diagonal entries of the
-	// token Gram matrix FFᵀ/d (signal propagation: how alike the
-	// representations of different tokens are).
-	BatchCorrMean float64 `json:"batch_corr_mean"`
-	// BatchCorrRMS is the RMS of the same off-diagonal entries.
-	BatchCorrRMS float64 `json:"batch_corr_rms"`
-	// MaxMedianRatio is the mean over tokens of max|x̄|/median|x̄| across
-	// the width, with torch's lower median (the original uses the centred
-	// x̄ here too).
-	MaxMedianRatio float64 `json:"max_median_ratio"`
-}
-
-// statsPerLayer is the number of scalars OutlierStats computes per hidden
-// state, in the order of LayerStats's float fields.
-const statsPerLayer = 7
-
-// layerStatsJSON mirrors LayerStats with null-safe floats.
-type layerStatsJSON struct {
-	Layer            int           `json:"layer"`
-	XRMS             jsonnum.Float `json:"x_rms"`
-	Kurtosis         jsonnum.Float `json:"kurtosis"`
-	KurtosisMinusOne jsonnum.Float `json:"kurtosis_minus_one"`
-	FeatCorrRMS      jsonnum.Float `json:"feat_corr_rms"`
-	BatchCorrMean    jsonnum.Float `json:"batch_corr_mean"`
-	BatchCorrRMS     jsonnum.Float `json:"batch_corr_rms"`
-	MaxMedianRatio   jsonnum.Float `json:"max_median_ratio"`
-}
-
-// MarshalJSON writes the statistics with non-finite values as null.
-func (s LayerStats) MarshalJSON() ([]byte, error) {
-	return json.Marshal(layerStatsJSON{
-		Layer: s.Layer, XRMS: jsonnum.Float(s.XRMS), Kurtosis: jsonnum.Float(s.Kurtosis),
-		KurtosisMinusOne: jsonnum.Float(s.KurtosisMinusOne), FeatCorrRMS: jsonnum.Float(s.FeatCorrRMS),
-		BatchCorrMean: jsonnum.Float(s.BatchCorrMean), BatchCorrRMS: jsonnum.Float(s.BatchCorrRMS),
-		MaxMedianRatio: jsonnum.Float(s.MaxMedianRatio),
-	})
-}
-
-// UnmarshalJSON reads statistics written by MarshalJSON (null as NaN).
-func (s *LayerStats) UnmarshalJSON(b []byte) error {
-	var j layerStatsJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	*s = LayerStats{
-		Layer: j.Layer, XRMS: float64(j.XRMS), Kurtosis: float64(j.Kurtosis),
-		KurtosisMinusOne: float64(j.KurtosisMinusOne), FeatCorrRMS: float64(j.FeatCorrRMS),
-		BatchCorrMean: float64(j.BatchCorrMean), BatchCorrRMS: float64(j.BatchCorrRMS),
-		MaxMedianRatio: float64(j.MaxMedianRatio),
-	}
-	return nil
-}
-
 // statsDType is the dtype the statistics are computed in: the tensor's own
 // for float32 and float64, float32 for the half types (autocast outputs).
 func statsDType(dt torch.DType) torch.DType {
@@ -122,7 +36,7 @@ func statsDType(dt torch.DType) torch.DType {
 	return torch.Float32
 }
 
-// OutlierStats computes LayerStats for each hidden state [B, T, d] (any
+// OutlierStats computes runlog.LayerStats for each hidden state [B, T, d] (any
 // shape [..., d] is flattened to [N, d]), e.g. Model.Forward's Output.Hidden
 // with ForwardOptions.Hidden. The inputs are detached (no graph is built)
 // and are not modified; the statistics are computed in float64 for float64
@@ -135,7 +49,7 @@ func statsDType(dt torch.DType) torch.DType {
 // which up to two float copies and a bool mask are alive at once. For the
 // original's micro-batch N = 32·128 = 4096 tokens, FFᵀ/d is one block:
 // about 150 MiB at peak in float32.
-func OutlierStats(hidden []*torch.Tensor) ([]LayerStats, error) {
+func OutlierStats(hidden []*torch.Tensor) ([]runlog.LayerStats, error) {
 	for i, h := range hidden {
 		if h == nil || h.Freed() {
 			return nil, fmt.Errorf("train: outlier stats: hidden state %d is nil or freed", i)
@@ -166,29 +80,15 @@ func OutlierStats(hidden []*torch.Tensor) ([]LayerStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: outlier stats: %w", err)
 	}
-	out := make([]LayerStats, len(hidden))
+	out := make([]runlog.LayerStats, len(hidden))
 	for i := range out {
-		out[i] = layerStatsOf(i, vals[i*statsPerLayer:(i+1)*statsPerLayer])
+		out[i] = runlog.LayerStatsOf(i, vals[i*runlog.StatsPerLayer:(i+1)*runlog.StatsPerLayer])
 	}
 	return out, nil
 }
 
-// layerStatsOf builds the statistics of hidden state i from its
-// statsPerLayer scalars, in the order of LayerStats's float fields.
-func layerStatsOf(i int, v []float64) LayerStats {
-	return LayerStats{
-		Layer: i, XRMS: v[0], Kurtosis: v[1], KurtosisMinusOne: v[2], FeatCorrRMS: v[3],
-		BatchCorrMean: v[4], BatchCorrRMS: v[5], MaxMedianRatio: v[6],
-	}
-}
-
-// values returns the statsPerLayer scalars of l, in layerStatsOf's order.
-func (l LayerStats) values() []float64 {
-	return []float64{l.XRMS, l.Kurtosis, l.KurtosisMinusOne, l.FeatCorrRMS, l.BatchCorrMean, l.BatchCorrRMS, l.MaxMedianRatio}
-}
-
-// layerStats returns the statsPerLayer scalars of one hidden state as a
-// float64 vector, in the order of LayerStats.
+// layerStats returns the runlog.StatsPerLayer statistics of one hidden
+// state as a float64 vector, in the order of runlog.LayerStatNames.
 func layerStats(h *torch.Tensor) *torch.Tensor {
 	dt := statsDType(h.DType())
 	dev := h.Device()
@@ -241,9 +141,11 @@ func layerStats(h *torch.Tensor) *torch.Tensor {
 	a := xc.Abs()
 	mmr := a.Amax(false, -1).Div(a.Median(-1, false)).Mean(false)
 
-	parts := []*torch.Tensor{xrms, kurt, kurtM1, featCorrRMS, batchMean, batchRMS, mmr}
-	for i, p := range parts {
-		parts[i] = p.ToDType(torch.Float64)
+	byName := map[string]*torch.Tensor{"x_rms": xrms, "kurtosis": kurt, "kurtosis_minus_one": kurtM1,
+		"feat_corr_rms": featCorrRMS, "batch_corr_mean": batchMean, "batch_corr_rms": batchRMS, "max_median_ratio": mmr}
+	parts := make([]*torch.Tensor, runlog.StatsPerLayer)
+	for i, name := range runlog.LayerStatNames() {
+		parts[i] = byName[name].ToDType(torch.Float64)
 	}
 	return torch.Stack(parts, 0)
 }
@@ -289,34 +191,14 @@ func AttentionEntropy(probs []*torch.Tensor) ([]float64, error) {
 	return vals, nil
 }
 
-// Gain is the current value of one gain parameter: a scalar block or
-// value/projection gain (Eqs. 5–6 of Simplifying Transformer Blocks), or a
-// per-head shaped-attention gain of shape [1, H, 1, 1].
-type Gain struct {
-	// Name is the parameter's state-dict name, e.g.
-	// "transformer.h.0.attn.attn_mat_resid_gain".
-	Name string `json:"name"`
-	// Values are the entries in row-major order (one per head for the
-	// attention-matrix gains).
-	Values []float64 `json:"values"`
-	// Mean of Values.
-	Mean float64 `json:"mean"`
-	// Std is the sample standard deviation of Values with Bessel's
-	// correction (torch.std, as the original logs the per-head spread),
-	// and 0 for a single value.
-	Std float64 `json:"std"`
-	// Trainable reports whether the gain is optimised.
-	Trainable bool `json:"trainable"`
-}
-
 // Gains returns every parameter of ps whose name contains "gain", in
 // registry order, with one host transfer. (The original logs the MLP
 // block resid gain as its norm, i.e. |g|; Values keep the sign.)
-func Gains(ps *model.Params) ([]Gain, error) {
+func Gains(ps *model.Params) ([]runlog.Gain, error) {
 	if ps == nil {
 		return nil, fmt.Errorf("train: gains: no parameters")
 	}
-	var gains []Gain
+	var gains []runlog.Gain
 	var ts []*torch.Tensor
 	for _, p := range ps.All() {
 		if !strings.Contains(p.Name, "gain") || p.Buffer {
@@ -325,7 +207,7 @@ func Gains(ps *model.Params) ([]Gain, error) {
 		if p.T == nil || p.T.Freed() {
 			return nil, fmt.Errorf("train: gains: %s is freed", p.Name)
 		}
-		gains = append(gains, Gain{Name: p.Name, Trainable: p.Trainable})
+		gains = append(gains, runlog.Gain{Name: p.Name, Trainable: p.Trainable})
 		ts = append(ts, p.T)
 	}
 	if len(gains) == 0 {
@@ -353,16 +235,6 @@ func Gains(ps *model.Params) ([]Gain, error) {
 		g.Mean, g.Std = meanStd(g.Values)
 	}
 	return gains, nil
-}
-
-// GainValues maps each gain's name to its values: the "gains" object of a
-// metrics.jsonl stats record.
-func GainValues(gs []Gain) map[string][]float64 {
-	m := make(map[string][]float64, len(gs))
-	for _, g := range gs {
-		m[g.Name] = g.Values
-	}
-	return m
 }
 
 // meanStd returns the mean and the Bessel-corrected standard deviation (0

@@ -11,6 +11,7 @@ import (
 
 	"clm/internal/pyref"
 	"clm/model"
+	"clm/runlog"
 	"clm/torch"
 )
 
@@ -116,73 +117,13 @@ func TestOutlierStatsMatchPyTorch(t *testing.T) {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			defer func(old int64) { batchGramChunkElems = old }(batchGramChunkElems)
 			batchGramChunkElems = chunk
-			start := torch.LiveTensors()
-			var hidden []*torch.Tensor
-			var named []torch.Named
-			for i, c := range hiddenCases {
-				x := c.tensor(uint64(i + 1))
-				hidden = append(hidden, x)
-				named = append(named, torch.Named{Name: c.name, Tensor: x})
-			}
-			path := filepath.Join(t.TempDir(), "hidden.safetensors")
-			if err := torch.SaveSafetensors(path, named, nil); err != nil {
-				t.Fatal(err)
-			}
-			got, err := OutlierStats(hidden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, x := range hidden {
-				x.Free()
-			}
-			if n := torch.LiveTensors(); n != start {
-				t.Errorf("LiveTensors = %d after OutlierStats, want %d", n, start)
-			}
+			got, path := outlierStatsOfCases(t)
 			var ref map[string]map[string]refFloat
 			if err := json.Unmarshal(pyref.Run(t, "stats_check.py", "outlier", path), &ref); err != nil {
 				t.Fatal(err)
 			}
 			for i, c := range hiddenCases {
-				g, r := got[i], ref[c.name]
-				if g.Layer != i {
-					t.Errorf("%s: Layer = %d, want %d", c.name, g.Layer, i)
-				}
-				for _, f := range []struct {
-					key string
-					v   float64
-				}{
-					{"x_rms", g.XRMS}, {"kurtosis", g.Kurtosis}, {"kurtosis_minus_one", g.KurtosisMinusOne},
-					{"feat_corr_rms", g.FeatCorrRMS}, {"batch_corr_mean", g.BatchCorrMean},
-					{"batch_corr_rms", g.BatchCorrRMS}, {"max_median_ratio", g.MaxMedianRatio},
-				} {
-					want, ok := r[f.key]
-					if !ok {
-						t.Fatalf("%s: reference has no %s", c.name, f.key)
-					}
-					if !relClose(f.v, float64(want), c.tol) {
-						t.Errorf("%s %s = %.12g, PyTorch %.12g (rel %.2g)", c.name, f.key, f.v, float64(want),
-							math.Abs(f.v-float64(want))/math.Abs(float64(want)))
-					}
-				}
-				// Exact relation: kurtosis = 1 + (d−1)/d · var_bessel(s²)/mean(s²)²,
-				// with mean(s²) = ((r − 1e-8)/r)².
-				d := float64(c.d)
-				m := math.Pow((g.XRMS-XRMSEps)/g.XRMS, 2)
-				if !relClose(m, float64(r["s2_mean"]), c.tol) {
-					t.Errorf("%s: mean(s²) from x_rms = %.15g, PyTorch %.15g", c.name, m, float64(r["s2_mean"]))
-				}
-				fromOrig := 1 + (d-1)/d*g.KurtosisMinusOne/(m*m)
-				idTol := 1e-12
-				if c.dtype == torch.Float32 {
-					idTol = 1e-5
-				}
-				if !relClose(g.Kurtosis, fromOrig, idTol) {
-					t.Errorf("%s: kurtosis %.15g != 1 + (d-1)/d·orig/mean(s²)² = %.15g", c.name, g.Kurtosis, fromOrig)
-				}
-				if chunk == 100 {
-					t.Logf("%-22s d=%-3d kurtosis %9.4f  orig %9.4f  1+(d-1)/d·orig %9.4f  feat_corr_rms %.4f  batch_corr mean %.4f rms %.4f  max/median %.3f",
-						c.name, c.d, g.Kurtosis, g.KurtosisMinusOne, 1+(d-1)/d*g.KurtosisMinusOne, g.FeatCorrRMS, g.BatchCorrMean, g.BatchCorrRMS, g.MaxMedianRatio)
-				}
+				checkOutlierStats(t, c, i, got[i], ref[c.name], chunk == 100)
 			}
 			// The planted outliers must stand out.
 			if got[1].Kurtosis < 5*got[0].Kurtosis {
@@ -192,6 +133,82 @@ func TestOutlierStatsMatchPyTorch(t *testing.T) {
 				t.Errorf("rank collapse: batch_corr_mean %.3g, want near 1", got[2].BatchCorrMean)
 			}
 		})
+	}
+}
+
+// outlierStatsOfCases computes OutlierStats of the hidden states of
+// hiddenCases, checking that no tensor leaks, and saves those states for
+// the reference: it returns the statistics and the safetensors file.
+func outlierStatsOfCases(t *testing.T) ([]runlog.LayerStats, string) {
+	t.Helper()
+	start := torch.LiveTensors()
+	var hidden []*torch.Tensor
+	var named []torch.Named
+	for i, c := range hiddenCases {
+		x := c.tensor(uint64(i + 1))
+		hidden = append(hidden, x)
+		named = append(named, torch.Named{Name: c.name, Tensor: x})
+	}
+	path := filepath.Join(t.TempDir(), "hidden.safetensors")
+	if err := torch.SaveSafetensors(path, named, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := OutlierStats(hidden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range hidden {
+		x.Free()
+	}
+	if n := torch.LiveTensors(); n != start {
+		t.Errorf("LiveTensors = %d after OutlierStats, want %d", n, start)
+	}
+	return got, path
+}
+
+// checkOutlierStats compares the statistics g of case c (hidden state i)
+// with the reference's r, and checks the exact relation between the
+// paper's kurtosis and the original's logged value; logStats logs them.
+func checkOutlierStats(t *testing.T, c hiddenCase, i int, g runlog.LayerStats, r map[string]refFloat, logStats bool) {
+	t.Helper()
+	if g.Layer != i {
+		t.Errorf("%s: Layer = %d, want %d", c.name, g.Layer, i)
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"x_rms", g.XRMS}, {"kurtosis", g.Kurtosis}, {"kurtosis_minus_one", g.KurtosisMinusOne},
+		{"feat_corr_rms", g.FeatCorrRMS}, {"batch_corr_mean", g.BatchCorrMean},
+		{"batch_corr_rms", g.BatchCorrRMS}, {"max_median_ratio", g.MaxMedianRatio},
+	} {
+		want, ok := r[f.key]
+		if !ok {
+			t.Fatalf("%s: reference has no %s", c.name, f.key)
+		}
+		if !relClose(f.v, float64(want), c.tol) {
+			t.Errorf("%s %s = %.12g, PyTorch %.12g (rel %.2g)", c.name, f.key, f.v, float64(want),
+				math.Abs(f.v-float64(want))/math.Abs(float64(want)))
+		}
+	}
+	// Exact relation: kurtosis = 1 + (d−1)/d · var_bessel(s²)/mean(s²)²,
+	// with mean(s²) = ((r − 1e-8)/r)².
+	d := float64(c.d)
+	m := math.Pow((g.XRMS-XRMSEps)/g.XRMS, 2)
+	if !relClose(m, float64(r["s2_mean"]), c.tol) {
+		t.Errorf("%s: mean(s²) from x_rms = %.15g, PyTorch %.15g", c.name, m, float64(r["s2_mean"]))
+	}
+	fromOrig := 1 + (d-1)/d*g.KurtosisMinusOne/(m*m)
+	idTol := 1e-12
+	if c.dtype == torch.Float32 {
+		idTol = 1e-5
+	}
+	if !relClose(g.Kurtosis, fromOrig, idTol) {
+		t.Errorf("%s: kurtosis %.15g != 1 + (d-1)/d·orig/mean(s²)² = %.15g", c.name, g.Kurtosis, fromOrig)
+	}
+	if logStats {
+		t.Logf("%-22s d=%-3d kurtosis %9.4f  orig %9.4f  1+(d-1)/d·orig %9.4f  feat_corr_rms %.4f  batch_corr mean %.4f rms %.4f  max/median %.3f",
+			c.name, c.d, g.Kurtosis, g.KurtosisMinusOne, 1+(d-1)/d*g.KurtosisMinusOne, g.FeatCorrRMS, g.BatchCorrMean, g.BatchCorrRMS, g.MaxMedianRatio)
 	}
 }
 
@@ -301,28 +318,6 @@ func TestStatsErrors(t *testing.T) {
 	}
 }
 
-// TestLayerStatsJSON checks the field names and that non-finite values
-// round-trip through null as NaN.
-func TestLayerStatsJSON(t *testing.T) {
-	s := LayerStats{Layer: 2, XRMS: 1.5, Kurtosis: 3, KurtosisMinusOne: 2, FeatCorrRMS: 0.1,
-		BatchCorrMean: 0.2, BatchCorrRMS: 0.3, MaxMedianRatio: math.Inf(1)}
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = `{"layer":2,"x_rms":1.5,"kurtosis":3,"kurtosis_minus_one":2,"feat_corr_rms":0.1,"batch_corr_mean":0.2,"batch_corr_rms":0.3,"max_median_ratio":null}`
-	if string(b) != want {
-		t.Errorf("JSON\n%s\nwant\n%s", b, want)
-	}
-	var back LayerStats
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !math.IsNaN(back.MaxMedianRatio) || back.Kurtosis != 3 || back.Layer != 2 {
-		t.Errorf("round trip: %+v", back)
-	}
-}
-
 // TestGains sets the gains of a small skipless model and reads them back.
 func TestGains(t *testing.T) {
 	cfg, err := model.PresetWith("skipless", map[string]any{
@@ -386,7 +381,7 @@ func TestGains(t *testing.T) {
 	if !sawHeads {
 		t.Error("no per-head gain in the skipless preset")
 	}
-	if v := GainValues(gs); len(v[gs[0].Name]) != len(gs[0].Values) {
+	if v := runlog.GainValues(gs); len(v[gs[0].Name]) != len(gs[0].Values) {
 		t.Errorf("GainValues: %v", v)
 	}
 	t.Logf("%d gains, e.g. %s = %v (mean %.3g std %.3g)", len(gs), gs[len(gs)-1].Name, gs[len(gs)-1].Values, gs[len(gs)-1].Mean, gs[len(gs)-1].Std)
@@ -408,7 +403,7 @@ func TestStatsOfModelForward(t *testing.T) {
 			m := seededModel(t, cfg, torch.CPU, 0)
 			defer m.Close()
 			start := torch.LiveTensors()
-			var ls []LayerStats
+			var ls []runlog.LayerStats
 			var ent []float64
 			torch.WithScope(func(*torch.Scope) {
 				ids := make([]int64, 4*16)
@@ -448,7 +443,7 @@ func TestStatsOfModelForward(t *testing.T) {
 	}
 }
 
-func kurtoses(ls []LayerStats) []string {
+func kurtoses(ls []runlog.LayerStats) []string {
 	out := make([]string, len(ls))
 	for i, s := range ls {
 		out[i] = fmt.Sprintf("%.3f", s.Kurtosis)

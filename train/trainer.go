@@ -17,6 +17,7 @@ import (
 
 	"clm/internal/fault"
 	"clm/model"
+	"clm/runlog"
 	"clm/torch"
 )
 
@@ -49,7 +50,7 @@ type Trainer struct {
 	params   []*torch.Tensor // trainable, in registry order
 	batches  Batches
 	valid    EvalSet
-	metrics  *Metrics
+	metrics  *runlog.Writer
 	progress Progress
 	log      io.Writer
 	st       State
@@ -286,7 +287,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			keep = t.st.Step
 		}
 		var err error
-		if t.metrics, err = OpenMetrics(t.dir, keep); err != nil {
+		if t.metrics, err = runlog.Open(t.dir, int64(keep)); err != nil {
 			return err
 		}
 	}
@@ -323,8 +324,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			if _, err := t.checkpoint(); err != nil {
 				return err
 			}
-			t.metrics.Flush()
-			return ErrInterrupted
+			return flushed(t.metrics, ErrInterrupted)
 		}
 		if err := t.step(); err != nil {
 			return err
@@ -349,12 +349,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 			if t.st.LogSteps > 0 {
 				avg = t.st.LogLossSum / float64(t.st.LogSteps)
 			}
-			fields := map[string]any{"loss": avg, "lr": t.lastLR(), "grad_norm": t.lastNorm,
-				"tokens_per_s": tps, "tokens": t.st.Tokens}
+			rec := runlog.Train{Step: int64(t.st.Step), Loss: avg, LR: t.lastLR(), GradNorm: t.lastNorm,
+				TokensPerSec: tps, Tokens: t.st.Tokens}
 			if tr.Precision == "fp16" {
-				fields["loss_scale"] = t.st.LossScale
+				rec.LossScale = t.st.LossScale
 			}
-			if err := t.metrics.Record("train", t.st.Step, fields); err != nil {
+			if err := t.metrics.Record(rec); err != nil {
 				return err
 			}
 			t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
@@ -594,8 +594,7 @@ func (t *Trainer) step() error {
 		t.st.SkippedSteps++
 		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
 	default:
-		t.metrics.Flush()
-		return &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()}
+		return flushed(t.metrics, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()})
 	}
 	return nil
 }
@@ -625,8 +624,7 @@ func (t *Trainer) sync() error {
 		return err
 	}
 	if v[1] > 0 {
-		t.metrics.Flush()
-		return &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()}
+		return flushed(t.metrics, &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()})
 	}
 	t.st.LogLossSum += v[0]
 	t.st.LogSteps += steps
@@ -721,53 +719,59 @@ func (t *Trainer) evaluate() error {
 		}
 	}
 	loss := total / float64(n)
-	if err := t.metrics.Record("eval", t.st.Step, map[string]any{"eval_loss": loss, "eval_sequences": n}); err != nil {
+	if err := t.metrics.Record(runlog.Eval{Step: int64(t.st.Step), EvalLoss: loss, EvalSequences: n}); err != nil {
 		return err
 	}
 	t.progress.Log(fmt.Sprintf("step %d/%d  eval_loss %.4f  (%d sequences, %.1fs)", t.st.Step, t.st.TotalSteps, loss, n, time.Since(start).Seconds()))
 	return nil
 }
 
-// recordStats logs the papers' statistics on a training micro-batch.
+// recordStats logs the papers' statistics on a training micro-batch. It
+// runs inside the step, which cannot return a write error: the run log
+// keeps it and returns it from its next Record or Flush (at the latest the
+// next checkpoint's), which stops the run.
 func (t *Trainer) recordStats(x *torch.Tensor) {
 	r := &t.exp.Report
-	fields := map[string]any{}
+	rec := runlog.Stats{Step: int64(t.st.Step + 1)}
 	torch.NoGrad(func() {
 		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, PadID: t.padID})
 		if r.Outliers {
 			if ls, err := OutlierStats(out.Hidden); err == nil {
-				fields["layers"] = ls
+				rec.Layers = ls
 			} else {
 				t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
 			}
 		}
 		if r.Entropy {
 			if ent, err := AttentionEntropy(out.Attention); err == nil {
-				fields["attn_entropy"] = ent
+				if rec.AttnEntropy = ent; ent == nil {
+					rec.AttnEntropy = []float64{} // computed: logged even for no layers
+				}
 			}
 		}
 	})
 	if t.group != nil {
-		t.averageStats(fields)
+		t.averageStats(&rec)
 	}
 	if r.Gains {
 		if gs, err := Gains(t.m.Params()); err == nil {
-			fields["gains"] = GainValues(gs) // identical on every replica
+			rec.Gains = runlog.GainValues(gs) // identical on every replica
 		}
 	}
-	if len(fields) > 0 {
-		t.metrics.Record("stats", t.st.Step+1, fields)
+	if rec.Layers != nil || rec.AttnEntropy != nil || rec.Gains != nil {
+		if err := t.metrics.Record(rec); err != nil {
+			t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
+		}
 	}
 }
 
 // averageStats replaces the per-layer statistics of this rank's micro-batch
 // with their mean over the ranks (data parallelism).
-func (t *Trainer) averageStats(fields map[string]any) {
-	ls, _ := fields["layers"].([]LayerStats)
-	ent, _ := fields["attn_entropy"].([]float64)
+func (t *Trainer) averageStats(rec *runlog.Stats) {
+	ls, ent := rec.Layers, rec.AttnEntropy
 	var flat []float64
 	for _, l := range ls {
-		flat = append(flat, l.values()...)
+		flat = append(flat, l.Values()...)
 	}
 	flat = append(flat, ent...)
 	if len(flat) == 0 {
@@ -780,8 +784,9 @@ func (t *Trainer) averageStats(fields map[string]any) {
 		return
 	}
 	avg := v.Float64s()
+	const k = runlog.StatsPerLayer
 	for i := range ls {
-		ls[i] = layerStatsOf(ls[i].Layer, avg[i*statsPerLayer:(i+1)*statsPerLayer])
+		ls[i] = runlog.LayerStatsOf(ls[i].Layer, avg[i*k:(i+1)*k])
 	}
-	copy(ent, avg[statsPerLayer*len(ls):])
+	copy(ent, avg[k*len(ls):])
 }
