@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,6 +112,33 @@ func write(t *testing.T, path, text string) string {
 
 // TestBadInput: every kind of bad input ends with a one-line error naming
 // the file, key or line, a non-zero exit code, and no Go panic trace.
+// sampleCount reads the count `clm sample` reports on stderr.
+var sampleCount = regexp.MustCompile(`clm sample: (\d+) tokens(, stopped at <\|endoftext\|>)?`)
+
+// checkSample is a positive check of `clm sample` on the fixture run: the
+// output continues the prompt with as many tokens as asked, unless the
+// model ended the text first, greedy or sampled; not every run ends at once.
+func checkSample(t *testing.T, dir string) {
+	t.Helper()
+	generated := false
+	for _, flags := range [][]string{{"-temperature", "0.7"}, {"-top-k", "3", "-temperature", "1.5", "-seed", "9"}, {}} {
+		args := append([]string{"sample", "-ckpt", "run", "-prompt", "def f(", "-n", "5"}, flags...)
+		out, stderr, code := clm(t, dir, args...)
+		m := sampleCount.FindStringSubmatch(stderr)
+		if code != 0 || !strings.HasPrefix(out, "def f(") || m == nil {
+			t.Fatalf("clm %v: exit %d, output %q\n%s", args, code, out, stderr)
+		}
+		n, stopped := m[1], m[2] != ""
+		if n != "5" && !stopped || n != "0" && len(strings.TrimSpace(out)) <= len("def f(") {
+			t.Errorf("clm %v: %s tokens, stopped %v, output %q", args, n, stopped, out)
+		}
+		generated = generated || n != "0"
+	}
+	if !generated {
+		t.Error("clm sample generated no token in any setting")
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
@@ -118,10 +146,7 @@ func TestBadInput(t *testing.T) {
 	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
 		t.Fatalf("training the fixture run failed (%d):\n%s", code, stderr)
 	}
-	// The run samples (a positive check of `clm sample` on the fixture).
-	if out, stderr, code := clm(t, dir, "sample", "-ckpt", "run", "-prompt", "def f(", "-n", "5", "-temperature", "0.7"); code != 0 || !strings.HasPrefix(out, "def f(") {
-		t.Fatalf("clm sample: exit %d, output %q\n%s", code, out, stderr)
-	}
+	checkSample(t, dir)
 	corrupt := filepath.Join(dir, "corrupt")
 	copyDir(t, filepath.Join(dir, "run"), corrupt)
 	ck, _ := train.LatestCheckpoint(corrupt)

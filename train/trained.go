@@ -1,0 +1,60 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"clm/model"
+	"clm/torch"
+)
+
+// Trained is a model restored from a checkpoint for inference, with the
+// experiment of its run.
+type Trained struct {
+	Model      *model.Model
+	Exp        *Experiment
+	Checkpoint string // the checkpoint folder
+}
+
+// OpenTrained loads a checkpoint onto device ("cpu", "cuda" or "cuda:N"):
+// path is a run folder (its latest checkpoint) or a checkpoint folder.
+func OpenTrained(path, device string) (*Trained, error) {
+	ckpt, runDir := path, path
+	if _, err := os.Stat(filepath.Join(path, stateFile)); err == nil {
+		runDir = filepath.Dir(filepath.Dir(path)) // RUN/checkpoints/step-N
+	} else {
+		latest, err := LatestCheckpoint(path)
+		if err != nil {
+			return nil, err
+		}
+		if latest == "" {
+			return nil, fmt.Errorf("%s has no checkpoint", path)
+		}
+		ckpt = latest
+	}
+	exp, err := Load(filepath.Join(runDir, "config.toml"), nil)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := torch.ParseDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ReadModelConfig(ckpt)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.New(cfg, model.Options{Device: dev})
+	if err != nil {
+		return nil, err
+	}
+	if err := LoadWeights(ckpt, m); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Trained{Model: m, Exp: exp, Checkpoint: ckpt}, nil
+}
+
+// Close frees the model.
+func (t *Trained) Close() { t.Model.Close() }
