@@ -27,10 +27,26 @@ func TestAdamWParity(t *testing.T) {
 	}
 }
 
-func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
-	const steps = 10
-	s := NewScope() // owns parameters, gradients and inputs; one inner scope per step
-	defer s.Close()
+// adamwParityRun is the input of one AdamW parity run: the parameters (in
+// order, split into a decay and a no-decay group), the learning rate and the
+// gradients of every step, and the tensors the reference reads.
+type adamwParityRun struct {
+	params                   map[string]*Tensor
+	names                    []string
+	decay, noDecay           []*Tensor
+	decayNames, noDecayNames []string
+	lrs                      []float64
+	grads                    []map[string]*Tensor // per step; b1 lacks one on step 3
+	files                    []Named
+}
+
+const (
+	adamwParitySteps                               = 10
+	adamwWD, adamwB1, adamwB2, adamwEps, adamwClip = 0.1, 0.9, 0.999, 1e-8, 1.0
+)
+
+// newAdamWParityRun draws the parameters and gradients (in the current scope).
+func newAdamWParityRun() *adamwParityRun {
 	r := rand.New(rand.NewPCG(1, 2))
 	type param struct {
 		name  string
@@ -45,28 +61,25 @@ func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
 		}
 		return FromFloat64(v, shape...).ToDType(Float32)
 	}
-	var files []Named
-	params := map[string]*Tensor{}
-	var names []string
-	var decay, noDecay []*Tensor
-	var decayNames, noDecayNames []string
+	run := &adamwParityRun{params: map[string]*Tensor{}}
 	for _, sp := range specs {
 		p := randn(sp.shape, 1)
-		files = append(files, Named{"p." + sp.name, p.Clone()})
+		run.files = append(run.files, Named{"p." + sp.name, p.Clone()})
 		p.SetRequiresGrad(true)
-		params[sp.name] = p
-		names = append(names, sp.name)
+		run.params[sp.name] = p
+		run.names = append(run.names, sp.name)
 		if sp.decay {
-			decay, decayNames = append(decay, p), append(decayNames, sp.name)
+			run.decay, run.decayNames = append(run.decay, p), append(run.decayNames, sp.name)
 		} else {
-			noDecay, noDecayNames = append(noDecay, p), append(noDecayNames, sp.name)
+			run.noDecay, run.noDecayNames = append(run.noDecay, p), append(run.noDecayNames, sp.name)
 		}
 	}
-	lrs := make([]float64, steps)
-	grads := make([]map[string]*Tensor, steps)
+	const steps = adamwParitySteps
+	run.lrs = make([]float64, steps)
+	run.grads = make([]map[string]*Tensor, steps)
 	for k := range steps {
-		lrs[k] = 1e-2 * float64(k+1) / steps
-		grads[k] = map[string]*Tensor{}
+		run.lrs[k] = 1e-2 * float64(k+1) / steps
+		run.grads[k] = map[string]*Tensor{}
 		scale := 0.05
 		if k%3 == 0 {
 			scale = 2 // clipping active
@@ -76,28 +89,34 @@ func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
 				continue // no gradient: skipped by the optimizer
 			}
 			g := randn(sp.shape, scale)
-			grads[k][sp.name] = g
-			files = append(files, Named{fmt.Sprintf("g.%d.%s", k, sp.name), g})
+			run.grads[k][sp.name] = g
+			run.files = append(run.files, Named{fmt.Sprintf("g.%d.%s", k, sp.name), g})
 		}
 	}
-	const wd, b1, b2, eps, maxNorm = 0.1, 0.9, 0.999, 1e-8, 1.0
-	opt, err := NewAdamW(flavour, b1, b2, eps, []ParamGroup{
-		{Params: decay, LR: lrs[0], WeightDecay: wd},
-		{Params: noDecay, LR: lrs[0], WeightDecay: 0},
+	return run
+}
+
+// steps runs the Go optimizer over run and returns the clipped norm and every
+// parameter after every step, under the reference's names.
+func (run *adamwParityRun) steps(t *testing.T, flavour AdamWFlavour) map[string][]float32 {
+	t.Helper()
+	opt, err := NewAdamW(flavour, adamwB1, adamwB2, adamwEps, []ParamGroup{
+		{Params: run.decay, LR: run.lrs[0], WeightDecay: adamwWD},
+		{Params: run.noDecay, LR: run.lrs[0], WeightDecay: 0},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer opt.Close()
 	goOut := map[string][]float32{}
-	for k := range steps {
+	for k := range adamwParitySteps {
 		WithScope(func(*Scope) {
-			opt.SetLR(lrs[k])
+			opt.SetLR(run.lrs[k])
 			opt.ZeroGrad()
 			var loss *Tensor
-			for _, n := range names {
-				if g, ok := grads[k][n]; ok {
-					term := params[n].Mul(g).Sum(false)
+			for _, n := range run.names {
+				if g, ok := run.grads[k][n]; ok {
+					term := run.params[n].Mul(g).Sum(false)
 					if loss == nil {
 						loss = term
 					} else {
@@ -106,31 +125,37 @@ func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
 				}
 			}
 			loss.Backward()
-			all := make([]*Tensor, 0, len(names))
-			for _, n := range names {
-				all = append(all, params[n])
+			all := make([]*Tensor, 0, len(run.names))
+			for _, n := range run.names {
+				all = append(all, run.params[n])
 			}
-			norm := ClipGradNorm(all, maxNorm, 2)
+			norm := ClipGradNorm(all, adamwClip, 2)
 			goOut[fmt.Sprintf("norm%d", k)] = []float32{float32(norm.Item())}
 			opt.Step()
-			for _, n := range names {
-				goOut[fmt.Sprintf("step%d.%s", k, n)] = params[n].Detach().Float32s()
+			for _, n := range run.names {
+				goOut[fmt.Sprintf("step%d.%s", k, n)] = run.params[n].Detach().Float32s()
 			}
 		})
 	}
-	if st := opt.State(1, 0); st.Steps != steps-1 { // b1 missed one step
-		t.Errorf("b1 steps %d, want %d", st.Steps, steps-1)
+	if st := opt.State(1, 0); st.Steps != adamwParitySteps-1 { // b1 missed one step
+		t.Errorf("b1 steps %d, want %d", st.Steps, adamwParitySteps-1)
 	}
+	return goOut
+}
 
+// reference runs scripts/reference/optim_check.py on run and returns its
+// output file.
+func (run *adamwParityRun) reference(t *testing.T, flavour AdamWFlavour) *safetensors.File {
+	t.Helper()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.safetensors")
-	if err := SaveSafetensors(in, files, nil); err != nil {
+	if err := SaveSafetensors(in, run.files, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]any{
-		"flavour": flavour.String(), "names": names, "steps": steps, "lrs": lrs,
-		"beta1": b1, "beta2": b2, "eps": eps, "max_norm": maxNorm,
-		"groups": []map[string]any{{"names": decayNames, "weight_decay": wd}, {"names": noDecayNames, "weight_decay": 0}},
+		"flavour": flavour.String(), "names": run.names, "steps": adamwParitySteps, "lrs": run.lrs,
+		"beta1": adamwB1, "beta2": adamwB2, "eps": adamwEps, "max_norm": adamwClip,
+		"groups": []map[string]any{{"names": run.decayNames, "weight_decay": adamwWD}, {"names": run.noDecayNames, "weight_decay": 0}},
 	})
 	cfgPath := filepath.Join(dir, "cfg.json")
 	os.WriteFile(cfgPath, cfg, 0o644)
@@ -140,7 +165,14 @@ func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// compareAdamWReference fails unless every value of goOut is within 1e-6 of
+// the reference's, and returns the largest difference.
+func compareAdamWReference(t *testing.T, f *safetensors.File, goOut map[string][]float32) float64 {
+	t.Helper()
 	maxErr := 0.0
 	for name, got := range goOut {
 		b, err := f.Bytes(name)
@@ -161,5 +193,14 @@ func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
 			}
 		}
 	}
-	t.Logf("%s: %d steps, %d tensors compared, max abs error %.3g", flavour, steps, len(goOut), maxErr)
+	return maxErr
+}
+
+func testAdamWParity(t *testing.T, flavour AdamWFlavour) {
+	s := NewScope() // owns parameters, gradients and inputs; one inner scope per step
+	defer s.Close()
+	run := newAdamWParityRun()
+	goOut := run.steps(t, flavour)
+	maxErr := compareAdamWReference(t, run.reference(t, flavour), goOut)
+	t.Logf("%s: %d steps, %d tensors compared, max abs error %.3g", flavour, adamwParitySteps, len(goOut), maxErr)
 }

@@ -258,48 +258,70 @@ func TestOpParity(t *testing.T) {
 func runOpParity(t *testing.T, dt DType) {
 	s := NewScope()
 	defer s.Close()
-	dir := t.TempDir()
 	var specs []caseSpec
 	var inputs []Named
 	goOut := map[string]*Tensor{}
 	for _, c := range opCases {
-		r := caseRand(c.name)
-		in := map[string]*Tensor{}
-		spec := caseSpec{Name: c.name, Seed: c.seed}
-		for _, is := range c.inputs {
-			v := makeInput(r, is, dt)
-			in[is.name] = v
-			spec.Inputs = append(spec.Inputs, is.name)
-			if is.grad {
-				spec.Grads = append(spec.Grads, is.name)
-			}
-			inputs = append(inputs, Named{c.name + "." + is.name, v.Detach()})
-		}
-		if c.seed != 0 {
-			ManualSeed(c.seed)
-		}
-		out := c.f(in, dt)
-		goOut[c.name+".out"] = out
-		if len(spec.Grads) > 0 {
-			cv := make([]float64, out.Numel())
-			for i := range cv {
-				cv[i] = r.NormFloat64()
-			}
-			cot := FromFloat64(cv, out.Shape()...).ToDType(dt)
-			inputs = append(inputs, Named{c.name + ".cot", cot})
-			spec.Cot = true
-			out.Mul(cot).Sum(false).Backward()
-			for _, g := range spec.Grads {
-				gr := in[g].Grad()
-				if gr == nil {
-					t.Fatalf("%s: no gradient for %s", c.name, g)
-				}
-				goOut[c.name+".grad."+g] = gr
-				in[g].ZeroGrad()
-			}
-		}
-		specs = append(specs, spec)
+		specs = append(specs, runOpCase(t, c, dt, &inputs, goOut))
 	}
+	f := opReference(t, specs, inputs)
+	tol := 1e-6
+	if dt == Float64 {
+		tol = 1e-12
+	}
+	compared := compareOpOutputs(t, f, goOut, tol)
+	t.Logf("%s: %d op cases, %d tensors (outputs and gradients) agree with PyTorch", dt, len(opCases), compared)
+}
+
+// runOpCase runs c in Go on inputs drawn for dt: it appends the inputs (and
+// the cotangent, for cases with gradients) to inputs under the reference's
+// names, stores the output and the input gradients in goOut, and returns the
+// case's description for the reference.
+func runOpCase(t *testing.T, c opCase, dt DType, inputs *[]Named, goOut map[string]*Tensor) caseSpec {
+	t.Helper()
+	r := caseRand(c.name)
+	in := map[string]*Tensor{}
+	spec := caseSpec{Name: c.name, Seed: c.seed}
+	for _, is := range c.inputs {
+		v := makeInput(r, is, dt)
+		in[is.name] = v
+		spec.Inputs = append(spec.Inputs, is.name)
+		if is.grad {
+			spec.Grads = append(spec.Grads, is.name)
+		}
+		*inputs = append(*inputs, Named{c.name + "." + is.name, v.Detach()})
+	}
+	if c.seed != 0 {
+		ManualSeed(c.seed)
+	}
+	out := c.f(in, dt)
+	goOut[c.name+".out"] = out
+	if len(spec.Grads) > 0 {
+		cv := make([]float64, out.Numel())
+		for i := range cv {
+			cv[i] = r.NormFloat64()
+		}
+		cot := FromFloat64(cv, out.Shape()...).ToDType(dt)
+		*inputs = append(*inputs, Named{c.name + ".cot", cot})
+		spec.Cot = true
+		out.Mul(cot).Sum(false).Backward()
+		for _, g := range spec.Grads {
+			gr := in[g].Grad()
+			if gr == nil {
+				t.Fatalf("%s: no gradient for %s", c.name, g)
+			}
+			goOut[c.name+".grad."+g] = gr
+			in[g].ZeroGrad()
+		}
+	}
+	return spec
+}
+
+// opReference runs scripts/reference/ops.py on the cases and their inputs and
+// returns its output file.
+func opReference(t *testing.T, specs []caseSpec, inputs []Named) *safetensors.File {
+	t.Helper()
+	dir := t.TempDir()
 	inPath := filepath.Join(dir, "in.safetensors")
 	if err := SaveSafetensors(inPath, inputs, nil); err != nil {
 		t.Fatal(err)
@@ -316,11 +338,15 @@ func runOpParity(t *testing.T, dt DType) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	tol := 1e-6
-	if dt == Float64 {
-		tol = 1e-12
-	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// compareOpOutputs checks that the reference produced exactly the tensors of
+// goOut, each within tol (see allClose), and returns how many it compared.
+// It empties goOut.
+func compareOpOutputs(t *testing.T, f *safetensors.File, goOut map[string]*Tensor, tol float64) int {
+	t.Helper()
 	compared := 0
 	for _, name := range f.Names() {
 		g, ok := goOut[name]
@@ -341,7 +367,7 @@ func runOpParity(t *testing.T, dt DType) {
 	for name := range goOut {
 		t.Errorf("%s: missing from the reference output", name)
 	}
-	t.Logf("%s: %d op cases, %d tensors (outputs and gradients) agree with PyTorch", dt, len(opCases), compared)
+	return compared
 }
 
 // allClose checks max|a−b| ≤ tol·max(1, max|b|) and equal shapes.
