@@ -43,6 +43,17 @@ func takeGrads(m *Model) []*torch.Tensor {
 	return g
 }
 
+// mustRelErr is relErr of two tensors that must have the same shape: a
+// mismatch fails the test.
+func mustRelErr(t *testing.T, got, want *torch.Tensor) float64 {
+	t.Helper()
+	e, err := relErr(got, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // worstGradErr is the largest relative error between matching gradients of
 // two takeGrads lists; a gradient present in one list only fails the test.
 func worstGradErr(t *testing.T, got, want []*torch.Tensor) float64 {
@@ -56,8 +67,7 @@ func worstGradErr(t *testing.T, got, want []*torch.Tensor) float64 {
 			t.Fatalf("gradient %d present in one run only", i)
 		}
 		if got[i] != nil {
-			e, _ := relErr(got[i], want[i])
-			worst = max(worst, e)
+			worst = max(worst, mustRelErr(t, got[i], want[i]))
 		}
 	}
 	return worst
@@ -187,7 +197,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 				if dt == torch.Float32 {
 					tol = 1e-5
 				}
-				if e, _ := relErr(lf, lm); e > tol {
+				if e := mustRelErr(t, lf, lm); e > tol {
 					t.Errorf("logits: relative error %.3g", e)
 				}
 				if worst := worstGradErr(t, gf, gm); worst > tol*100 {
@@ -232,7 +242,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 			if dt == torch.Float32 {
 				tol = 1e-5
 			}
-			if e, _ := relErr(lc, lp); e > tol {
+			if e := mustRelErr(t, lc, lp); e > tol {
 				t.Errorf("loss: relative error %.3g", e)
 			}
 			worst := worstGradErr(t, gc, gp)
@@ -285,7 +295,7 @@ func TestLossSegments(t *testing.T) {
 				a += int64(seg.Rows)
 			}
 			wantGrads := takeGrads(m)
-			if e, _ := relErr(got, want); e > 1e-12 {
+			if e := mustRelErr(t, got, want); e > 1e-12 {
 				t.Errorf("loss %v, want %v (relative error %.3g)", got.Item(), want.Item(), e)
 			}
 			worst := worstGradErr(t, gotGrads, wantGrads)
