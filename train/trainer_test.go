@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"clm/internal/pyref"
@@ -162,24 +163,82 @@ func readMetrics(t *testing.T, dir, kind string) []map[string]any {
 	return out
 }
 
+// trajectoryCase is one TestTrajectoryParity run: a preset, an optimizer
+// and the schedule keys of [train].
+type trajectoryCase struct {
+	preset, optimizer, schedule string
+	power, lrEnd                float64
+}
+
+// trajectoryCases are every preset with both optimizers under the default
+// schedule (polynomial, power 1, lr_end 1e-7), then every other schedule,
+// and polynomial with power ≠ 1 and a large lr_end, on presets and
+// optimizers spread over the table.
+func trajectoryCases() []trajectoryCase {
+	var cs []trajectoryCase
+	for _, preset := range model.PresetNames() {
+		for _, opt := range []string{"adamw_hf", "adamw_torch"} {
+			cs = append(cs, trajectoryCase{preset, opt, "polynomial", 1, 1e-7})
+		}
+	}
+	return append(cs,
+		trajectoryCase{"default", "adamw_torch", "cosine", 1, 1e-7},
+		trajectoryCase{"skipless", "adamw_hf", "linear", 1, 1e-7},
+		trajectoryCase{"op", "adamw_torch", "constant_with_warmup", 1, 1e-7},
+		trajectoryCase{"value-skipinit", "adamw_hf", "constant", 1, 1e-7},
+		trajectoryCase{"default-parallel", "adamw_torch", "polynomial", 2, 1e-4},
+	)
+}
+
+func (c trajectoryCase) name() string {
+	n := c.preset + "/" + c.optimizer
+	switch {
+	case c.schedule != "polynomial":
+		n += "/" + c.schedule
+	case c.power != 1 || c.lrEnd != 1e-7:
+		n += fmt.Sprintf("/polynomial-p%g-end%g", c.power, c.lrEnd)
+	}
+	return n
+}
+
+// Sizes of TestTrajectoryParity: optimizer steps, accumulation, micro-batch
+// rows and sequence length.
+const trajSteps, trajAccum, trajB, trajT = 20, 2, 4, 32
+
+// trajectoryRun is one case's experiment and files.
+type trajectoryRun struct {
+	name, dir, traj, weights string
+	e                        *Experiment
+}
+
 // TestTrajectoryParity: 20 optimizer steps of every preset, with
 // accumulation 2, warmup and polynomial decay, and clipping active, give
 // the per-step losses of scripts/reference/train.py to 1e-4 relative, for
-// both optimizers, from the same weights and batches.
+// both optimizers, from the same weights and batches; so do the other
+// schedules (trajectoryCases). The learning rate of every step agrees to
+// 1e-12.
 func TestTrajectoryParity(t *testing.T) {
 	pyref.Require(t)
-	const steps, accum, B, T = 20, 2, 4, 32
-	batches := makeBatches(steps*accum, B, T, 512, 1)
-	type run struct {
-		name, dir, traj string
-		e               *Experiment
-		weights         string
-	}
-	var runs []run
+	batches := makeBatches(trajSteps*trajAccum, trajB, trajT, 512, 1)
+	bpath := writeTrajectoryBatches(t, batches)
+	var runs []trajectoryRun
 	var jobs [][]string
-	for _, preset := range model.PresetNames() {
-		for _, opt := range []string{"adamw_hf", "adamw_torch"} {
-			e := experiment(t, preset, fmt.Sprintf(`
+	for _, c := range trajectoryCases() {
+		r := prepareTrajectoryRun(t, c)
+		runs = append(runs, r)
+		jobs = append(jobs, referenceTrainArgs(r, bpath))
+	}
+	pyref.RunJobs(t, "train_jobs.py", jobs)
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) { checkTrajectory(t, r, batches) })
+	}
+}
+
+// trajectoryExperiment is c's experiment: lr 3e-3, warmup 10%, clipping at
+// 0.25 (active), a log line every step.
+func trajectoryExperiment(t *testing.T, c trajectoryCase) *Experiment {
+	t.Helper()
+	return experiment(t, c.preset, fmt.Sprintf(`
 [train]
 micro_batch = %d
 accumulation = %d
@@ -187,102 +246,137 @@ max_steps = %d
 lr = 3e-3
 warmup_ratio = 0.1
 optimizer = %q
+schedule = %q
+power = %s
+lr_end = %s
 max_grad_norm = 0.25
 log_every = 1
 save_every = 1000
 eval_every = 1000
 [report]
 every = 0
-`, B, accum, steps, opt))
-			dir := filepath.Join(t.TempDir(), preset+"-"+opt)
-			os.MkdirAll(dir, 0o755)
-			r := run{name: preset + "/" + opt, dir: dir, e: e, traj: filepath.Join(dir, "traj.json"),
-				weights: filepath.Join(dir, "w0.safetensors")}
-			// Initial weights from Go's init, shared with the reference.
-			m, err := model.New(e.Model, model.Options{})
-			if err != nil {
-				t.Fatal(err)
+`, trajB, trajAccum, trajSteps, c.optimizer, c.schedule,
+		strconv.FormatFloat(c.power, 'e', -1, 64), strconv.FormatFloat(c.lrEnd, 'e', -1, 64)))
+}
+
+// prepareTrajectoryRun writes c's initial weights (Go's init, seed 3; shared
+// with the reference) and model config to a fresh folder.
+func prepareTrajectoryRun(t *testing.T, c trajectoryCase) trajectoryRun {
+	t.Helper()
+	e := trajectoryExperiment(t, c)
+	dir := t.TempDir()
+	r := trajectoryRun{name: c.name(), dir: dir, e: e, traj: filepath.Join(dir, "traj.json"),
+		weights: filepath.Join(dir, "w0.safetensors")}
+	m, err := model.New(e.Model, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	torch.ManualSeed(3)
+	if err := m.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := torch.SaveSafetensors(r.weights, m.State(), nil); err != nil {
+		t.Fatal(err)
+	}
+	cfgJSON, err := e.Model.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.json"), cfgJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// writeTrajectoryBatches writes the micro-batches as train.py's
+// batches.safetensors (input_ids [steps·accum, B, T]).
+func writeTrajectoryBatches(t *testing.T, batches [][][]int32) string {
+	t.Helper()
+	ids := make([]int64, 0, trajSteps*trajAccum*trajB*trajT)
+	for _, mb := range batches {
+		for _, row := range mb {
+			for _, v := range row {
+				ids = append(ids, int64(v))
 			}
-			torch.ManualSeed(3)
-			m.Init()
-			if err := torch.SaveSafetensors(r.weights, m.State(), nil); err != nil {
-				t.Fatal(err)
-			}
-			m.Close()
-			cfgJSON, _ := e.Model.JSON()
-			cfgPath := filepath.Join(dir, "model.json")
-			os.WriteFile(cfgPath, cfgJSON, 0o644)
-			ids := make([]int64, 0, steps*accum*B*T)
-			for _, mb := range batches {
-				for _, row := range mb {
-					for _, v := range row {
-						ids = append(ids, int64(v))
-					}
-				}
-			}
-			bpath := filepath.Join(dir, "batches.safetensors")
-			if err := safetensors.Write(bpath, []safetensors.Tensor{safetensors.NewTensor("input_ids", []int64{steps * accum, B, T}, ids)}, nil); err != nil {
-				t.Fatal(err)
-			}
-			jobs = append(jobs, []string{"--config", cfgPath, "--weights", r.weights, "--batches", bpath,
-				"--steps", fmt.Sprint(steps), "--accum", fmt.Sprint(accum), "--lr", "3e-3", "--warmup-ratio", "0.1",
-				"--optimizer", opt, "--max-grad-norm", "0.25", "--out", r.traj})
-			runs = append(runs, r)
 		}
 	}
-	pyref.RunJobs(t, "train_jobs.py", jobs)
-
-	for _, r := range runs {
-		t.Run(r.name, func(t *testing.T) {
-			before := torch.LiveTensors()
-			m, tr := newRun(t, r.e, r.dir, r.weights, &fixedBatches{rows: batches})
-			if err := tr.Run(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			tr.Close()
-			m.Close()
-			if n := torch.LiveTensors(); n != before {
-				t.Errorf("live tensors %d → %d", before, n)
-			}
-			var ref struct {
-				Steps []struct {
-					Step     int     `json:"step"`
-					Loss     float64 `json:"loss"`
-					LR       float64 `json:"lr"`
-					GradNorm float64 `json:"grad_norm"`
-				} `json:"steps"`
-			}
-			b, err := os.ReadFile(r.traj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &ref); err != nil {
-				t.Fatal(err)
-			}
-			got := readMetrics(t, r.dir, "train")
-			if len(got) != steps || len(ref.Steps) != steps {
-				t.Fatalf("%d Go steps, %d reference steps", len(got), len(ref.Steps))
-			}
-			worst, clipped := 0.0, 0
-			for i, s := range ref.Steps {
-				gl := got[i]["loss"].(float64)
-				rel := math.Abs(gl-s.Loss) / math.Abs(s.Loss)
-				worst = math.Max(worst, rel)
-				if rel > 1e-4 {
-					t.Errorf("step %d: loss %.8f, reference %.8f (rel %.2g)", s.Step, gl, s.Loss, rel)
-				}
-				if glr := got[i]["lr"].(float64); math.Abs(glr-s.LR) > 1e-12 {
-					t.Errorf("step %d: lr %g, reference %g", s.Step, glr, s.LR)
-				}
-				if s.GradNorm > 0.25 {
-					clipped++
-				}
-			}
-			if clipped == 0 {
-				t.Error("clipping never active")
-			}
-			t.Logf("%-28s 20 steps: worst loss rel err %.2g; loss %.4f → %.4f; clipped %d steps", r.name, worst,
-				ref.Steps[0].Loss, ref.Steps[steps-1].Loss, clipped)
-		})
+	bpath := filepath.Join(t.TempDir(), "batches.safetensors")
+	shape := []int64{trajSteps * trajAccum, trajB, trajT}
+	if err := safetensors.Write(bpath, []safetensors.Tensor{safetensors.NewTensor("input_ids", shape, ids)}, nil); err != nil {
+		t.Fatal(err)
 	}
+	return bpath
+}
+
+// referenceTrainArgs are train.py's arguments for r, every training option
+// taken from r's experiment.
+func referenceTrainArgs(r trajectoryRun, bpath string) []string {
+	o := &r.e.Train
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	return []string{"--config", filepath.Join(r.dir, "model.json"), "--weights", r.weights, "--batches", bpath,
+		"--steps", fmt.Sprint(o.MaxSteps), "--accum", fmt.Sprint(o.Accumulation), "--lr", f(o.LR),
+		"--warmup-ratio", f(o.WarmupRatio), "--optimizer", o.Optimizer, "--schedule", o.Schedule,
+		"--power", f(o.Power), "--lr-end", f(o.LREnd), "--weight-decay", f(o.WeightDecay),
+		"--beta1", f(o.Beta1), "--beta2", f(o.Beta2), "--eps", f(o.Eps),
+		"--max-grad-norm", f(o.MaxGradNorm), "--out", r.traj}
+}
+
+// refTrajectory is what train.py writes to --out.
+type refTrajectory struct {
+	Steps []struct {
+		Step     int     `json:"step"`
+		Loss     float64 `json:"loss"`
+		LR       float64 `json:"lr"`
+		GradNorm float64 `json:"grad_norm"`
+	} `json:"steps"`
+}
+
+// checkTrajectory trains r in Go (no tensor leaks) and compares every step
+// with the reference: loss to 1e-4 relative, lr to 1e-12, clipping active
+// in at least one step.
+func checkTrajectory(t *testing.T, r trajectoryRun, batches [][][]int32) {
+	before := torch.LiveTensors()
+	m, tr := newRun(t, r.e, r.dir, r.weights, &fixedBatches{rows: batches})
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	m.Close()
+	if n := torch.LiveTensors(); n != before {
+		t.Errorf("live tensors %d → %d", before, n)
+	}
+	var ref refTrajectory
+	b, err := os.ReadFile(r.traj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	got := readMetrics(t, r.dir, "train")
+	if len(got) != trajSteps || len(ref.Steps) != trajSteps {
+		t.Fatalf("%d Go steps, %d reference steps", len(got), len(ref.Steps))
+	}
+	maxNorm := r.e.Train.MaxGradNorm
+	worst, clipped := 0.0, 0
+	for i, s := range ref.Steps {
+		gl := got[i]["loss"].(float64)
+		rel := math.Abs(gl-s.Loss) / math.Abs(s.Loss)
+		worst = math.Max(worst, rel)
+		if rel > 1e-4 {
+			t.Errorf("step %d: loss %.8f, reference %.8f (rel %.2g)", s.Step, gl, s.Loss, rel)
+		}
+		if glr := got[i]["lr"].(float64); math.Abs(glr-s.LR) > 1e-12 {
+			t.Errorf("step %d: lr %g, reference %g", s.Step, glr, s.LR)
+		}
+		if s.GradNorm > maxNorm {
+			clipped++
+		}
+	}
+	if clipped == 0 {
+		t.Error("clipping never active")
+	}
+	t.Logf("%-28s %d steps: worst loss rel err %.2g; loss %.4f → %.4f; clipped %d steps", r.name, trajSteps, worst,
+		ref.Steps[0].Loss, ref.Steps[trajSteps-1].Loss, clipped)
 }

@@ -26,7 +26,7 @@ def main(threads=1):
         net.train()
         groups = T.param_groups(net, 0.1)
         opt = T.make_optimizer("adamw_hf", groups, 1e-3, (0.9, 0.999), 1e-8)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: T.lr_lambda("polynomial", s, 10, 10**6, 1e-3))
+        sched = T.make_scheduler(opt, "polynomial", 10, 10**6)
         params = list(net.parameters())
         g = torch.Generator().manual_seed(7)
         batches = [torch.randint(0, V, (B, CTX), generator=g) for _ in range(ACCUM)]

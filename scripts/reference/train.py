@@ -3,11 +3,15 @@
 What one optimizer step does (HF Trainer as the original configures it, fp32):
   1. for each of `accum` micro-batches: loss_j = model(batch_j).loss;
      backward(loss_j / accum)                       (gradients accumulate)
-  2. global grad-norm clip over every parameter that has a gradient:
-     n_i = ||g_i||_2 per tensor, total = ||(n_1, ..., n_k)||_2,
-     coef = min(1, max_norm / (total + 1e-6)), g_i *= coef (always applied)
-  3. optimizer step with lr = base_lr * lambda(step), step = 0, 1, ...
-     (so the very first step has lr 0 under warmup)
+  2. global grad-norm clip over every parameter that has a gradient, by
+     torch.nn.utils.clip_grad_norm_ (as HF Trainer calls it): total = norm of
+     the per-tensor 2-norms, g_i *= min(1, max_norm / (total + 1e-6)); with
+     max_norm 0 nothing is clipped (HF Trainer skips the call) but the norm
+     (torch.nn.utils.get_total_norm) is still logged
+  3. optimizer step, then the scheduler step: the scheduler is
+     transformers.get_scheduler(schedule, optimizer, warmup, total, kwargs),
+     as HF Trainer.create_scheduler builds it; step s = 0, 1, ... runs with
+     lr = base_lr * lambda(s) (so the very first step has lr 0 under warmup)
   4. zero_grad(set_to_none=True): a parameter that the next forward does not
      use keeps grad None and is skipped by the optimizer (no decay either).
 The logged loss of a step is the mean of the micro-batch losses (each a mean
@@ -30,19 +34,20 @@ Optimizers:
                m.lerp_(g, 1-b1); denom = sqrt(v)/sqrt(1-b2^t) + eps;
                p -= lr/(1-b1^t) * m / denom.
 
-Schedules (HF get_scheduler semantics; warmup = ceil(warmup_ratio * total)):
-  polynomial  step < w: step/max(1,w); step > total: lr_end/lr;
-              else ((lr - lr_end) * (1 - (step-w)/(total-w))**power + lr_end) / lr
-              (lr_end is reached at step == total, one past the last step)
-  linear      step < w: step/max(1,w); else max(0, (total-step)/max(1,total-w))
-  cosine      step < w: step/max(1,w); else max(0, 0.5*(1+cos(pi*2*0.5*progress)))
-  constant    1 (no warmup);  constant_with_warmup: step/max(1,w) then 1
+Schedules: Hugging Face's own, by name (SchedulerType), none written here:
+  polynomial            get_polynomial_decay_schedule_with_warmup(lr_end, power)
+  linear                get_linear_schedule_with_warmup
+  cosine                get_cosine_schedule_with_warmup (num_cycles 0.5)
+  constant              get_constant_schedule (no warmup)
+  constant_with_warmup  get_constant_schedule_with_warmup
+warmup = TrainingArguments.get_warmup_steps(total) for warmup_steps =
+warmup_ratio in [0, 1), i.e. ceil(warmup_ratio * total).
 
 Usage:
   python train.py --config cfg.json --weights w.safetensors \
       --batches batches.safetensors --steps N --accum K [--lr 1e-3] \
       [--optimizer adamw_hf|adamw_torch] [--schedule polynomial] \
-      [--total-steps T] [--warmup-ratio 0.05] [--lr-end 1e-7] \
+      [--total-steps T] [--warmup-ratio 0.05] [--lr-end 1e-7] [--power 1] \
       [--weight-decay 0.1] [--beta1 0.9] [--beta2 0.999] [--eps 1e-8] \
       [--max-grad-norm 1.0] [--pad-id N] [--dtype float32|float64] \
       --out traj.json [--out-weights final.safetensors]
@@ -144,50 +149,58 @@ def make_optimizer(name, groups, lr, betas, eps):
 
 
 # ---------------------------------------------------------------------------
-# Schedules: lambda(step) multiplies the base lr (torch LambdaLR)
+# Schedules and clipping: Hugging Face's and torch's own functions
 # ---------------------------------------------------------------------------
+
+SCHEDULES = ("polynomial", "linear", "cosine", "constant", "constant_with_warmup")
 
 
 def warmup_steps(total: int, ratio: float) -> int:
-    return math.ceil(total * ratio)
+    """HF TrainingArguments.get_warmup_steps with warmup_steps = ratio (a
+    float in [0, 1) is a ratio of the total: ceil(ratio * total)). Called
+    unbound: building TrainingArguments needs accelerate, which the
+    reference does not install."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    if not 0 <= ratio < 1:
+        raise ValueError(f"warmup ratio {ratio} is outside [0, 1)")
+    return TrainingArguments.get_warmup_steps(SimpleNamespace(warmup_steps=ratio), total)
 
 
-def lr_lambda(kind: str, step: int, warmup: int, total: int, lr: float, lr_end: float = 1e-7, power: float = 1.0) -> float:
-    if kind == "constant":
-        return 1.0
-    if step < warmup:
-        return float(step) / float(max(1, warmup))
-    if kind == "constant_with_warmup":
-        return 1.0
-    if kind == "linear":
-        return max(0.0, float(total - step) / float(max(1, total - warmup)))
-    if kind == "cosine":
-        progress = float(step - warmup) / float(max(1, total - warmup))
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
-    if kind == "polynomial":
-        if step > total:
-            return lr_end / lr
-        pct_remaining = 1 - (step - warmup) / (total - warmup)
-        return ((lr - lr_end) * pct_remaining ** power + lr_end) / lr
-    raise ValueError(f"unknown schedule {kind!r}")
+def scheduler_kwargs(kind: str, lr_end: float = 1e-7, power: float = 1.0) -> dict:
+    """HF get_scheduler's scheduler_specific_kwargs (TrainingArguments'
+    lr_scheduler_kwargs) for clm's [train] keys: only polynomial takes any
+    (lr_end, power); cosine keeps HF's num_cycles 0.5."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}")
+    return {"lr_end": lr_end, "power": power} if kind == "polynomial" else {}
+
+
+def make_scheduler(opt, kind: str, warmup: int, total: int, lr_end: float = 1e-7, power: float = 1.0):
+    """transformers.get_scheduler as HF Trainer.create_scheduler calls it; the
+    learning rate of step s is base_lr * lambda(s) (torch LambdaLR)."""
+    from transformers import get_scheduler
+
+    return get_scheduler(kind, optimizer=opt, num_warmup_steps=warmup, num_training_steps=total,
+                         scheduler_specific_kwargs=scheduler_kwargs(kind, lr_end, power))
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """The global gradient norm before clipping, as a float; clips with
+    torch.nn.utils.clip_grad_norm_ when max_norm > 0 (HF Trainer's rule)."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return 0.0
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+    return torch.nn.utils.get_total_norm([p.grad for p in params]).item()
 
 
 # ---------------------------------------------------------------------------
 # Loop
 # ---------------------------------------------------------------------------
-
-
-def clip_grad_norm(params, max_norm: float) -> float:
-    """torch.nn.utils.clip_grad_norm_ semantics (norm of per-tensor norms)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, 2) for g in grads]), 2)
-    if max_norm > 0:
-        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coef)
-    return total.item()
 
 
 def train(a) -> dict:
@@ -209,8 +222,7 @@ def train(a) -> dict:
     opt = make_optimizer(a.optimizer, groups, a.lr, (a.beta1, a.beta2), a.eps)
     total = a.total_steps or a.steps
     warm = warmup_steps(total, a.warmup_ratio)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(a.schedule, s, warm, total, a.lr, a.lr_end, a.power))
+    sched = make_scheduler(opt, a.schedule, warm, total, a.lr_end, a.power)
     params = list(model.parameters())
 
     traj = []
@@ -254,8 +266,7 @@ def main(argv=None):
     ap.add_argument("--total-steps", type=int, default=0, help="schedule length (default: --steps)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--optimizer", choices=("adamw_hf", "adamw_torch"), default="adamw_hf")
-    ap.add_argument("--schedule", choices=("polynomial", "linear", "cosine", "constant", "constant_with_warmup"),
-                    default="polynomial")
+    ap.add_argument("--schedule", choices=SCHEDULES, default="polynomial")
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--lr-end", type=float, default=1e-7)
     ap.add_argument("--power", type=float, default=1.0)
