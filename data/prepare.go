@@ -25,6 +25,7 @@ import (
 	"clm/data/nprand"
 	"clm/hub"
 	"clm/internal/atomicfile"
+	"clm/internal/jsondiff"
 )
 
 // Options select, tokenize and cache a corpus.
@@ -284,23 +285,18 @@ func settingsJSON(o Options) string {
 	return string(b)
 }
 
-// settingsDiff lists the settings that differ, "key old -> new".
+// settingsDiff lists the settings that differ, "key old -> new", in key
+// order.
 func settingsDiff(a, b Options) string {
-	var ma, mb map[string]any
-	json.Unmarshal([]byte(settingsJSON(a)), &ma)
-	json.Unmarshal([]byte(settingsJSON(b)), &mb)
-	var out []string
-	for k := range mb {
-		if ja, jb := fmt.Sprint(ma[k]), fmt.Sprint(mb[k]); ja != jb {
-			out = append(out, fmt.Sprintf("%s %s -> %s", k, ja, jb))
+	fields, _ := jsondiff.Fields(a, b)
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		if !f.InB {
+			out = append(out, fmt.Sprintf("%s %s -> unset", f.Key, f.A))
+		} else {
+			out = append(out, fmt.Sprintf("%s %s -> %s", f.Key, f.A, f.B))
 		}
 	}
-	for k := range ma {
-		if _, ok := mb[k]; !ok {
-			out = append(out, fmt.Sprintf("%s %v -> unset", k, ma[k]))
-		}
-	}
-	sort.Strings(out)
 	return strings.Join(out, ", ")
 }
 

@@ -18,6 +18,7 @@ import (
 	"clm/hub"
 	"clm/internal/errjoin"
 	"clm/model"
+	"clm/torch"
 )
 
 // Experiment is one TOML experiment file: the model variant, the training
@@ -44,30 +45,30 @@ type Options struct {
 	// FitMicroBatch, on a GPU, regroups the step's micro_batch × accumulation
 	// sequences into the largest forwards that fit in memory; the sequences
 	// and the loss of each step stay the same (true).
-	FitMicroBatch bool    `toml:"fit_micro_batch"`
-	Epochs        float64 `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
-	MaxSteps      int     `toml:"max_steps"`     // optimizer steps; 0: from Epochs
-	LR            float64 `toml:"lr"`            // peak learning rate (1e-3)
-	WeightDecay   float64 `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
-	WarmupRatio   float64 `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
-	Schedule      string  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
-	Power         float64 `toml:"power"`         // polynomial power (1)
-	LREnd         float64 `toml:"lr_end"`        // polynomial end lr (1e-7)
-	Optimizer     string  `toml:"optimizer"`     // adamw_hf | adamw_torch
-	Beta1         float64 `toml:"beta1"`         // 0.9
-	Beta2         float64 `toml:"beta2"`         // 0.999
-	Eps           float64 `toml:"eps"`           // 1e-8
-	MaxGradNorm   float64 `toml:"max_grad_norm"` // global clip (1); 0 disables
-	Precision     string  `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
-	EvalEvery     int     `toml:"eval_every"`    // steps between evaluations (500)
-	EvalBatches   int     `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
-	LogEvery      int     `toml:"log_every"`     // steps between log lines (500)
-	SaveEvery     int     `toml:"save_every"`    // steps between checkpoints (10000)
-	Seed          int64   `toml:"seed"`          // seed of init, data order and dropout (0)
-	Device        string  `toml:"device"`        // auto | cpu | cuda | cuda:N
-	Threads       int     `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
-	Attention     string  `toml:"attention"`     // auto | fused | materialised
-	OnNaN         string  `toml:"on_nan"`        // stop | skip
+	FitMicroBatch bool      `toml:"fit_micro_batch"`
+	Epochs        float64   `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
+	MaxSteps      int       `toml:"max_steps"`     // optimizer steps; 0: from Epochs
+	LR            float64   `toml:"lr"`            // peak learning rate (1e-3)
+	WeightDecay   float64   `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
+	WarmupRatio   float64   `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
+	Schedule      string    `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
+	Power         float64   `toml:"power"`         // polynomial power (1)
+	LREnd         float64   `toml:"lr_end"`        // polynomial end lr (1e-7)
+	Optimizer     Optimizer `toml:"optimizer"`     // adamw_hf | adamw_torch
+	Beta1         float64   `toml:"beta1"`         // 0.9
+	Beta2         float64   `toml:"beta2"`         // 0.999
+	Eps           float64   `toml:"eps"`           // 1e-8
+	MaxGradNorm   float64   `toml:"max_grad_norm"` // global clip (1); 0 disables
+	Precision     Precision `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
+	EvalEvery     int       `toml:"eval_every"`    // steps between evaluations (500)
+	EvalBatches   int       `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
+	LogEvery      int       `toml:"log_every"`     // steps between log lines (500)
+	SaveEvery     int       `toml:"save_every"`    // steps between checkpoints (10000)
+	Seed          int64     `toml:"seed"`          // seed of init, data order and dropout (0)
+	Device        string    `toml:"device"`        // auto | cpu | cuda | cuda:N
+	Threads       int       `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
+	Attention     string    `toml:"attention"`     // auto | fused | materialised
+	OnNaN         NaNPolicy `toml:"on_nan"`        // stop | skip
 	// NaNCheckEvery is the number of steps between host synchronisations
 	// that check the loss and gradient norm; 0: every step on the CPU, every
 	// log_every steps on a GPU (fp16 and on_nan = skip always check every
@@ -396,18 +397,23 @@ func (v *validator) train(t *Options) {
 	if _, ok := schedules[t.Schedule]; !ok {
 		v.bad("train.schedule", "unknown schedule %q (want polynomial, linear, cosine, constant or constant_with_warmup)", t.Schedule)
 	}
-	if t.Optimizer != "adamw_hf" && t.Optimizer != "adamw_torch" {
-		v.bad("train.optimizer", "unknown optimizer %q (want adamw_hf or adamw_torch)", t.Optimizer)
+	if _, err := t.Optimizer.flavour(); err != nil {
+		v.bad("train.optimizer", "%v", err)
 	}
 	switch t.Precision {
-	case "auto", "fp32", "bf16", "fp16":
+	case PrecisionAuto, FP32, BF16, FP16:
 	default:
 		v.bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
 	}
 	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
 		v.bad("train.attention", "%v", err)
 	}
-	if t.OnNaN != "stop" && t.OnNaN != "skip" {
+	if t.Device != "auto" && t.Device != "" {
+		if _, err := torch.ParseDevice(t.Device); err != nil {
+			v.bad("train.device", "%v", err)
+		}
+	}
+	if t.OnNaN != StopOnNaN && t.OnNaN != SkipOnNaN {
 		v.bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
 	}
 }

@@ -137,7 +137,7 @@ func (r *Run) joinGroup() error {
 }
 
 // pickDevice chooses train.device (auto: the local rank's GPU, or the
-// default device), checks that the model fits, and sets train.threads.
+// default device) and checks that the model fits.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
 	dev := torch.DefaultDevice()
@@ -154,13 +154,7 @@ func (r *Run) pickDevice() error {
 		return fmt.Errorf("train.device: %v", err)
 	}
 	r.Device = dev
-	if err := CheckMemory(r.Exp, dev); err != nil {
-		return err
-	}
-	if t.Threads > 0 {
-		return torch.SetNumThreads(t.Threads)
-	}
-	return nil
+	return CheckMemory(r.Exp, dev)
 }
 
 // prepareData resolves the corpus and tokenizer (training a tokenizer when
@@ -305,7 +299,7 @@ func (r *Run) buildTrainer() error {
 	r.onClose(tr.Close)
 	total, trainable := r.Exp.Model.ParamCount()
 	fmt.Fprintf(r.log, "model %s: %.2fM parameters (%.2fM trainable) on %v, %s, attention %v\n",
-		r.Exp.Preset, float64(total)/1e6, float64(trainable)/1e6, r.Device, r.Exp.Train.Precision, r.Model.Options().Attention)
+		r.Exp.Preset, float64(total)/1e6, float64(trainable)/1e6, r.Device, r.Exp.Train.Precision.on(r.Device), r.Model.Options().Attention)
 	if !r.opts.Resume {
 		return nil
 	}

@@ -123,7 +123,7 @@ func TestSetupRefuses(t *testing.T) {
 		want string
 	}{
 		{"vocabulary smaller than the tokenizer's", map[string]any{"model.vocab_size": int64(100)}, context.Background(), "smaller than the tokenizer's vocabulary"},
-		{"unknown device", map[string]any{"train.device": "tpu"}, context.Background(), "train.device"},
+		{"absent device", map[string]any{"train.device": "cuda:99"}, context.Background(), "train.device"},
 		{"interrupted while preparing the data", nil, cancelled, ErrDataInterrupted.Error()},
 	}
 	for _, c := range cases {

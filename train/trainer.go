@@ -6,7 +6,6 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"clm/internal/fault"
+	"clm/internal/jsondiff"
 	"clm/model"
 	"clm/runlog"
 	"clm/torch"
@@ -58,33 +58,21 @@ type Trainer struct {
 	lastCkpt string
 	resumed  bool // Resume loaded a checkpoint: its step-0 evaluation is logged already
 	rowBuf   []int64
+	// precision is train.precision resolved for the device.
+	precision Precision
+	scaler    lossScaler
+	guard     nanGuard
 	// Deferred checks (train.nan_check_every > 1): device-side sums since
 	// the last host synchronisation.
-	syncEvery int
-	pend      pending
-	lastLoss  float64 // last synchronised step loss, for the progress bar
-	lastNorm  float64
+	pend     pending
+	lastLoss float64 // last synchronised step loss, for the progress bar
+	lastNorm float64
 	// Data parallelism: nil for one process.
 	group       *torch.ProcessGroup
 	rank, world int
 	// fwdRows is the number of sequences per forward: micro_batch, or what
 	// micro-batch fitting chose (fit.go).
 	fwdRows int
-}
-
-// pending holds what steps taken since the last host synchronisation left on
-// the device: the sum of their losses, the count of non-finite losses or
-// gradient norms, and the latest norm.
-type pending struct {
-	loss, bad, norm *torch.Tensor
-	steps, first    int
-}
-
-func (p *pending) free() {
-	p.loss.Free()
-	p.bad.Free()
-	p.norm.Free()
-	*p = pending{}
 }
 
 // Config of NewTrainer.
@@ -143,59 +131,56 @@ func ParamGroups(ps *model.Params, weightDecay, lr float64) (groups []torch.Para
 	}, summary
 }
 
-// NewTrainer builds the optimizer for c.Model and opens the run's metrics.
-// Call Resume to continue from a checkpoint before Run.
+// NewTrainer builds the optimizer for c.Model and applies train.threads.
+// It validates the experiment first and never changes it. Call Resume to
+// continue from a checkpoint before Run.
 func NewTrainer(c Config) (*Trainer, error) {
 	e := c.Experiment
-	if e.Train.Precision == "auto" {
-		// bf16 autocast with fp32 master weights on GPUs; fp32 on the CPU.
-		e.Train.Precision = "fp32"
-		if c.Model.Options().Device.IsCUDA() {
-			e.Train.Precision = "bf16"
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	if e.Train.Threads > 0 {
+		if err := torch.SetNumThreads(e.Train.Threads); err != nil {
+			return nil, err
 		}
 	}
-	flavour, err := torch.ParseAdamWFlavour(e.Train.Optimizer)
+	flavour, err := e.Train.Optimizer.flavour()
 	if err != nil {
 		return nil, err
+	}
+	world := 1
+	if c.Group != nil {
+		world = c.Group.Size()
+		if e.Train.Accumulation%world != 0 {
+			return nil, fmt.Errorf("train.accumulation %d must be a multiple of the world size %d (each rank takes every %d-th micro-batch; the effective batch stays micro_batch × accumulation)",
+				e.Train.Accumulation, world, world)
+		}
 	}
 	groups, summary := ParamGroups(c.Model.Params(), e.Train.WeightDecay, e.Train.LR)
 	opt, err := torch.NewAdamW(flavour, e.Train.Beta1, e.Train.Beta2, e.Train.Eps, groups)
 	if err != nil {
 		return nil, err
 	}
-	log := c.Log
-	if log == nil {
-		log = io.Discard
-	}
-	fmt.Fprintln(log, summary)
 	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
-		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: log, padID: c.PadID,
-		group: c.Group, world: 1}
+		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log, padID: c.PadID,
+		group: c.Group, world: world}
 	if c.Group != nil {
-		t.rank, t.world = c.Group.Rank(), c.Group.Size()
-		if e.Train.Accumulation%t.world != 0 {
-			opt.Close()
-			return nil, fmt.Errorf("train.accumulation %d must be a multiple of the world size %d (each rank takes every %d-th micro-batch; the effective batch stays micro_batch × accumulation)",
-				e.Train.Accumulation, t.world, t.world)
-		}
+		t.rank = c.Group.Rank()
+	}
+	if t.log == nil {
+		t.log = io.Discard
 	}
 	if t.progress == nil {
 		t.progress = nopProgress{}
 	}
+	fmt.Fprintln(t.log, summary)
 	for _, p := range c.Model.Params().Trainable() {
 		t.params = append(t.params, p.T)
 	}
-	t.syncEvery = e.Train.NaNCheckEvery
-	if t.syncEvery == 0 { // auto: every step on the CPU, at log steps on a GPU
-		t.syncEvery = 1
-		if t.dev.IsCUDA() {
-			t.syncEvery = e.Train.LogEvery
-		}
-	}
-	if e.Train.Precision == "fp16" || e.Train.OnNaN == "skip" {
-		t.syncEvery = 1 // both decide per step whether to apply the update
-	}
+	t.precision = e.Train.Precision.on(t.dev)
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
+	t.scaler = lossScaler{on: t.precision == FP16, st: &t.st}
+	t.guard = newNaNGuard(&e.Train, t.precision, t.dev)
 	if b, err := e.TOML(); err == nil {
 		t.st.Experiment = string(b)
 	}
@@ -257,18 +242,16 @@ func (t *Trainer) Resume() (bool, error) {
 	return true, nil
 }
 
-// configDiff names the first keys in which two model configs differ.
+// configDiff names the first keys, in key order, in which two model
+// configs differ.
 func configDiff(a, b model.Config) string {
-	ja, _ := a.JSON()
-	jb, _ := b.JSON()
-	var ma, mb map[string]any
-	json.Unmarshal(ja, &ma)
-	json.Unmarshal(jb, &mb)
+	fields, err := jsondiff.Fields(a, b)
+	if err != nil {
+		return err.Error()
+	}
 	var diffs []string
-	for k, va := range ma {
-		if fmt.Sprint(va) != fmt.Sprint(mb[k]) {
-			diffs = append(diffs, fmt.Sprintf("model.%s %v (checkpoint) vs %v", k, va, mb[k]))
-		}
+	for _, f := range fields {
+		diffs = append(diffs, fmt.Sprintf("model.%s %s (checkpoint) vs %s", f.Key, f.A, f.B))
 	}
 	if len(diffs) > 3 {
 		diffs = append(diffs[:3], fmt.Sprintf("and %d more", len(diffs)-3))
@@ -281,35 +264,9 @@ func configDiff(a, b model.Config) string {
 func (t *Trainer) Run(ctx context.Context) error {
 	runtime.LockOSThread() // grad mode and autocast are thread-local
 	defer runtime.UnlockOSThread()
-	if t.rank == 0 {
-		keep := -1 // a run that starts over drops what an earlier attempt logged
-		if t.resumed {
-			keep = t.st.Step
-		}
-		var err error
-		if t.metrics, err = runlog.Open(t.dir, int64(keep)); err != nil {
-			return err
-		}
+	if err := t.start(); err != nil {
+		return err
 	}
-	if t.group != nil {
-		// Every replica starts from rank 0's parameters and buffers.
-		state := make([]*torch.Tensor, 0, len(t.m.State()))
-		for _, n := range t.m.State() {
-			state = append(state, n.Tensor)
-		}
-		var err error
-		torch.NoGrad(func() { err = t.group.Broadcast(state, 0) })
-		if err != nil {
-			return fmt.Errorf("data parallel: %w", err)
-		}
-	}
-	if t.fwdRows == 0 {
-		if err := t.fitForwardRows(); err != nil {
-			return err
-		}
-	}
-	tr := &t.exp.Train
-	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
 	defer t.progress.Finish()
 	if t.st.Step == 0 && !t.resumed && t.valid != nil {
@@ -317,8 +274,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	windowStart := time.Now()
-	windowTokens := int64(0)
+	tr := &t.exp.Train
+	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
+	w := window{start: time.Now()}
 	for t.st.Step < t.st.TotalSteps {
 		if ctx.Err() != nil {
 			if _, err := t.checkpoint(); err != nil {
@@ -332,51 +290,109 @@ func (t *Trainer) Run(ctx context.Context) error {
 		t.st.Step++
 		fault.Point("train.step") // the crash tests: after an update, before its records
 		t.st.Tokens += tokensPerStep
-		windowTokens += tokensPerStep
-		last := t.st.Step == t.st.TotalSteps
-		logStep := t.st.Step%tr.LogEvery == 0 || last
-		evalStep := t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || last)
-		saveStep := t.st.Step%tr.SaveEvery == 0 && !last // the last checkpoint follows the loop
-		if t.st.Step%t.syncEvery == 0 || logStep || evalStep || saveStep || ctx.Err() != nil {
-			if err := t.sync(); err != nil {
-				return err
-			}
-		}
-		t.progress.Update(t.st.Step, t.lastLoss, t.lastLR(), float64(windowTokens)/time.Since(windowStart).Seconds())
-		if logStep {
-			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
-			avg := math.NaN()
-			if t.st.LogSteps > 0 {
-				avg = t.st.LogLossSum / float64(t.st.LogSteps)
-			}
-			rec := runlog.Train{Step: int64(t.st.Step), Loss: avg, LR: t.lastLR(), GradNorm: t.lastNorm,
-				TokensPerSec: tps, Tokens: t.st.Tokens}
-			if tr.Precision == "fp16" {
-				rec.LossScale = t.st.LossScale
-			}
-			if err := t.metrics.Record(rec); err != nil {
-				return err
-			}
-			t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
-				t.st.Step, t.st.TotalSteps, avg, t.lastLR(), t.lastNorm, tps))
-			t.st.LogLossSum, t.st.LogSteps = 0, 0
-			windowStart, windowTokens = time.Now(), 0
-		}
-		if evalStep {
-			if err := t.evaluate(); err != nil {
-				return err
-			}
-		}
-		if saveStep {
-			if _, err := t.checkpoint(); err != nil {
-				return err
-			}
+		w.tokens += tokensPerStep
+		if err := t.afterStep(ctx, &w); err != nil {
+			return err
 		}
 	}
 	if _, err := t.checkpoint(); err != nil {
 		return err
 	}
 	return t.metrics.Flush()
+}
+
+// start opens the run log (rank 0), gives every replica rank 0's
+// parameters (data parallelism) and fits the forwards to the device.
+func (t *Trainer) start() error {
+	if t.rank == 0 {
+		keep := -1 // a run that starts over drops what an earlier attempt logged
+		if t.resumed {
+			keep = t.st.Step
+		}
+		var err error
+		if t.metrics, err = runlog.Open(t.dir, int64(keep)); err != nil {
+			return err
+		}
+	}
+	if t.group != nil {
+		state := make([]*torch.Tensor, 0, len(t.m.State()))
+		for _, n := range t.m.State() {
+			state = append(state, n.Tensor)
+		}
+		var err error
+		torch.NoGrad(func() { err = t.group.Broadcast(state, 0) })
+		if err != nil {
+			return fmt.Errorf("data parallel: %w", err)
+		}
+	}
+	if t.fwdRows == 0 {
+		return t.fitForwardRows()
+	}
+	return nil
+}
+
+// window is the log window: tokens trained since its start.
+type window struct {
+	start  time.Time
+	tokens int64
+}
+
+// tokensPerSec is the window's throughput.
+func (w *window) tokensPerSec() float64 { return float64(w.tokens) / time.Since(w.start).Seconds() }
+
+// afterStep does what the step just taken calls for: the host
+// synchronisation of deferred checks, the progress display, and at their
+// intervals the log record, the evaluation and the checkpoint.
+func (t *Trainer) afterStep(ctx context.Context, w *window) error {
+	tr := &t.exp.Train
+	last := t.st.Step == t.st.TotalSteps
+	logStep := t.st.Step%tr.LogEvery == 0 || last
+	evalStep := t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || last)
+	saveStep := t.st.Step%tr.SaveEvery == 0 && !last // the last checkpoint follows the loop
+	if t.guard.due(t.st.Step) || logStep || evalStep || saveStep || ctx.Err() != nil {
+		if err := t.sync(); err != nil {
+			return err
+		}
+	}
+	t.progress.Update(t.st.Step, t.lastLoss, t.lastLR(), w.tokensPerSec())
+	if logStep {
+		if err := t.logTrain(w); err != nil {
+			return err
+		}
+	}
+	if evalStep {
+		if err := t.evaluate(); err != nil {
+			return err
+		}
+	}
+	if saveStep {
+		_, err := t.checkpoint()
+		return err
+	}
+	return nil
+}
+
+// logTrain records the log window's mean loss and throughput, and starts a
+// new window.
+func (t *Trainer) logTrain(w *window) error {
+	tps := w.tokensPerSec()
+	avg := math.NaN()
+	if t.st.LogSteps > 0 {
+		avg = t.st.LogLossSum / float64(t.st.LogSteps)
+	}
+	rec := runlog.Train{Step: int64(t.st.Step), Loss: avg, LR: t.lastLR(), GradNorm: t.lastNorm,
+		TokensPerSec: tps, Tokens: t.st.Tokens}
+	if t.scaler.on {
+		rec.LossScale = t.st.LossScale
+	}
+	if err := t.metrics.Record(rec); err != nil {
+		return err
+	}
+	t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
+		t.st.Step, t.st.TotalSteps, avg, t.lastLR(), t.lastNorm, tps))
+	t.st.LogLossSum, t.st.LogSteps = 0, 0
+	*w = window{start: time.Now()}
+	return nil
 }
 
 // lastLR is the learning rate the latest step used.
@@ -437,218 +453,6 @@ func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
 		x = x.Upload(t.dev) // the step loop never waits for the GPU here
 	}
 	return x
-}
-
-// forward runs the model under the configured precision.
-func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
-	var out model.Output
-	switch t.exp.Train.Precision {
-	case "bf16":
-		torch.Autocast(t.dev, torch.BFloat16, func() { out = t.m.Forward(ids, o) })
-	case "fp16":
-		torch.Autocast(t.dev, torch.Float16, func() { out = t.m.Forward(ids, o) })
-	default:
-		out = t.m.Forward(ids, o)
-	}
-	return out
-}
-
-// step runs one optimizer step: accumulation micro-batches, unscale (fp16),
-// clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
-// it reads the loss and gradient norm back (one host synchronisation) and
-// applies the update only if both are finite; otherwise it applies the
-// update and leaves the check to the next sync.
-func (t *Trainer) step() error {
-	tr := &t.exp.Train
-	s := torch.NewScope()
-	defer s.Close()
-	lr := tr.LRAt(t.st.SchedStep, t.st.TotalSteps)
-	t.opt.SetLR(lr)
-	fp16 := tr.Precision == "fp16"
-	var lossSum *torch.Tensor
-	report := t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0
-	var mine [][][]int32 // this rank's micro-batches
-	for j := 0; j < tr.Accumulation; j++ {
-		rows := t.batches.Next()
-		if j%t.world == t.rank { // else another rank's micro-batch
-			mine = append(mine, rows)
-		}
-	}
-	if report { // on each rank's first micro-batch
-		if err := torch.Try(func() { t.recordStats(t.ids(mine[0])) }); err != nil {
-			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
-		}
-	}
-	// Forwards of fwdRows sequences (see fit.go); each forward's loss is the
-	// sum of the means of the micro-batches it covers.
-	rows := t.fwdRows
-	if rows <= 0 { // Run not called (benchmarks of the step alone)
-		rows = tr.MicroBatch
-	}
-	for _, f := range planForwards(mine, rows, t.padID) {
-		if err := torch.Try(func() {
-			x := t.ids(f.rows)
-			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true, LossSegments: f.segs})
-			l := out.Loss.DivScalar(float64(tr.Accumulation))
-			if fp16 {
-				l = l.MulScalar(t.st.LossScale)
-			}
-			l.Backward()
-			d := out.Loss.Detach().ToDType(torch.Float64)
-			if lossSum == nil {
-				lossSum = d
-			} else {
-				lossSum = lossSum.Add(d)
-			}
-		}); err != nil {
-			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
-		}
-	}
-	if t.group != nil {
-		// Sum gradients and losses over the ranks: each rank's gradients
-		// are its micro-batches' share of the step's sum.
-		var grads []*torch.Tensor
-		for _, p := range t.params {
-			if g := p.Grad(); g != nil {
-				grads = append(grads, g)
-			}
-		}
-		grads = append(grads, lossSum)
-		if err := t.group.AllReduce(grads, torch.ReduceOpSum); err != nil {
-			return fmt.Errorf("data parallel, step %d: %w", t.st.Step+1, err)
-		}
-	}
-	var stepLoss, norm *torch.Tensor
-	if err := torch.Try(func() {
-		if fp16 {
-			for _, p := range t.params {
-				if g := p.Grad(); g != nil {
-					g.ScaleInPlace(1 / t.st.LossScale)
-				}
-			}
-		}
-		maxNorm := tr.MaxGradNorm
-		if maxNorm == 0 {
-			maxNorm = math.Inf(1)
-		}
-		norm = torch.ClipGradNorm(t.params, maxNorm, 2).ToDType(torch.Float64)
-		stepLoss = lossSum.DivScalar(float64(tr.Accumulation))
-	}); err != nil {
-		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
-	}
-	defer t.opt.ZeroGrad()
-	if t.syncEvery > 1 {
-		// Deferred: apply, and keep the check on the device.
-		if err := torch.Try(t.opt.Step); err != nil {
-			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
-		}
-		t.st.SchedStep++
-		return torch.Try(func() {
-			both := stepLoss.Add(norm)
-			bad := both.Sub(both).NeScalar(0).ToDType(torch.Float64) // NaN or ±Inf
-			if t.pend.loss == nil {
-				t.pend.first = t.st.Step + 1
-				t.pend.loss, t.pend.bad = s.Keep(stepLoss), s.Keep(bad)
-			} else {
-				l, b := t.pend.loss.Add(stepLoss), t.pend.bad.Add(bad)
-				t.pend.loss.Free()
-				t.pend.bad.Free()
-				t.pend.loss, t.pend.bad = s.Keep(l), s.Keep(b)
-			}
-			t.pend.norm.Free()
-			t.pend.norm = s.Keep(norm)
-			t.pend.steps++
-		})
-	}
-	var check []float64
-	if err := torch.Try(func() {
-		check = torch.Stack([]*torch.Tensor{stepLoss, norm}, 0).Float64s() // the one host sync
-	}); err != nil {
-		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
-	}
-	loss, gnorm := check[0], check[1]
-	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0) && !math.IsNaN(gnorm) && !math.IsInf(gnorm, 0)
-	t.lastNorm = gnorm
-	switch {
-	case finite:
-		if err := torch.Try(t.opt.Step); err != nil {
-			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
-		}
-		t.st.SchedStep++
-		t.st.LogLossSum += loss
-		t.st.LogSteps++
-		t.lastLoss = loss
-		if fp16 {
-			if t.st.GrowthTracker++; t.st.GrowthTracker == 2000 {
-				t.st.LossScale *= 2
-				t.st.GrowthTracker = 0
-			}
-		}
-	case fp16 && !math.IsNaN(loss) && !math.IsInf(loss, 0):
-		// Overflow in the scaled gradients: skip the step and the schedule,
-		// halve the scale (torch.amp.GradScaler, as HF Trainer uses it).
-		t.st.LossScale *= 0.5
-		t.st.GrowthTracker = 0
-		t.st.SkippedSteps++
-	case tr.OnNaN == "skip":
-		t.st.SkippedSteps++
-		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
-	default:
-		return flushed(t.metrics, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()})
-	}
-	return nil
-}
-
-func (t *Trainer) lastCheckpointName() string {
-	if t.lastCkpt == "" {
-		return "none yet"
-	}
-	return t.lastCkpt
-}
-
-// sync reads what deferred steps left on the device: their losses join the
-// log window, and a non-finite loss or norm among them stops the run.
-func (t *Trainer) sync() error {
-	if t.pend.loss == nil {
-		return nil
-	}
-	var v []float64
-	err := torch.Try(func() {
-		s := torch.NewScope()
-		defer s.Close()
-		v = torch.Stack([]*torch.Tensor{t.pend.loss, t.pend.bad, t.pend.norm}, 0).Float64s()
-	})
-	first, steps := t.pend.first, t.pend.steps
-	t.pend.free()
-	if err != nil {
-		return err
-	}
-	if v[1] > 0 {
-		return flushed(t.metrics, &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()})
-	}
-	t.st.LogLossSum += v[0]
-	t.st.LogSteps += steps
-	t.lastLoss, t.lastNorm = v[0]/float64(steps), v[2]
-	return nil
-}
-
-// NaNError reports a non-finite loss or gradient; the update of that step
-// was not applied.
-type NaNError struct {
-	// Step is the step of the non-finite value; with deferred checks, the
-	// first step of the window [Step, LastStep] that contained it.
-	Step, LastStep int
-	Loss, GradNorm float64
-	LastCheckpoint string
-}
-
-func (e *NaNError) Error() string {
-	if e.LastStep > e.Step {
-		return fmt.Sprintf("steps %d–%d: a loss or gradient norm was not finite (checked every train.nan_check_every steps); last checkpoint: %s",
-			e.Step, e.LastStep, e.LastCheckpoint)
-	}
-	return fmt.Sprintf("step %d: loss %v, gradient norm %v: stopped before applying the update; last checkpoint: %s (set train.on_nan = \"skip\" to skip such steps)",
-		e.Step, e.Loss, e.GradNorm, e.LastCheckpoint)
 }
 
 // evaluate writes the mean loss per sequence over the validation chunks.

@@ -1,0 +1,61 @@
+package train
+
+import "clm/torch"
+
+// Precision is train.precision: the arithmetic of forwards and backwards.
+// Master weights and optimizer state stay float32 whatever it is.
+type Precision string
+
+// Precisions.
+const (
+	// PrecisionAuto is BF16 on a GPU and FP32 on the CPU.
+	PrecisionAuto Precision = "auto"
+	FP32          Precision = "fp32"
+	// BF16 runs forwards under bfloat16 autocast.
+	BF16 Precision = "bf16"
+	// FP16 runs forwards under float16 autocast with dynamic loss scaling
+	// (lossScaler).
+	FP16 Precision = "fp16"
+)
+
+// on resolves PrecisionAuto for device dev.
+func (p Precision) on(dev torch.Device) Precision {
+	if p != PrecisionAuto {
+		return p
+	}
+	if dev.IsCUDA() {
+		return BF16
+	}
+	return FP32
+}
+
+// autocast returns the autocast dtype of a resolved precision; ok is false
+// for FP32.
+func (p Precision) autocast() (dt torch.DType, ok bool) {
+	switch p {
+	case BF16:
+		return torch.BFloat16, true
+	case FP16:
+		return torch.Float16, true
+	}
+	return 0, false
+}
+
+// NaNPolicy is train.on_nan: what a step whose loss or gradient norm is not
+// finite does.
+type NaNPolicy string
+
+// NaN policies.
+const (
+	// StopOnNaN stops the run before applying the update (NaNError).
+	StopOnNaN NaNPolicy = "stop"
+	// SkipOnNaN skips the update and the schedule step, and goes on.
+	SkipOnNaN NaNPolicy = "skip"
+)
+
+// Optimizer is train.optimizer: adamw_hf (transformers' AdamW, the
+// original's) or adamw_torch.
+type Optimizer string
+
+// flavour parses the optimizer.
+func (o Optimizer) flavour() (torch.AdamWFlavour, error) { return torch.ParseAdamWFlavour(string(o)) }

@@ -1,0 +1,372 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"clm/model"
+	"clm/torch"
+)
+
+// One optimizer step, in named parts: the rank's micro-batches, their
+// forwards and backwards, the all-reduce of a data-parallel run, unscaling
+// and clipping, and the update, which the NaN guard lets through, skips or
+// stops, now (a host synchronisation) or deferred.
+
+// step runs one optimizer step: accumulation micro-batches, unscale (fp16),
+// clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
+// it reads the loss and gradient norm back (one host synchronisation) and
+// applies the update only if both are finite; otherwise it applies the
+// update and leaves the check to the next sync.
+func (t *Trainer) step() error {
+	s := torch.NewScope()
+	defer s.Close()
+	t.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))
+	mine := t.gather()
+	if t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0 { // on each rank's first micro-batch
+		if err := torch.Try(func() { t.recordStats(t.ids(mine[0])) }); err != nil {
+			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
+		}
+	}
+	lossSum, err := t.forwardBackward(mine)
+	if err != nil {
+		return err
+	}
+	if err := t.allReduce(lossSum); err != nil {
+		return err
+	}
+	defer t.opt.ZeroGrad()
+	stepLoss, norm, err := t.clip(lossSum)
+	if err != nil {
+		return err
+	}
+	if t.guard.deferred() {
+		return t.applyDeferred(s, stepLoss, norm)
+	}
+	return t.applyChecked(stepLoss, norm)
+}
+
+// gather takes the step's micro-batches and keeps this rank's: every
+// world-th one.
+func (t *Trainer) gather() [][][]int32 {
+	var mine [][][]int32
+	for j := 0; j < t.exp.Train.Accumulation; j++ {
+		rows := t.batches.Next()
+		if j%t.world == t.rank {
+			mine = append(mine, rows)
+		}
+	}
+	return mine
+}
+
+// forwardBackward runs forwards of fwdRows sequences (see fit.go) and their
+// backwards, each loss divided by the accumulation (and scaled under fp16).
+// It returns the sum of the micro-batch mean losses, float64, on the device.
+func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
+	tr := &t.exp.Train
+	rows := t.fwdRows
+	if rows <= 0 { // Run not called (benchmarks of the step alone)
+		rows = tr.MicroBatch
+	}
+	var lossSum *torch.Tensor
+	for _, f := range planForwards(mine, rows, t.padID) {
+		if err := torch.Try(func() {
+			x := t.ids(f.rows)
+			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true, LossSegments: f.segs})
+			t.scaler.scale(out.Loss.DivScalar(float64(tr.Accumulation))).Backward()
+			d := out.Loss.Detach().ToDType(torch.Float64)
+			if lossSum == nil {
+				lossSum = d
+			} else {
+				lossSum = lossSum.Add(d)
+			}
+		}); err != nil {
+			return nil, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+	}
+	return lossSum, nil
+}
+
+// allReduce sums the gradients and the loss over the ranks of a
+// data-parallel run: each rank's gradients are its micro-batches' share of
+// the step's sum.
+func (t *Trainer) allReduce(lossSum *torch.Tensor) error {
+	if t.group == nil {
+		return nil
+	}
+	var grads []*torch.Tensor
+	for _, p := range t.params {
+		if g := p.Grad(); g != nil {
+			grads = append(grads, g)
+		}
+	}
+	if err := t.group.AllReduce(append(grads, lossSum), torch.ReduceOpSum); err != nil {
+		return fmt.Errorf("data parallel, step %d: %w", t.st.Step+1, err)
+	}
+	return nil
+}
+
+// clip unscales the gradients (fp16) and clips their global norm to
+// max_grad_norm (0: no clipping, the norm is still computed). It returns
+// the step's mean loss and the norm before clipping, float64 on the device.
+func (t *Trainer) clip(lossSum *torch.Tensor) (stepLoss, norm *torch.Tensor, err error) {
+	tr := &t.exp.Train
+	err = torch.Try(func() {
+		t.scaler.unscale(t.params)
+		maxNorm := tr.MaxGradNorm
+		if maxNorm == 0 {
+			maxNorm = math.Inf(1)
+		}
+		norm = torch.ClipGradNorm(t.params, maxNorm, 2).ToDType(torch.Float64)
+		stepLoss = lossSum.DivScalar(float64(tr.Accumulation))
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	return stepLoss, norm, nil
+}
+
+// applyDeferred applies the update and keeps the check on the device until
+// the next sync.
+func (t *Trainer) applyDeferred(s *torch.Scope, stepLoss, norm *torch.Tensor) error {
+	if err := torch.Try(t.opt.Step); err != nil {
+		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	t.st.SchedStep++
+	return torch.Try(func() { t.pend.add(s, t.st.Step+1, stepLoss, norm) })
+}
+
+// applyChecked reads the step's loss and gradient norm back (the one host
+// synchronisation) and applies, skips or stops as the guard decides.
+func (t *Trainer) applyChecked(stepLoss, norm *torch.Tensor) error {
+	var check []float64
+	if err := torch.Try(func() {
+		check = torch.Stack([]*torch.Tensor{stepLoss, norm}, 0).Float64s()
+	}); err != nil {
+		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	loss, gnorm := check[0], check[1]
+	t.lastNorm = gnorm
+	switch t.guard.judge(loss, gnorm, t.scaler.on) {
+	case applyStep:
+		if err := torch.Try(t.opt.Step); err != nil {
+			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+		t.st.SchedStep++
+		t.st.LogLossSum += loss
+		t.st.LogSteps++
+		t.lastLoss = loss
+		t.scaler.finite()
+	case skipOverflow:
+		t.scaler.overflow()
+		t.st.SkippedSteps++
+	case skipStep:
+		t.st.SkippedSteps++
+		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
+	default:
+		return flushed(t.metrics, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()})
+	}
+	return nil
+}
+
+// forward runs the model under the run's precision.
+func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
+	var out model.Output
+	if dt, ok := t.precision.autocast(); ok {
+		torch.Autocast(t.dev, dt, func() { out = t.m.Forward(ids, o) })
+	} else {
+		out = t.m.Forward(ids, o)
+	}
+	return out
+}
+
+// lossScaler is fp16's dynamic loss scaling, as torch.amp.GradScaler does
+// it for HF Trainer: the loss is multiplied by the scale before backward
+// and the gradients divided by it after; an overflow in the scaled
+// gradients skips the step (and its schedule step) and halves the scale;
+// 2000 applied steps in a row double it. Its state lives in the State, so
+// that checkpoints carry it. Off, it does nothing.
+type lossScaler struct {
+	on bool
+	st *State
+}
+
+// scale multiplies a loss by the scale.
+func (l lossScaler) scale(loss *torch.Tensor) *torch.Tensor {
+	if !l.on {
+		return loss
+	}
+	return loss.MulScalar(l.st.LossScale)
+}
+
+// unscale divides the gradients by the scale.
+func (l lossScaler) unscale(params []*torch.Tensor) {
+	if !l.on {
+		return
+	}
+	for _, p := range params {
+		if g := p.Grad(); g != nil {
+			g.ScaleInPlace(1 / l.st.LossScale)
+		}
+	}
+}
+
+// finite counts an applied step; the 2000th in a row doubles the scale.
+func (l lossScaler) finite() {
+	if !l.on {
+		return
+	}
+	if l.st.GrowthTracker++; l.st.GrowthTracker == 2000 {
+		l.st.LossScale *= 2
+		l.st.GrowthTracker = 0
+	}
+}
+
+// overflow halves the scale.
+func (l lossScaler) overflow() {
+	l.st.LossScale *= 0.5
+	l.st.GrowthTracker = 0
+}
+
+// nanGuard is train.on_nan and train.nan_check_every: how often the loss
+// and gradient norm are read back, and what a non-finite one does.
+type nanGuard struct {
+	policy NaNPolicy
+	// every is the number of steps between host synchronisations: every
+	// step on the CPU, every log_every steps on a GPU unless set; always 1
+	// under fp16 and on_nan = skip, which decide each step's update.
+	every int
+}
+
+// newNaNGuard resolves nan_check_every for precision p on dev.
+func newNaNGuard(o *Options, p Precision, dev torch.Device) nanGuard {
+	g := nanGuard{policy: o.OnNaN, every: o.NaNCheckEvery}
+	if g.every == 0 {
+		g.every = 1
+		if dev.IsCUDA() {
+			g.every = o.LogEvery
+		}
+	}
+	if p == FP16 || o.OnNaN == SkipOnNaN {
+		g.every = 1
+	}
+	return g
+}
+
+// deferred reports whether steps apply their update before their check.
+func (g nanGuard) deferred() bool { return g.every > 1 }
+
+// due reports whether step (1-based, just taken) ends a check interval.
+func (g nanGuard) due(step int) bool { return step%g.every == 0 }
+
+// verdict is what the guard makes of a checked step.
+type verdict int
+
+const (
+	applyStep    verdict = iota // finite: apply the update
+	skipOverflow                // fp16 overflow in the gradients: skip, halve the scale
+	skipStep                    // not finite, on_nan = skip
+	stopRun                     // not finite, on_nan = stop
+)
+
+// judge decides a step from its loss and gradient norm; scaled says
+// whether fp16 loss scaling is on (a finite loss with a non-finite norm is
+// then an overflow of the scale, not a divergence).
+func (g nanGuard) judge(loss, norm float64, scaled bool) verdict {
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case finite(loss) && finite(norm):
+		return applyStep
+	case scaled && finite(loss):
+		return skipOverflow
+	case g.policy == SkipOnNaN:
+		return skipStep
+	}
+	return stopRun
+}
+
+// pending holds what steps taken since the last host synchronisation left on
+// the device: the sum of their losses, the count of non-finite losses or
+// gradient norms, and the latest norm.
+type pending struct {
+	loss, bad, norm *torch.Tensor
+	steps, first    int
+}
+
+// add accumulates step's loss and norm; the sums live outside the step's
+// scope s.
+func (p *pending) add(s *torch.Scope, step int, stepLoss, norm *torch.Tensor) {
+	both := stepLoss.Add(norm)
+	bad := both.Sub(both).NeScalar(0).ToDType(torch.Float64) // NaN or ±Inf
+	if p.loss == nil {
+		p.first = step
+		p.loss, p.bad = s.Keep(stepLoss), s.Keep(bad)
+	} else {
+		l, b := p.loss.Add(stepLoss), p.bad.Add(bad)
+		p.loss.Free()
+		p.bad.Free()
+		p.loss, p.bad = s.Keep(l), s.Keep(b)
+	}
+	p.norm.Free()
+	p.norm = s.Keep(norm)
+	p.steps++
+}
+
+func (p *pending) free() {
+	p.loss.Free()
+	p.bad.Free()
+	p.norm.Free()
+	*p = pending{}
+}
+
+// sync reads what deferred steps left on the device: their losses join the
+// log window, and a non-finite loss or norm among them stops the run.
+func (t *Trainer) sync() error {
+	if t.pend.loss == nil {
+		return nil
+	}
+	var v []float64
+	err := torch.Try(func() {
+		s := torch.NewScope()
+		defer s.Close()
+		v = torch.Stack([]*torch.Tensor{t.pend.loss, t.pend.bad, t.pend.norm}, 0).Float64s()
+	})
+	first, steps := t.pend.first, t.pend.steps
+	t.pend.free()
+	if err != nil {
+		return err
+	}
+	if v[1] > 0 {
+		return flushed(t.metrics, &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()})
+	}
+	t.st.LogLossSum += v[0]
+	t.st.LogSteps += steps
+	t.lastLoss, t.lastNorm = v[0]/float64(steps), v[2]
+	return nil
+}
+
+func (t *Trainer) lastCheckpointName() string {
+	if t.lastCkpt == "" {
+		return "none yet"
+	}
+	return t.lastCkpt
+}
+
+// NaNError reports a non-finite loss or gradient; the update of that step
+// was not applied.
+type NaNError struct {
+	// Step is the step of the non-finite value; with deferred checks, the
+	// first step of the window [Step, LastStep] that contained it.
+	Step, LastStep int
+	Loss, GradNorm float64
+	LastCheckpoint string
+}
+
+func (e *NaNError) Error() string {
+	if e.LastStep > e.Step {
+		return fmt.Sprintf("steps %d–%d: a loss or gradient norm was not finite (checked every train.nan_check_every steps); last checkpoint: %s",
+			e.Step, e.LastStep, e.LastCheckpoint)
+	}
+	return fmt.Sprintf("step %d: loss %v, gradient norm %v: stopped before applying the update; last checkpoint: %s (set train.on_nan = \"skip\" to skip such steps)",
+		e.Step, e.Loss, e.GradNorm, e.LastCheckpoint)
+}
