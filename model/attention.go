@@ -11,10 +11,9 @@ import (
 type AttentionImpl int
 
 const (
-	// AttentionAuto uses AttentionFused where it is exact (libtorch has
-	// fused attention, no tanh logit capping, no attention dropout while
-	// training, attention probabilities not requested) and
-	// AttentionMaterialised otherwise.
+	// AttentionAuto uses AttentionFused where it is exact (no tanh logit
+	// capping, no attention dropout while training, attention
+	// probabilities not requested) and AttentionMaterialised otherwise.
 	AttentionAuto AttentionImpl = iota
 	// AttentionFused never builds the T×T matrix. Eq. 5 distributes over V:
 	//
@@ -35,8 +34,6 @@ func checkAttention(cfg *Config, impl AttentionImpl) error {
 		return nil
 	}
 	switch {
-	case !torch.HasFusedAttention():
-		return fmt.Errorf("model: fused attention needs libtorch ≥ 2.1 (have %s); use auto or materialised", torch.Version())
 	case cfg.DotNormType != DotNormNone:
 		return fmt.Errorf("model: fused attention cannot apply dot_norm_type %q; use auto or materialised", cfg.DotNormType)
 	case cfg.AttnPdrop > 0:
@@ -133,7 +130,7 @@ func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProb
 
 	if impl == AttentionAuto {
 		impl = AttentionMaterialised
-		if torch.HasFusedAttention() && a.cfg.DotNormType == DotNormNone && !(train && a.cfg.AttnPdrop > 0) {
+		if a.cfg.DotNormType == DotNormNone && !(train && a.cfg.AttnPdrop > 0) {
 			impl = AttentionFused
 		}
 	}

@@ -52,7 +52,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 				step := func() {
 					s := torch.NewScope()
 					defer s.Close()
-					out := m.Forward(ids, ForwardOptions{Labels: ids, PadID: -1})
+					out := m.Forward(ids, ForwardOptions{Labels: ids})
 					out.Loss.Backward()
 					for _, p := range m.params.list {
 						if p.Trainable {

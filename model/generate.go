@@ -122,7 +122,7 @@ func (m *Model) nextLogits(ids []int32) []float64 {
 	for j, v := range ids {
 		x[j] = int64(v)
 	}
-	out := m.Forward(torch.FromInt64(x, 1, int64(len(x))).ToDevice(m.opts.Device), ForwardOptions{PadID: -1})
+	out := m.Forward(torch.FromInt64(x, 1, int64(len(x))).ToDevice(m.opts.Device), ForwardOptions{})
 	last := out.Logits.Narrow(1, int64(len(x)-1), 1).Reshape(-1)
 	return last.ToDType(torch.Float64).ToDevice(torch.CPU).Float64s()
 }

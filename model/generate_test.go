@@ -130,7 +130,7 @@ func greedyByHand(t *testing.T, m *Model, prompt []int32, n int) []int32 {
 		}
 		var logits []float64
 		torch.NoGrad(func() {
-			o := m.Forward(torch.FromInt64(x, 1, int64(len(x))), ForwardOptions{PadID: -1})
+			o := m.Forward(torch.FromInt64(x, 1, int64(len(x))), ForwardOptions{})
 			logits = o.Logits.Narrow(1, int64(len(x)-1), 1).Reshape(-1).Float64s()
 		})
 		s.Close()

@@ -115,15 +115,30 @@ func (m *Model) Close() {
 	}
 }
 
+// Pad is a padding token whose labels the loss ignores; the zero value is
+// none. Token 0 is a token like any other (it is <|endoftext|>, the pad,
+// in the original's tokenizer).
+type Pad struct {
+	id  int64
+	set bool
+}
+
+// PadToken is the Pad of token id.
+func PadToken(id int64) Pad { return Pad{id: id, set: true} }
+
+// ID returns the padding token, and false when there is none.
+func (p Pad) ID() (int64, bool) { return p.id, p.set }
+
 // ForwardOptions selects what Forward computes besides the logits.
 type ForwardOptions struct {
 	// Labels [B, T] (int64): the loss is the mean next-token cross-entropy
 	// of logits[:, :-1] against Labels[:, 1:], ignoring IgnoreIndex. Nil: no
 	// loss.
 	Labels *torch.Tensor
-	// PadID, when ≥ 0, also ignores labels equal to it (the original's
-	// collator masks the pad id, which is the eos id). −1: none.
-	PadID int64
+	// Pad also ignores labels equal to the padding token (the original's
+	// collator masks the pad id, which is the eos id). The zero value is no
+	// padding.
+	Pad Pad
 	// Train enables dropout.
 	Train bool
 	// Hidden returns the hidden states (HF output_hidden_states).
@@ -195,14 +210,14 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 	if o.LossOnly && o.Labels != nil && s[0]*T*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
 		// Memory-lean head: never holds the [B·T, V] logits at once.
 		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
-			return chunkedNextTokenLoss(x.Narrow(0, a, n), m.wte, o.Labels.Narrow(0, a, n), o.PadID)
+			return chunkedNextTokenLoss(x.Narrow(0, a, n), m.wte, o.Labels.Narrow(0, a, n), o.Pad)
 		})
 		return out
 	}
 	out.Logits = x.Matmul(m.wte.T()) // tied head
 	if o.Labels != nil {
 		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
-			return NextTokenLoss(out.Logits.Narrow(0, a, n), o.Labels.Narrow(0, a, n), o.PadID)
+			return NextTokenLoss(out.Logits.Narrow(0, a, n), o.Labels.Narrow(0, a, n), o.Pad)
 		})
 	}
 	return out
@@ -253,31 +268,31 @@ var lossChunkBytes int64 = 512 << 20
 
 // chunkedNextTokenLoss is NextTokenLoss of the tied head x·wteᵀ computed by
 // torch.LinearCrossEntropy in chunks of rows.
-func chunkedNextTokenLoss(x, wte, labels *torch.Tensor, padID int64) *torch.Tensor {
+func chunkedNextTokenLoss(x, wte, labels *torch.Tensor, pad Pad) *torch.Tensor {
 	s := x.Shape()
 	T, d := s[1], s[2]
 	h := x.Narrow(1, 0, T-1).Reshape(-1, d)
-	return torch.LinearCrossEntropy(h, wte, nextTokenTargets(labels, padID), IgnoreIndex, lossChunk)
+	return torch.LinearCrossEntropy(h, wte, nextTokenTargets(labels, pad), IgnoreIndex, lossChunk)
 }
 
-// nextTokenTargets is labels[:, 1:] flattened, with padID (when ≥ 0)
+// nextTokenTargets is labels[:, 1:] flattened, with the pad token
 // replaced by IgnoreIndex: the targets of positions 0..T−2.
-func nextTokenTargets(labels *torch.Tensor, padID int64) *torch.Tensor {
-	if padID >= 0 {
-		labels = labels.MaskedFill(labels.EqScalar(float64(padID)), IgnoreIndex)
+func nextTokenTargets(labels *torch.Tensor, pad Pad) *torch.Tensor {
+	if id, ok := pad.ID(); ok {
+		labels = labels.MaskedFill(labels.EqScalar(float64(id)), IgnoreIndex)
 	}
 	T := labels.Size(1)
 	return labels.Narrow(1, 1, T-1).Reshape(-1)
 }
 
 // NextTokenLoss is the mean cross-entropy of logits[:, :-1] [B, T, V]
-// against labels[:, 1:], ignoring IgnoreIndex and, when padID ≥ 0, labels
-// equal to padID.
-func NextTokenLoss(logits, labels *torch.Tensor, padID int64) *torch.Tensor {
+// against labels[:, 1:], ignoring IgnoreIndex and labels equal to the pad
+// token, if any.
+func NextTokenLoss(logits, labels *torch.Tensor, pad Pad) *torch.Tensor {
 	s := logits.Shape()
 	T, V := s[1], s[2]
 	l := logits.Narrow(1, 0, T-1).Reshape(-1, V)
-	return torch.CrossEntropy(l, nextTokenTargets(labels, padID), IgnoreIndex, torch.ReduceMean)
+	return torch.CrossEntropy(l, nextTokenTargets(labels, pad), IgnoreIndex, torch.ReduceMean)
 }
 
 // State returns every parameter and buffer by name, in registry order (the

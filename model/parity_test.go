@@ -176,7 +176,7 @@ func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, 
 	B, T := int64(3), int64(32)
 	wantAttn := dt == torch.Float64 && impl == AttentionMaterialised
 	out := m.Forward(torch.FromInt64(ids, B, T), ForwardOptions{
-		Labels: torch.FromInt64(labels, B, T), PadID: padID, Hidden: dt == torch.Float64, Attention: wantAttn,
+		Labels: torch.FromInt64(labels, B, T), Pad: PadToken(padID), Hidden: dt == torch.Float64, Attention: wantAttn,
 	})
 	out.Loss.Backward()
 	defer func() {

@@ -115,7 +115,7 @@ func TestSkiplessBlockIsIdentityMap(t *testing.T) {
 				"first_layer_value_resid_gain": nil, "mlp_block_resid_gain": 0.0, "norm_type": "none", "n_layer": int64(5),
 			}, torch.Float64, impl)
 			defer m.Close()
-			out := m.Forward(randomIDs(2, 32, 512), ForwardOptions{Hidden: true, PadID: -1})
+			out := m.Forward(randomIDs(2, 32, 512), ForwardOptions{Hidden: true})
 			tol := 0.0
 			if impl == AttentionFused {
 				tol = 1e-12 // softmax·V and the running mean round differently
@@ -152,7 +152,7 @@ func TestParallelBlockSkipPaths(t *testing.T) {
 			defer s.Close()
 			m := initModel(t, c.preset, map[string]any{"mlp_block_resid_gain": 0.0, "attn_block_resid_gain": 0.0}, torch.Float64, AttentionAuto)
 			defer m.Close()
-			out := m.Forward(randomIDs(2, 16, 512), ForwardOptions{Hidden: true, PadID: -1})
+			out := m.Forward(randomIDs(2, 16, 512), ForwardOptions{Hidden: true})
 			for i := range m.blocks[:len(m.blocks)-1] {
 				y, x := out.Hidden[i+1], out.Hidden[i]
 				if c.wantZero {
@@ -187,7 +187,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 							p.T.AddInPlace(torch.Randn(p.Shape, dt, torch.CPU), 0.02)
 						}
 					}
-					out := m.Forward(randomIDs(2, 128, 512), ForwardOptions{Labels: randomIDs(2, 128, 512), PadID: -1})
+					out := m.Forward(randomIDs(2, 128, 512), ForwardOptions{Labels: randomIDs(2, 128, 512)})
 					out.Loss.Backward()
 					return out.Logits, takeGrads(m)
 				}
@@ -232,7 +232,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 			defer m.Close()
 			ids, labels := randomIDs(3, 32, 512), randomIDs(3, 32, 512).MaskedFill(randomIDs(3, 32, 512).LtScalar(40), IgnoreIndex)
 			run := func(lossOnly bool) (*torch.Tensor, []*torch.Tensor) {
-				out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: 7, LossOnly: lossOnly})
+				out := m.Forward(ids, ForwardOptions{Labels: labels, Pad: PadToken(7), LossOnly: lossOnly})
 				out.Loss.Backward()
 				return out.Loss, takeGrads(m)
 			}
@@ -279,7 +279,7 @@ func TestLossSegments(t *testing.T) {
 			// its mean would be NaN.
 			labels := ids.Clone()
 			labels.Narrow(0, 3, 1).Fill(IgnoreIndex)
-			out := m.Forward(ids, ForwardOptions{Labels: labels, PadID: -1, LossOnly: true, LossSegments: segs})
+			out := m.Forward(ids, ForwardOptions{Labels: labels, LossOnly: true, LossSegments: segs})
 			out.Loss.Backward()
 			got, gotGrads := out.Loss, takeGrads(m)
 
@@ -287,7 +287,7 @@ func TestLossSegments(t *testing.T) {
 			a := int64(0)
 			for _, seg := range segs {
 				if seg.Weight != 0 {
-					o := m.Forward(ids.Narrow(0, a, int64(seg.Rows)), ForwardOptions{Labels: labels.Narrow(0, a, int64(seg.Rows)), PadID: -1, LossOnly: true})
+					o := m.Forward(ids.Narrow(0, a, int64(seg.Rows)), ForwardOptions{Labels: labels.Narrow(0, a, int64(seg.Rows)), LossOnly: true})
 					l := o.Loss.MulScalar(seg.Weight)
 					l.Backward()
 					want = want.Add(l.Detach())
@@ -305,7 +305,7 @@ func TestLossSegments(t *testing.T) {
 			t.Logf("loss %.12f, worst gradient error %.2g", got.Item(), worst)
 
 			for _, bad := range [][]LossSegment{{{Rows: 3, Weight: 1}}, {{Rows: 4, Weight: 1}, {Rows: 1, Weight: 1}}, {{Rows: 0, Weight: 1}, {Rows: 4, Weight: 1}}} {
-				err := torch.Try(func() { m.Forward(ids, ForwardOptions{Labels: labels, PadID: -1, LossOnly: true, LossSegments: bad}) })
+				err := torch.Try(func() { m.Forward(ids, ForwardOptions{Labels: labels, LossOnly: true, LossSegments: bad}) })
 				if err == nil || !strings.Contains(err.Error(), "loss segments") {
 					t.Errorf("segments %v: error %v, want one naming the loss segments", bad, err)
 				}

@@ -132,10 +132,6 @@ func Version() string {
 	return "unknown"
 }
 
-// HasFusedAttention reports whether libtorch provides
-// scaled_dot_product_attention. It always does: the shim requires libtorch
-// 2.1 or later, where SDPA is libtorch's fused kernel.
-func HasFusedAttention() bool { return true }
 
 // SetNumThreads sets libtorch's intra-op thread count.
 func SetNumThreads(n int) error {

@@ -29,7 +29,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 	m.Init()
 	t := e.Train
 	fb := &fixedBatches{rows: makeBatches(t.Accumulation, t.MicroBatch, e.Model.ContextLength, e.Model.VocabSize, 7)}
-	tr, err = NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0), PadID: -1})
+	tr, err = NewTrainer(Config{Experiment: e, Dir: b.TempDir(), Model: m, Batches: fb, TotalSteps: TotalSteps(e, 0)})
 	if err != nil {
 		m.Close()
 		b.Fatal(err)

@@ -96,7 +96,7 @@ func ddpChild(t *testing.T) {
 			os.Exit(7) // a rank dies mid-run
 		}
 	}
-	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: fb, Valid: ddpValid(), TotalSteps: TotalSteps(e, 0), PadID: -1, Group: pg})
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: fb, Valid: ddpValid(), TotalSteps: TotalSteps(e, 0), Group: pg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestDataParallel(t *testing.T) {
 		n.Tensor.Free()
 	}
 	tr, err := NewTrainer(Config{Experiment: e, Dir: single, Model: m1, Batches: &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)},
-		Valid: ddpValid(), TotalSteps: TotalSteps(e, 0), PadID: -1})
+		Valid: ddpValid(), TotalSteps: TotalSteps(e, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,12 +39,12 @@ type forward struct {
 // forwards of size rows. A forward that is exactly one micro-batch has no
 // segments (the plain mean loss, bit for bit the unfitted step); otherwise
 // each part of micro-batch j in a forward gets the weight n_part/n_j, where n
-// counts the targets that are not ignored (positions 1..T−1, labels ≠ padID),
+// counts the targets that are not ignored (positions 1..T−1, labels ≠ the pad token),
 // so that the forwards' losses sum to Σ_j mean_j. A part without targets
 // gets weight 0 (skipped), unless its whole micro-batch has none: then the
 // weight is NaN, as the unfitted mean would be. A forward whose parts all
 // have weight 0 is dropped (it contributes nothing).
-func planForwards(micro [][][]int32, size int, padID int64) []forward {
+func planForwards(micro [][][]int32, size int, pad model.Pad) []forward {
 	var all [][]int32
 	var owner []int // micro-batch index of each row
 	counts := make([]int, len(micro))
@@ -52,7 +52,7 @@ func planForwards(micro [][][]int32, size int, padID int64) []forward {
 		for _, r := range mb {
 			all = append(all, r)
 			owner = append(owner, j)
-			counts[j] += targets(r, padID)
+			counts[j] += targets(r, pad)
 		}
 	}
 	var out []forward
@@ -68,7 +68,7 @@ func planForwards(micro [][][]int32, size int, padID int64) []forward {
 		for i := a; i < b; {
 			j, n, k := owner[i], 0, i
 			for ; k < b && owner[k] == j; k++ {
-				n += targets(all[k], padID)
+				n += targets(all[k], pad)
 			}
 			w := 0.0
 			switch {
@@ -91,11 +91,12 @@ func planForwards(micro [][][]int32, size int, padID int64) []forward {
 }
 
 // targets counts the next-token targets of a row that the loss uses.
-func targets(row []int32, padID int64) int {
+func targets(row []int32, pad model.Pad) int {
 	if len(row) < 2 {
 		return 0
 	}
-	if padID < 0 {
+	padID, ok := pad.ID()
+	if !ok {
 		return len(row) - 1
 	}
 	n := 0
@@ -232,7 +233,7 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 		s := torch.NewScope()
 		defer s.Close()
 		x := t.ids(batch)
-		out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true})
+		out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true})
 		out.Loss.Backward()
 		torch.Synchronize(t.dev)
 	})

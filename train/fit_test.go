@@ -48,7 +48,7 @@ func TestPlanForwards(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := planForwards(c.micro, c.size, 0)
+			got := planForwards(c.micro, c.size, model.PadToken(0))
 			if len(got) != len(c.want) {
 				t.Fatalf("%d forwards, want %d: %+v", len(got), len(c.want), got)
 			}
@@ -72,7 +72,7 @@ func TestPlanForwards(t *testing.T) {
 	}
 	// A part without targets whose micro-batch has some: weight 0, and a
 	// forward of such parts only is dropped (row 4 of "split rows").
-	if got := planForwards(step, 1, 0); len(got) != 3 {
+	if got := planForwards(step, 1, model.PadToken(0)); len(got) != 3 {
 		t.Errorf("split rows: %d forwards, want 3 (the row without targets dropped)", len(got))
 	}
 }
@@ -167,7 +167,7 @@ every = 0
 		e := experiment(t, "skipless", extra)
 		m := seededModel(t, e.Model, torch.CPU, 0)
 		defer m.Close()
-		r := result{losses: trainedLosses(t, e, m, batches, 0, nil, func(tr *Trainer) { tr.fwdRows = rows })}
+		r := result{losses: trainedLosses(t, e, m, batches, model.PadToken(0), nil, func(tr *Trainer) { tr.fwdRows = rows })}
 		r.weights = map[string][]float64{}
 		s := torch.NewScope()
 		defer s.Close()

@@ -34,7 +34,7 @@ func trainLosses(t *testing.T, e *Experiment, dev torch.Device, weights string, 
 	if err := loadWeightsFile(weights, m); err != nil {
 		t.Fatal(err)
 	}
-	return trainedLosses(t, e, m, batches, -1, nil, nil)
+	return trainedLosses(t, e, m, batches, model.Pad{}, nil, nil)
 }
 
 // TestGPUStepMatchesCPU: the GPU training step at small size in fp32 gives
@@ -106,7 +106,7 @@ every = 0
 		m := seededModel(t, e.Model, dev, 3)
 		defer m.Close()
 		var log strings.Builder
-		return trainedLosses(t, e, m, batches, -1, &log, nil), log.String()
+		return trainedLosses(t, e, m, batches, model.Pad{}, &log, nil), log.String()
 	}
 	live := torch.LiveTensors()
 	plain, plainLog := run(false)

@@ -48,7 +48,7 @@ type Run struct {
 	log     io.Writer
 	group   *torch.ProcessGroup
 	ds      *data.Dataset
-	padID   int64
+	pad     model.Pad
 	closers []func() error // in order of acquisition
 }
 
@@ -64,7 +64,7 @@ var ErrDataInterrupted = errors.New("interrupted while preparing the data, befor
 // config.toml, builds and initialises the model from train.seed, and
 // builds the trainer, resumed from the latest checkpoint with o.Resume.
 func Setup(ctx context.Context, exp *Experiment, o SetupOptions) (*Run, error) {
-	r := &Run{Exp: exp, Dir: o.Dir, opts: o, log: o.Log, padID: -1}
+	r := &Run{Exp: exp, Dir: o.Dir, opts: o, log: o.Log}
 	if r.log == nil {
 		r.log = io.Discard
 	}
@@ -186,7 +186,7 @@ func (r *Run) prepareData(ctx context.Context) error {
 		r.Exp.Model.VocabSize = vocab
 	}
 	if id, ok := ds.Tokenizer.ID("<|endoftext|>"); ok {
-		r.padID = int64(id) // the original's collator ignores labels equal to pad = eos
+		r.pad = model.PadToken(int64(id)) // the original's collator ignores labels equal to pad = eos
 	}
 	return nil
 }
@@ -291,7 +291,7 @@ func (r *Run) buildTrainer() error {
 		progress = NewProgress(r.log)
 	}
 	tr, err := NewTrainer(Config{Experiment: r.Exp, Dir: r.Dir, Model: r.Model, Batches: batcher{b}, Valid: r.ds.Valid,
-		TotalSteps: TotalSteps(r.Exp, r.ds.Train.Len()), PadID: r.padID, Log: r.log, Progress: progress, Group: r.group})
+		TotalSteps: TotalSteps(r.Exp, r.ds.Train.Len()), Pad: r.pad, Log: r.log, Progress: progress, Group: r.group})
 	if err != nil {
 		return err
 	}

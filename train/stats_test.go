@@ -410,7 +410,7 @@ func TestStatsOfModelForward(t *testing.T) {
 				for i := range ids {
 					ids[i] = int64(i*7) % 64
 				}
-				out := m.Forward(torch.FromInt64(ids, 4, 16), model.ForwardOptions{Hidden: true, Attention: true, PadID: -1})
+				out := m.Forward(torch.FromInt64(ids, 4, 16), model.ForwardOptions{Hidden: true, Attention: true})
 				if ls, err = OutlierStats(out.Hidden); err != nil {
 					t.Fatal(err)
 				}

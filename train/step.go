@@ -69,10 +69,10 @@ func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
 		rows = tr.MicroBatch
 	}
 	var lossSum *torch.Tensor
-	for _, f := range planForwards(mine, rows, t.padID) {
+	for _, f := range planForwards(mine, rows, t.pad) {
 		if err := torch.Try(func() {
 			x := t.ids(f.rows)
-			out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, Train: true, LossOnly: true, LossSegments: f.segs})
+			out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true, LossSegments: f.segs})
 			t.scaler.scale(out.Loss.DivScalar(float64(tr.Accumulation))).Backward()
 			d := out.Loss.Detach().ToDType(torch.Float64)
 			if lossSum == nil {

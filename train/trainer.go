@@ -54,7 +54,7 @@ type Trainer struct {
 	progress Progress
 	log      io.Writer
 	st       State
-	padID    int64
+	pad      model.Pad
 	lastCkpt string
 	resumed  bool // Resume loaded a checkpoint: its step-0 evaluation is logged already
 	rowBuf   []int64
@@ -84,9 +84,9 @@ type Config struct {
 	Valid      EvalSet // may be nil: no evaluation
 	// TotalSteps of the schedule (see TotalSteps).
 	TotalSteps int
-	// PadID is the id whose labels are ignored (the original's pad = eos);
-	// −1 for none.
-	PadID int64
+	// Pad is the token whose labels are ignored (the original's pad =
+	// eos); the zero value is none.
+	Pad model.Pad
 	// Log receives one-line messages; Progress the step counter.
 	Log      io.Writer
 	Progress Progress
@@ -162,7 +162,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 		return nil, err
 	}
 	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
-		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log, padID: c.PadID,
+		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log, pad: c.Pad,
 		group: c.Group, world: world}
 	if c.Group != nil {
 		t.rank = c.Group.Rank()
@@ -486,7 +486,7 @@ func (t *Trainer) evaluate() error {
 				s := torch.NewScope()
 				defer s.Close()
 				x := t.ids(rows)
-				out := t.forward(x, model.ForwardOptions{Labels: x, PadID: t.padID, LossOnly: true})
+				out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, LossOnly: true})
 				l := out.Loss.ToDType(torch.Float64).MulScalar(float64(len(rows)))
 				if sum != nil {
 					next := sum.Add(l)
@@ -538,7 +538,7 @@ func (t *Trainer) recordStats(x *torch.Tensor) {
 	r := &t.exp.Report
 	rec := runlog.Stats{Step: int64(t.st.Step + 1)}
 	torch.NoGrad(func() {
-		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, PadID: t.padID})
+		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, Pad: t.pad})
 		if r.Outliers {
 			if ls, err := OutlierStats(out.Hidden); err == nil {
 				rec.Layers = ls

@@ -95,7 +95,7 @@ func newRun(t *testing.T, e *Experiment, dir string, weights string, batches Bat
 	} else if err := m.Init(); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: batches, TotalSteps: TotalSteps(e, 0), PadID: -1})
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: batches, TotalSteps: TotalSteps(e, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +120,10 @@ func seededModel(t testing.TB, cfg model.Config, dev torch.Device, seed uint64) 
 // trainedLosses trains m with e on the fixed batches in a fresh run folder
 // and returns the logged per-step losses; prepare, if not nil, adjusts the
 // trainer before Run.
-func trainedLosses(t *testing.T, e *Experiment, m *model.Model, batches [][][]int32, padID int64, log io.Writer, prepare func(*Trainer)) []float64 {
+func trainedLosses(t *testing.T, e *Experiment, m *model.Model, batches [][][]int32, pad model.Pad, log io.Writer, prepare func(*Trainer)) []float64 {
 	t.Helper()
 	dir := t.TempDir()
-	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), PadID: padID, Log: log})
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m, Batches: &fixedBatches{rows: batches}, TotalSteps: TotalSteps(e, 0), Pad: pad, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
