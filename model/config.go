@@ -430,90 +430,124 @@ func (c *Config) BlockNorms(layer int) (ln1, ln2 NormType) {
 // Every problem is reported, as "model.<key>: <reason>", joined into one
 // error.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("model.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	positive := func(key string, v int) {
-		if v <= 0 {
-			bad(key, "%d must be positive", v)
-		}
-	}
-	finite := func(key string, v float64) bool {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			bad(key, "%v is not a finite number", v)
-			return false
-		}
-		return true
-	}
-	nonNeg := func(key string, v float64) {
-		if finite(key, v) && v < 0 {
-			bad(key, "%v must not be negative", v)
-		}
-	}
-	prob := func(key string, v float64) {
-		if finite(key, v) && (v < 0 || v >= 1) {
-			bad(key, "%v is outside [0, 1)", v)
-		}
-	}
-	oneOf := func(key, v string, allowed ...string) {
-		for _, a := range allowed {
-			if v == a {
-				return
-			}
-		}
-		bad(key, "unknown value %q (want one of %s)", v, quoteList(allowed))
-	}
+	var p configProblems
+	c.validateSizes(&p)
+	c.validateEnums(&p)
+	c.validateGains(&p)
+	c.validateInitStds(&p)
+	c.validateCombinations(&p)
+	return errjoin.OneLine(p.errs)
+}
 
-	// Sizes.
-	positive("vocab_size", c.VocabSize)
-	positive("n_positions", c.NPositions)
-	positive("context_length", c.ContextLength)
-	if c.ContextLength > 0 && c.NPositions > 0 && c.ContextLength > c.NPositions {
-		bad("context_length", "%d is longer than n_positions %d", c.ContextLength, c.NPositions)
+// configProblems collects the problems Validate finds, in the order found,
+// each as "model.<key>: <reason>".
+type configProblems struct {
+	errs []error
+}
+
+// bad records a problem with the key `key`.
+func (p *configProblems) bad(key, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("model.%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// positive reports v unless it is above 0.
+func (p *configProblems) positive(key string, v int) {
+	if v <= 0 {
+		p.bad(key, "%d must be positive", v)
 	}
-	positive("n_embd", c.NEmbd)
-	positive("n_layer", c.NLayer)
-	positive("n_head", c.NHead)
+}
+
+// finite reports v if it is NaN or infinite, and says whether it is finite.
+func (p *configProblems) finite(key string, v float64) bool {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		p.bad(key, "%v is not a finite number", v)
+		return false
+	}
+	return true
+}
+
+// nonNeg reports v unless it is finite and not below 0.
+func (p *configProblems) nonNeg(key string, v float64) {
+	if p.finite(key, v) && v < 0 {
+		p.bad(key, "%v must not be negative", v)
+	}
+}
+
+// prob reports v unless it is a finite number in [0, 1).
+func (p *configProblems) prob(key string, v float64) {
+	if p.finite(key, v) && (v < 0 || v >= 1) {
+		p.bad(key, "%v is outside [0, 1)", v)
+	}
+}
+
+// oneOf reports v unless it is one of allowed.
+func (p *configProblems) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	p.bad(key, "unknown value %q (want one of %s)", v, quoteList(allowed))
+}
+
+// validateSizes checks the sizes (vocabulary, positions, context, width,
+// depth, heads, MLP width) and sets HeadDim and NInner, leaving each 0 when
+// it cannot be derived.
+func (c *Config) validateSizes(p *configProblems) {
+	p.positive("vocab_size", c.VocabSize)
+	p.positive("n_positions", c.NPositions)
+	p.positive("context_length", c.ContextLength)
+	if c.ContextLength > 0 && c.NPositions > 0 && c.ContextLength > c.NPositions {
+		p.bad("context_length", "%d is longer than n_positions %d", c.ContextLength, c.NPositions)
+	}
+	p.positive("n_embd", c.NEmbd)
+	p.positive("n_layer", c.NLayer)
+	p.positive("n_head", c.NHead)
 	c.HeadDim = 0
 	if c.NEmbd > 0 && c.NHead > 0 {
 		if c.NEmbd%c.NHead != 0 {
-			bad("n_embd", "%d is not divisible by n_head %d", c.NEmbd, c.NHead)
+			p.bad("n_embd", "%d is not divisible by n_head %d", c.NEmbd, c.NHead)
 		} else {
 			c.HeadDim = c.NEmbd / c.NHead
 		}
 	}
 	c.NInner = 0
-	if finite("mlp_width_mult", c.MLPWidthMult) {
+	if p.finite("mlp_width_mult", c.MLPWidthMult) {
 		inner := int(float64(c.NEmbd) * c.MLPWidthMult)
 		if c.MLPWidthMult <= 0 || inner < 1 {
-			bad("mlp_width_mult", "%v gives an MLP width int(n_embd·mlp_width_mult) = %d < 1", c.MLPWidthMult, inner)
+			p.bad("mlp_width_mult", "%v gives an MLP width int(n_embd·mlp_width_mult) = %d < 1", c.MLPWidthMult, inner)
 		} else {
 			c.NInner = inner
 		}
 	}
+}
 
-	// Enums.
-	oneOf("norm_type", string(c.NormType), string(NormLN), string(NormRMS), string(NormNone))
-	oneOf("norm_position", string(c.NormPosition), string(NormPre), string(NormPost))
-	oneOf("qk_norm_type", string(c.QKNormType), string(QKNormNone), string(QKNormRMS))
-	oneOf("dot_norm_type", string(c.DotNormType), string(DotNormNone), string(DotNormTanh))
-	oneOf("val_init_type", string(c.ValInitType), string(InitNormal), string(InitOrth), string(InitID))
-	oneOf("proj_init_type", string(c.ProjInitType), string(InitNormal), string(InitOrth), string(InitID))
+// validateEnums checks that every enumerated setting (norms, inits, tying,
+// activation) has a known value.
+func (c *Config) validateEnums(p *configProblems) {
+	p.oneOf("norm_type", string(c.NormType), string(NormLN), string(NormRMS), string(NormNone))
+	p.oneOf("norm_position", string(c.NormPosition), string(NormPre), string(NormPost))
+	p.oneOf("qk_norm_type", string(c.QKNormType), string(QKNormNone), string(QKNormRMS))
+	p.oneOf("dot_norm_type", string(c.DotNormType), string(DotNormNone), string(DotNormTanh))
+	p.oneOf("val_init_type", string(c.ValInitType), string(InitNormal), string(InitOrth), string(InitID))
+	p.oneOf("proj_init_type", string(c.ProjInitType), string(InitNormal), string(InitOrth), string(InitID))
 	if c.TieValprojInit != TieNone {
-		oneOf("tie_valproj_init", string(c.TieValprojInit), string(TieLastBlock), string(TieAllBlocks))
+		p.oneOf("tie_valproj_init", string(c.TieValprojInit), string(TieLastBlock), string(TieAllBlocks))
 	}
 	acts := make([]string, len(activations))
 	for i, a := range activations {
 		acts[i] = string(a)
 	}
-	oneOf("activation_function", string(c.ActivationFunction), acts...)
+	p.oneOf("activation_function", string(c.ActivationFunction), acts...)
+}
 
-	// Numbers.
-	nonNeg("layer_norm_epsilon", c.LayerNormEpsilon)
-	prob("resid_pdrop", c.ResidPdrop)
-	prob("attn_pdrop", c.AttnPdrop)
-	prob("embd_pdrop", c.EmbdPdrop)
+// validateGains checks the norm epsilon, the dropout probabilities and that
+// every gain (and the leaky ReLU slope) is a finite number.
+func (c *Config) validateGains(p *configProblems) {
+	p.nonNeg("layer_norm_epsilon", c.LayerNormEpsilon)
+	p.prob("resid_pdrop", c.ResidPdrop)
+	p.prob("attn_pdrop", c.AttnPdrop)
+	p.prob("embd_pdrop", c.EmbdPdrop)
 	for _, g := range []struct {
 		key string
 		v   float64
@@ -524,7 +558,7 @@ func (c *Config) Validate() error {
 		{"centre_attn_gain", c.CentreAttnGain}, {"value_resid_gain", c.ValueResidGain},
 		{"proj_resid_gain", c.ProjResidGain}, {"lrelu_neg_slope", c.LReLUNegSlope},
 	} {
-		finite(g.key, g.v)
+		p.finite(g.key, g.v)
 	}
 	for _, g := range []struct {
 		key string
@@ -534,10 +568,15 @@ func (c *Config) Validate() error {
 		{"proj_skip_gain", c.ProjSkipGain}, {"last_layer_proj_resid_gain", c.LastLayerProjResidGain},
 	} {
 		if g.v != nil {
-			finite(g.key, *g.v)
+			p.finite(g.key, *g.v)
 		}
 	}
-	nonNeg("initializer_range", c.InitializerRange)
+}
+
+// validateInitStds checks that the initialisation standard deviations that
+// are set are finite and not negative.
+func (c *Config) validateInitStds(p *configProblems) {
+	p.nonNeg("initializer_range", c.InitializerRange)
 	for _, s := range []struct {
 		key string
 		v   *float64
@@ -546,41 +585,56 @@ func (c *Config) Validate() error {
 		{"key_init_std", c.KeyInitStd}, {"mlp_proj_init_std", c.MLPProjInitStd},
 	} {
 		if s.v != nil {
-			nonNeg(s.key, *s.v)
+			p.nonNeg(s.key, *s.v)
 		}
 	}
+}
 
-	// Combinations.
+// validateCombinations reports settings that have no effect, or cannot
+// work, given the others: a skip gain the parallel block lacks, a slope
+// without leaky ReLU, and value/projection settings that need a weight.
+func (c *Config) validateCombinations(p *configProblems) {
 	if c.ParallelLayers && c.AttnBlockSkipGain != 0 {
-		bad("attn_block_skip_gain", "%v has no effect when parallel_layers is true (the parallel block's only skip is mlp_block_skip_gain); set it to 0", c.AttnBlockSkipGain)
+		p.bad("attn_block_skip_gain", "%v has no effect when parallel_layers is true (the parallel block's only skip is mlp_block_skip_gain); set it to 0", c.AttnBlockSkipGain)
 	}
 	if c.ActivationFunction != ActLeakyReLU && c.LReLUNegSlope != 0 {
-		bad("lrelu_neg_slope", "%v has no effect with activation_function %q", c.LReLUNegSlope, c.ActivationFunction)
+		p.bad("lrelu_neg_slope", "%v has no effect with activation_function %q", c.LReLUNegSlope, c.ActivationFunction)
 	}
 	if c.NLayer > 0 {
-		// Only layer 0 (value) and the last (projection) differ from the
-		// rest, so three layers answer for all of them.
-		firstIdentity := -1 // first layer whose value or projection is the identity
-		for _, i := range []int{0, 1, c.NLayer - 1} {
-			if i < c.NLayer && firstIdentity < 0 && (c.ValueLayer(i).Form == LinearIdentity || c.ProjLayer(i).Form == LinearIdentity) {
-				firstIdentity = i
-			}
-		}
-		if c.ValProjInitStd != nil && firstIdentity >= 0 {
-			bad("val_proj_init_std", "is set but the value or projection of layer %d is the identity (skip gain 1, resid gain 0, init id) and has no weight", firstIdentity)
-		}
-		if c.TieValprojInit != TieNone {
-			switch {
-			case c.ValueSkipGain == nil || c.ProjSkipGain == nil:
-				bad("tie_valproj_init", "%q needs value_skip_gain and proj_skip_gain (it ties the fixed W_init of Eq. 6)", c.TieValprojInit)
-			case firstIdentity >= 0:
-				bad("tie_valproj_init", "%q needs a W_init in every layer, but the value or projection of layer %d is the identity", c.TieValprojInit, firstIdentity)
-			case c.TieValprojInit == TieLastBlock && c.NLayer < 2:
-				bad("tie_valproj_init", "%q has no effect with n_layer %d", c.TieValprojInit, c.NLayer)
-			}
+		c.validateValueProj(p)
+	}
+}
+
+// validateValueProj checks val_proj_init_std and tie_valproj_init against
+// the value and projection layers (n_layer must be positive).
+func (c *Config) validateValueProj(p *configProblems) {
+	firstIdentity := c.firstIdentityLayer()
+	if c.ValProjInitStd != nil && firstIdentity >= 0 {
+		p.bad("val_proj_init_std", "is set but the value or projection of layer %d is the identity (skip gain 1, resid gain 0, init id) and has no weight", firstIdentity)
+	}
+	if c.TieValprojInit != TieNone {
+		switch {
+		case c.ValueSkipGain == nil || c.ProjSkipGain == nil:
+			p.bad("tie_valproj_init", "%q needs value_skip_gain and proj_skip_gain (it ties the fixed W_init of Eq. 6)", c.TieValprojInit)
+		case firstIdentity >= 0:
+			p.bad("tie_valproj_init", "%q needs a W_init in every layer, but the value or projection of layer %d is the identity", c.TieValprojInit, firstIdentity)
+		case c.TieValprojInit == TieLastBlock && c.NLayer < 2:
+			p.bad("tie_valproj_init", "%q has no effect with n_layer %d", c.TieValprojInit, c.NLayer)
 		}
 	}
-	return errjoin.OneLine(errs)
+}
+
+// firstIdentityLayer is the first layer whose value or projection is the
+// identity (no weight), or -1 if there is none. Only layer 0 (value) and the
+// last (projection) differ from the rest, so three layers answer for all of
+// them.
+func (c *Config) firstIdentityLayer() int {
+	for _, i := range []int{0, 1, c.NLayer - 1} {
+		if i < c.NLayer && (c.ValueLayer(i).Form == LinearIdentity || c.ProjLayer(i).Form == LinearIdentity) {
+			return i
+		}
+	}
+	return -1
 }
 
 func quoteList(s []string) string {

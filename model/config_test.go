@@ -274,28 +274,34 @@ func TestParamCounts(t *testing.T) {
 	}
 }
 
-// TestReferenceAgrees hands each preset (and a few variants) to the Python
-// reference: the JSON must be read back unchanged, and the reference module
-// must have exactly the parameters, shapes, order and trainability of Params.
-func TestReferenceAgrees(t *testing.T) {
-	dir := t.TempDir()
-	type variant struct {
-		preset string
-		o      map[string]any
-	}
-	var variants []variant
+// referenceVariant is a preset with overrides that TestReferenceAgrees hands
+// to the Python reference.
+type referenceVariant struct {
+	preset string
+	o      map[string]any
+}
+
+// referenceVariants are every preset plus variants that switch on the other
+// value/projection, norm and attention-gain code paths.
+func referenceVariants() []referenceVariant {
+	var variants []referenceVariant
 	for _, n := range PresetNames() {
-		variants = append(variants, variant{n, nil})
+		variants = append(variants, referenceVariant{n, nil})
 	}
-	variants = append(variants,
-		variant{"skipless", map[string]any{"value_skip_gain": 0.5, "val_init_type": "orth", "tie_valproj_init": "last_block", "last_layer_proj_resid_gain": 0.3}},
-		variant{"skipless", map[string]any{"val_init_type": "normal", "tie_valproj_init": "all_blocks", "trainable_value_gains": false}},
-		variant{"default", map[string]any{"norm_type": "ln", "qk_norm_type": "rmsnorm", "mlp_width_mult": 2.5, "trainable_attn_mat_gains": true, "centre_attn_gain": 0}},
-		variant{"skipless-parallel", map[string]any{"norm_type": "none", "norm_position": "post"}},
+	return append(variants,
+		referenceVariant{"skipless", map[string]any{"value_skip_gain": 0.5, "val_init_type": "orth", "tie_valproj_init": "last_block", "last_layer_proj_resid_gain": 0.3}},
+		referenceVariant{"skipless", map[string]any{"val_init_type": "normal", "tie_valproj_init": "all_blocks", "trainable_value_gains": false}},
+		referenceVariant{"default", map[string]any{"norm_type": "ln", "qk_norm_type": "rmsnorm", "mlp_width_mult": 2.5, "trainable_attn_mat_gains": true, "centre_attn_gain": 0}},
+		referenceVariant{"skipless-parallel", map[string]any{"norm_type": "none", "norm_position": "post"}},
 	)
-	configs := make([]Config, len(variants))
-	written := make([][]byte, len(variants))
-	args := []string{"describe"}
+}
+
+// writeVariantConfigs writes each variant's config as dir/<i>.json and
+// returns the configs, the JSON written and the paths.
+func writeVariantConfigs(t *testing.T, dir string, variants []referenceVariant) (configs []Config, written [][]byte, paths []string) {
+	t.Helper()
+	configs = make([]Config, len(variants))
+	written = make([][]byte, len(variants))
 	for i, v := range variants {
 		configs[i] = small(t, v.preset, v.o)
 		b, err := configs[i].JSON()
@@ -307,9 +313,86 @@ func TestReferenceAgrees(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, path)
+		paths = append(paths, path)
 	}
-	out := pyref.Run(t, "model.py", args...)
+	return configs, written, paths
+}
+
+// referenceDescription is one line of `model.py describe`: the config as
+// the reference read it, its parameters ([name, shape, trainable]), buffers
+// ([name, shape]) and counts.
+type referenceDescription struct {
+	Config           map[string]any
+	Params           [][3]json.RawMessage
+	Buffers          [][2]json.RawMessage
+	Total, Trainable int64
+}
+
+// specs is the description's parameters then buffers, as ParamSpecs.
+func (d *referenceDescription) specs(t *testing.T) []ParamSpec {
+	t.Helper()
+	var got []ParamSpec
+	for _, p := range d.Params {
+		var s ParamSpec
+		mustJSON(t, p[0], &s.Name)
+		mustJSON(t, p[1], &s.Shape)
+		mustJSON(t, p[2], &s.Trainable)
+		got = append(got, s)
+	}
+	for _, p := range d.Buffers {
+		s := ParamSpec{Buffer: true}
+		mustJSON(t, p[0], &s.Name)
+		mustJSON(t, p[1], &s.Shape)
+		got = append(got, s)
+	}
+	return got
+}
+
+// checkReferenceDescription compares the reference's description of
+// variant i with the Go config c and the JSON Go wrote for it.
+func checkReferenceDescription(t *testing.T, i int, v referenceVariant, c Config, written []byte, d *referenceDescription) {
+	t.Helper()
+	got, want := d.specs(t), c.Params()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("variant %d (%s %v): reference parameters differ", i, v.preset, v.o)
+		logParamDifferences(t, got, want)
+	}
+	total, trainable := c.ParamCount()
+	if d.Total != total || d.Trainable != trainable {
+		t.Errorf("variant %d: reference counts %d/%d, Go %d/%d", i, d.Total, d.Trainable, total, trainable)
+	}
+	var gm map[string]any
+	mustJSON(t, written, &gm)
+	if !reflect.DeepEqual(d.Config, gm) {
+		t.Errorf("variant %d: the reference read\n%v\nGo wrote\n%v", i, d.Config, gm)
+	}
+}
+
+// logParamDifferences logs each position where the reference's parameter
+// list (got) and Go's (want) differ.
+func logParamDifferences(t *testing.T, got, want []ParamSpec) {
+	t.Helper()
+	for j := 0; j < max(len(got), len(want)); j++ {
+		var g, w ParamSpec
+		if j < len(got) {
+			g = got[j]
+		}
+		if j < len(want) {
+			w = want[j]
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Logf("  #%d reference %+v, Go %+v", j, g, w)
+		}
+	}
+}
+
+// TestReferenceAgrees hands each preset (and a few variants) to the Python
+// reference: the JSON must be read back unchanged, and the reference module
+// must have exactly the parameters, shapes, order and trainability of Params.
+func TestReferenceAgrees(t *testing.T) {
+	variants := referenceVariants()
+	configs, written, paths := writeVariantConfigs(t, t.TempDir(), variants)
+	out := pyref.Run(t, "model.py", append([]string{"describe"}, paths...)...)
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<24)
 	i := 0
@@ -317,55 +400,11 @@ func TestReferenceAgrees(t *testing.T) {
 		if i >= len(variants) {
 			t.Fatalf("reference printed more lines than configs")
 		}
-		var d struct {
-			Config           map[string]any
-			Params           [][3]json.RawMessage
-			Buffers          [][2]json.RawMessage
-			Total, Trainable int64
-		}
+		var d referenceDescription
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
 			t.Fatal(err)
 		}
-		c := configs[i]
-		var got []ParamSpec
-		for _, p := range d.Params {
-			var s ParamSpec
-			mustJSON(t, p[0], &s.Name)
-			mustJSON(t, p[1], &s.Shape)
-			mustJSON(t, p[2], &s.Trainable)
-			got = append(got, s)
-		}
-		for _, p := range d.Buffers {
-			s := ParamSpec{Buffer: true}
-			mustJSON(t, p[0], &s.Name)
-			mustJSON(t, p[1], &s.Shape)
-			got = append(got, s)
-		}
-		want := c.Params()
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("variant %d (%s %v): reference parameters differ", i, variants[i].preset, variants[i].o)
-			for j := 0; j < max(len(got), len(want)); j++ {
-				var g, w ParamSpec
-				if j < len(got) {
-					g = got[j]
-				}
-				if j < len(want) {
-					w = want[j]
-				}
-				if !reflect.DeepEqual(g, w) {
-					t.Logf("  #%d reference %+v, Go %+v", j, g, w)
-				}
-			}
-		}
-		total, trainable := c.ParamCount()
-		if d.Total != total || d.Trainable != trainable {
-			t.Errorf("variant %d: reference counts %d/%d, Go %d/%d", i, d.Total, d.Trainable, total, trainable)
-		}
-		var gm map[string]any
-		mustJSON(t, written[i], &gm)
-		if !reflect.DeepEqual(d.Config, gm) {
-			t.Errorf("variant %d: the reference read\n%v\nGo wrote\n%v", i, d.Config, gm)
-		}
+		checkReferenceDescription(t, i, variants[i], configs[i], written[i], &d)
 	}
 	if i != len(variants) {
 		t.Fatalf("reference described %d of %d configs", i, len(variants))

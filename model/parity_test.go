@@ -154,25 +154,11 @@ func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, 
 	t.Helper()
 	s := torch.NewScope()
 	defer s.Close()
-	m, err := New(r.cfg, Options{Device: torch.CPU, DType: dt, Attention: impl})
-	if impl == AttentionFused && r.cfg.DotNormType != DotNormNone {
-		if err == nil {
-			m.Close()
-			t.Fatalf("fused attention accepted dot_norm_type %q", r.cfg.DotNormType)
-		}
+	m := newParityModel(t, r, dt, impl)
+	if m == nil {
 		return -1 // refused, as it must be
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer m.Close()
-	w, _, err := torch.LoadSafetensors(r.weights, torch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadState(w); err != nil {
-		t.Fatal(err)
-	}
 	B, T := int64(3), int64(32)
 	wantAttn := dt == torch.Float64 && impl == AttentionMaterialised
 	out := m.Forward(torch.FromInt64(ids, B, T), ForwardOptions{
@@ -194,54 +180,105 @@ func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, 
 		t.Fatal(err)
 	}
 	defer ref.Close()
-	worst := 0.0
-	cmp := func(name string, got *torch.Tensor) {
-		want, err := torch.TensorFromFile(ref, name, torch.CPU)
-		if err != nil {
-			t.Errorf("%v %v: %v", dt, impl, err)
-			return
-		}
-		e, err := relErr(got, want)
-		if err != nil {
-			t.Errorf("%v %v %s: %v", dt, impl, name, err)
-			return
-		}
-		worst = math.Max(worst, e)
-		if e > tol {
-			t.Errorf("%v %v %s: relative error %.3g > %.0g", dt, impl, name, e, tol)
-		}
-	}
-	cmp("loss", out.Loss)
-	cmp("logits", out.Logits)
+	c := &refComparer{t: t, ref: ref, dt: dt, impl: impl, tol: tol}
+	c.cmp("loss", out.Loss)
+	c.cmp("logits", out.Logits)
 	if dt == torch.Float64 {
 		for i, h := range out.Hidden {
-			cmp(fmt.Sprintf("hidden.%d", i), h)
+			c.cmp(fmt.Sprintf("hidden.%d", i), h)
 		}
 		for i, a := range out.Attention {
-			cmp(fmt.Sprintf("attn.%d", i), a)
+			c.cmp(fmt.Sprintf("attn.%d", i), a)
 		}
-		var noGrad []string
-		json.Unmarshal([]byte(ref.Metadata()["grad_none"]), &noGrad)
-		skip := map[string]bool{}
-		for _, n := range noGrad {
-			skip[n] = true
-		}
-		for _, p := range m.Params().Trainable() {
-			g := p.T.Grad()
-			if skip[p.Name] {
-				if g != nil {
-					t.Errorf("%v %s: Go has a gradient, the reference has none", impl, p.Name)
-				}
-				continue
-			}
-			if g == nil {
-				t.Errorf("%v %s: no gradient in Go", impl, p.Name)
-				continue
-			}
-			cmp("grad."+p.Name, g)
-		}
+		c.cmpGrads(m)
 	}
-	return worst
+	return c.worst
+}
+
+// newParityModel builds r's model in dt with impl and loads r's weights; it
+// returns nil when the fused implementation refuses a config with a dot
+// norm, as it must (and fails the test if it accepts one).
+func newParityModel(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl) *Model {
+	t.Helper()
+	m, err := New(r.cfg, Options{Device: torch.CPU, DType: dt, Attention: impl})
+	if impl == AttentionFused && r.cfg.DotNormType != DotNormNone {
+		if err == nil {
+			m.Close()
+			t.Fatalf("fused attention accepted dot_norm_type %q", r.cfg.DotNormType)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := torch.LoadSafetensors(r.weights, torch.CPU)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	if err := m.LoadState(w); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m
+}
+
+// refComparer compares Go's tensors with the reference output ref, in
+// dtype dt with attention impl, to the relative tolerance tol, and keeps the
+// worst relative error seen.
+type refComparer struct {
+	t     *testing.T
+	ref   *safetensors.File
+	dt    torch.DType
+	impl  AttentionImpl
+	tol   float64
+	worst float64
+}
+
+// cmp compares got with the reference tensor `name`.
+func (c *refComparer) cmp(name string, got *torch.Tensor) {
+	c.t.Helper()
+	want, err := torch.TensorFromFile(c.ref, name, torch.CPU)
+	if err != nil {
+		c.t.Errorf("%v %v: %v", c.dt, c.impl, err)
+		return
+	}
+	e, err := relErr(got, want)
+	if err != nil {
+		c.t.Errorf("%v %v %s: %v", c.dt, c.impl, name, err)
+		return
+	}
+	c.worst = math.Max(c.worst, e)
+	if e > c.tol {
+		c.t.Errorf("%v %v %s: relative error %.3g > %.0g", c.dt, c.impl, name, e, c.tol)
+	}
+}
+
+// cmpGrads compares the gradient of every trainable parameter of m with the
+// reference's; a parameter the reference lists in grad_none must have no
+// gradient in Go either.
+func (c *refComparer) cmpGrads(m *Model) {
+	c.t.Helper()
+	var noGrad []string
+	json.Unmarshal([]byte(c.ref.Metadata()["grad_none"]), &noGrad)
+	skip := map[string]bool{}
+	for _, n := range noGrad {
+		skip[n] = true
+	}
+	for _, p := range m.Params().Trainable() {
+		g := p.T.Grad()
+		if skip[p.Name] {
+			if g != nil {
+				c.t.Errorf("%v %s: Go has a gradient, the reference has none", c.impl, p.Name)
+			}
+			continue
+		}
+		if g == nil {
+			c.t.Errorf("%v %s: no gradient in Go", c.impl, p.Name)
+			continue
+		}
+		c.cmp("grad."+p.Name, g)
+	}
 }
 
 // relErr is max|a−b| / max(max|b|, tiny), with equal shapes required.
