@@ -110,8 +110,6 @@ func write(t *testing.T, path, text string) string {
 	return path
 }
 
-// TestBadInput: every kind of bad input ends with a one-line error naming
-// the file, key or line, a non-zero exit code, and no Go panic trace.
 // sampleCount reads the count `clm sample` reports on stderr.
 var sampleCount = regexp.MustCompile(`clm sample: (\d+) tokens(, stopped at <\|endoftext\|>)?`)
 
@@ -139,46 +137,67 @@ func checkSample(t *testing.T, dir string) {
 	}
 }
 
-func TestBadInput(t *testing.T) {
-	dir := t.TempDir()
-	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
-	// A finished run to resume and to corrupt.
-	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
-		t.Fatalf("training the fixture run failed (%d):\n%s", code, stderr)
+// brokenRuns are copies of a finished run, each broken in one way, and a
+// corpus with no Python files, for TestBadInput.
+type brokenRuns struct {
+	corrupt     string // its weights file is not a safetensors file
+	misshapen   string // its weights do not have the shapes its config says
+	wrongTok    string // its tokenizer is larger than the model's vocabulary
+	emptyCorpus string // a folder holding no .py file
+}
+
+// makeBrokenRuns breaks copies of the finished run dir/run, and writes an
+// empty corpus, under dir.
+func makeBrokenRuns(t *testing.T, dir string) brokenRuns {
+	t.Helper()
+	run := filepath.Join(dir, "run")
+	b := brokenRuns{
+		corrupt:     filepath.Join(dir, "corrupt"),
+		misshapen:   filepath.Join(dir, "misshapen"),
+		wrongTok:    filepath.Join(dir, "wrong-tokenizer"),
+		emptyCorpus: filepath.Join(dir, "empty-corpus"),
 	}
-	checkSample(t, dir)
-	corrupt := filepath.Join(dir, "corrupt")
-	copyDir(t, filepath.Join(dir, "run"), corrupt)
-	ck, _ := train.LatestCheckpoint(corrupt)
+	copyDir(t, run, b.corrupt)
+	ck, _ := train.LatestCheckpoint(b.corrupt)
 	os.WriteFile(filepath.Join(ck, "model.safetensors"), []byte("not a safetensors file at all"), 0o644)
 	// A checkpoint whose weights do not have the shapes its config says.
-	misshapen := filepath.Join(dir, "misshapen")
-	copyDir(t, filepath.Join(dir, "run"), misshapen)
-	reshapeConfig(t, mustLatest(t, misshapen), `"n_embd": 32`, `"n_embd": 48`)
+	copyDir(t, run, b.misshapen)
+	reshapeConfig(t, mustLatest(t, b.misshapen), `"n_embd": 32`, `"n_embd": 48`)
 	// A run whose config names a tokenizer larger than the model's
 	// vocabulary: ids past the embedding fail inside the generation loop.
-	wrongTok := filepath.Join(dir, "wrong-tokenizer")
-	copyDir(t, filepath.Join(dir, "run"), wrongTok)
-	cfgText, _ := os.ReadFile(filepath.Join(wrongTok, "config.toml"))
-	gpt2 := pyref.RequireAsset(t, "gpt2")
+	copyDir(t, run, b.wrongTok)
+	useTokenizer(b.wrongTok, pyref.RequireAsset(t, "gpt2"))
+	os.MkdirAll(b.emptyCorpus, 0o755)
+	os.WriteFile(filepath.Join(b.emptyCorpus, "notes.txt"), []byte("no python here"), 0o644)
+	return b
+}
+
+// useTokenizer rewrites the tokenizer line of run's config.toml to name
+// tokenizer.
+func useTokenizer(run, tokenizer string) {
+	cfgText, _ := os.ReadFile(filepath.Join(run, "config.toml"))
 	var lines []string
 	for _, l := range strings.Split(string(cfgText), "\n") {
 		if strings.HasPrefix(l, "tokenizer = ") {
-			l = fmt.Sprintf("tokenizer = %q", gpt2)
+			l = fmt.Sprintf("tokenizer = %q", tokenizer)
 		}
 		lines = append(lines, l)
 	}
-	os.WriteFile(filepath.Join(wrongTok, "config.toml"), []byte(strings.Join(lines, "\n")), 0o644)
-	emptyCorpus := filepath.Join(dir, "empty-corpus")
-	os.MkdirAll(emptyCorpus, 0o755)
-	os.WriteFile(filepath.Join(emptyCorpus, "notes.txt"), []byte("no python here"), 0o644)
+	os.WriteFile(filepath.Join(run, "config.toml"), []byte(strings.Join(lines, "\n")), 0o644)
+}
 
-	cases := []struct {
-		name string
-		args []string
-		file string // written to dir/bad.toml when not empty
-		want string // fragment of the error line
-	}{
+// badInputCase is one refused command line of TestBadInput.
+type badInputCase struct {
+	name string
+	args []string
+	file string // written to dir/bad.toml when not empty
+	want string // fragment of the error line
+}
+
+// badInputCases are the refused command lines, given the good experiment
+// file and the broken runs.
+func badInputCases(good string, b brokenRuns) []badInputCase {
+	return []badInputCase{
 		{"missing config", []string{"-config", "nope.toml"}, "", "nope.toml"},
 		{"syntax error", []string{"-config", "bad.toml"}, "name = \"x\"\n[train\nlr = 1\n", "table name"},
 		{"unknown key", []string{"-config", "bad.toml"}, "[train]\nlr = 1e-3\nlearning_rate = 1\n", `bad.toml:3: unknown key "train.learning_rate"`},
@@ -190,11 +209,11 @@ func TestBadInput(t *testing.T) {
 		{"invalid model", []string{"-config", good, "-set", "model.n_embd=30", "-set", "model.n_head=4"}, "", "model.n_embd: 30 is not divisible by n_head 4"},
 		{"invalid train value", []string{"-config", good, "-set", "train.precision=fp8"}, "", "train.precision"},
 		{"missing corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=/no/such/corpus", "-run-dir", "r1"}, "", "/no/such/corpus"},
-		{"empty corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=" + emptyCorpus, "-run-dir", "r2"}, "", "empty"},
+		{"empty corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=" + b.emptyCorpus, "-run-dir", "r2"}, "", "empty"},
 		{"missing tokenizer", []string{"-config", good, "-set", "data.tokenizer=/no/tokenizer.json", "-run-dir", "r3"}, "", "/no/tokenizer.json"},
 		{"existing run", []string{"-config", good, "-run-dir", "run"}, "", "-resume run"},
 		{"not a run folder", []string{"-resume", "nowhere"}, "", "nowhere"},
-		{"corrupt checkpoint", []string{"-resume", corrupt}, "", "model.safetensors"},
+		{"corrupt checkpoint", []string{"-resume", b.corrupt}, "", "model.safetensors"},
 		{"incompatible resume", []string{"-resume", "run", "-set", "model.n_layer=3"}, "", "differs"},
 		{"incompatible schedule", []string{"-resume", "run", "-set", "train.max_steps=20"}, "", "schedule"},
 		{"hub without a dataset", []string{"-config", good, "-set", "data.source=hub"}, "", "data.dataset"},
@@ -205,32 +224,51 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"fly"}, "", `unknown command "fly"`},
 		{"config and resume", []string{"-config", good, "-resume", "run"}, "", "not both"},
 		{"sample without checkpoint", []string{"sample", "-ckpt", "nowhere"}, "", "nowhere"},
-		{"sample corrupt checkpoint", []string{"sample", "-ckpt", corrupt}, "", "model.safetensors"},
-		{"sample misshapen checkpoint", []string{"sample", "-ckpt", misshapen}, "", "shape"},
-		{"sample op error", []string{"sample", "-ckpt", wrongTok, "-prompt", "def hello_world(self):", "-n", "3"}, "", "index out of range"},
+		{"sample corrupt checkpoint", []string{"sample", "-ckpt", b.corrupt}, "", "model.safetensors"},
+		{"sample misshapen checkpoint", []string{"sample", "-ckpt", b.misshapen}, "", "shape"},
+		{"sample op error", []string{"sample", "-ckpt", b.wrongTok, "-prompt", "def hello_world(self):", "-n", "3"}, "", "index out of range"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if c.file != "" {
-				write(t, filepath.Join(dir, "bad.toml"), c.file)
-			}
-			_, stderr, code := clm(t, dir, c.args...)
-			if code == 0 {
-				t.Fatalf("exit code 0; stderr:\n%s", stderr)
-			}
-			for _, bad := range []string{"goroutine ", "panic:", "runtime/debug", "terminate called"} {
-				if strings.Contains(stderr, bad) {
-					t.Fatalf("stderr shows a crash (%q):\n%s", bad, stderr)
-				}
-			}
-			last := lastLine(stderr)
-			if !strings.Contains(last, c.want) {
-				t.Errorf("last stderr line %q lacks %q", last, c.want)
-			}
-			if !strings.HasPrefix(last, "clm: ") {
-				t.Errorf("error line %q does not start with \"clm: \"", last)
-			}
-		})
+}
+
+// checkBadInput runs c in dir (writing its file to dir/bad.toml first) and
+// checks that it fails with a one-line `clm: ` error containing c.want and
+// no crash trace.
+func checkBadInput(t *testing.T, dir string, c badInputCase) {
+	t.Helper()
+	if c.file != "" {
+		write(t, filepath.Join(dir, "bad.toml"), c.file)
+	}
+	_, stderr, code := clm(t, dir, c.args...)
+	if code == 0 {
+		t.Fatalf("exit code 0; stderr:\n%s", stderr)
+	}
+	for _, bad := range []string{"goroutine ", "panic:", "runtime/debug", "terminate called"} {
+		if strings.Contains(stderr, bad) {
+			t.Fatalf("stderr shows a crash (%q):\n%s", bad, stderr)
+		}
+	}
+	last := lastLine(stderr)
+	if !strings.Contains(last, c.want) {
+		t.Errorf("last stderr line %q lacks %q", last, c.want)
+	}
+	if !strings.HasPrefix(last, "clm: ") {
+		t.Errorf("error line %q does not start with \"clm: \"", last)
+	}
+}
+
+// TestBadInput: every kind of bad input ends with a one-line error naming
+// the file, key or line, a non-zero exit code, and no Go panic trace.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
+	// A finished run to resume and to corrupt.
+	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
+		t.Fatalf("training the fixture run failed (%d):\n%s", code, stderr)
+	}
+	checkSample(t, dir)
+	broken := makeBrokenRuns(t, dir)
+	for _, c := range badInputCases(good, broken) {
+		t.Run(c.name, func(t *testing.T) { checkBadInput(t, dir, c) })
 	}
 }
 

@@ -26,24 +26,20 @@ func snapshot(t *testing.T, dir string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestBadSettings: every float key of [train] and [model] given NaN, Inf or
-// a negative value, absurd sizes and thread counts, bad data settings and
-// bad `clm sample` flags are each refused with one line `clm: ...` naming
-// the key, a non-zero exit, nothing written into the existing run folder,
-// in under 5 s and 1 GB.
-func TestBadSettings(t *testing.T) {
-	dir := t.TempDir()
-	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
-	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
-		t.Fatalf("fixture run: %d\n%s", code, stderr)
-	}
-	type tc struct {
-		args []string
-		want string
-	}
-	var cases []tc
+// badSetting is one refused command line of TestBadSettings and a fragment
+// of the error it must give.
+type badSetting struct {
+	args []string
+	want string
+}
+
+// badSettingCases are the refused command lines of TestBadSettings, given
+// the good experiment file and a finished run in the folder "run": bad
+// values of the keys, then sizes too large to fit, then bad sample flags.
+func badSettingCases(good string) []badSetting {
+	var cases []badSetting
 	set := func(key, value, want string) {
-		cases = append(cases, tc{[]string{"-config", good, "-run-dir", "run", "-set", key + "=" + value}, want})
+		cases = append(cases, badSetting{[]string{"-config", good, "-run-dir", "run", "-set", key + "=" + value}, want})
 	}
 	for _, k := range []string{"lr", "weight_decay", "warmup_ratio", "power", "lr_end", "beta1", "beta2", "eps", "max_grad_norm", "epochs", "dist_timeout"} {
 		for _, v := range []string{"nan", "inf", "-1"} {
@@ -74,45 +70,80 @@ func TestBadSettings(t *testing.T) {
 	} {
 		set(c[0], c[1], c[2])
 	}
-	// Sizes that pass the keys' own checks but cannot fit: refused with the
-	// estimate before anything is allocated, in a folder of their own.
+	cases = append(cases, hugeModelCases(good)...)
+	return append(cases, badSampleFlagCases()...)
+}
+
+// hugeModelCases are sizes that pass the keys' own checks but cannot fit:
+// refused with the estimate before anything is allocated, in folders of
+// their own, huge0 to huge2.
+func hugeModelCases(good string) []badSetting {
+	var cases []badSetting
 	for i, s := range [][]string{{"model.n_layer=99999999999"}, {"model.n_embd=1000000", "model.n_head=1"}, {"model.vocab_size=2000000000"}} {
 		args := []string{"-config", good, "-run-dir", fmt.Sprintf("huge%d", i)}
 		for _, kv := range s {
 			args = append(args, "-set", kv)
 		}
-		cases = append(cases, tc{args, "need about"})
+		cases = append(cases, badSetting{args, "need about"})
 	}
+	return cases
+}
+
+// badSampleFlagCases are `clm sample` runs on "run" with a bad flag.
+func badSampleFlagCases() []badSetting {
+	var cases []badSetting
 	for _, c := range [][]string{{"-n", "-1"}, {"-n", "2000000"}, {"-temperature", "nan"}, {"-temperature", "-1"}, {"-temperature", "inf"}, {"-top-k", "-5"}} {
-		cases = append(cases, tc{append([]string{"sample", "-ckpt", "run"}, c...), "sample: " + c[0]})
+		cases = append(cases, badSetting{append([]string{"sample", "-ckpt", "run"}, c...), "sample: " + c[0]})
 	}
+	return cases
+}
+
+// checkBadSetting runs c in dir and checks that it is refused with one line
+// `clm: ...` containing c.want, in under 5 s and with a peak RSS under 1 GB.
+func checkBadSetting(t *testing.T, dir string, c badSetting) {
+	t.Helper()
+	cmd := exec.Command(clmBin, c.args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("exit 0:\n%s", stderr.String())
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Contains(out, "\n") || !strings.HasPrefix(out, "clm: ") || !strings.Contains(out, c.want) {
+		t.Errorf("stderr %q: want one line `clm: ...` with %q", out, c.want)
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %v", took)
+	}
+	if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss; rss > 1<<20 {
+		t.Errorf("peak RSS %d MB", rss>>10)
+	}
+}
+
+// TestBadSettings: every float key of [train] and [model] given NaN, Inf or
+// a negative value, absurd sizes and thread counts, bad data settings and
+// bad `clm sample` flags are each refused with one line `clm: ...` naming
+// the key, a non-zero exit, nothing written into the existing run folder,
+// in under 5 s and 1 GB.
+func TestBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	good := write(t, filepath.Join(dir, "good.toml"), microExperiment)
+	if _, stderr, code := clm(t, dir, "-config", good, "-run-dir", "run"); code != 0 {
+		t.Fatalf("fixture run: %d\n%s", code, stderr)
+	}
+	cases := badSettingCases(good)
 	if len(cases) < 40 {
 		t.Fatalf("only %d cases", len(cases))
 	}
 	before := snapshot(t, filepath.Join(dir, "run"))
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("%02d %s", i, strings.Join(c.args[max(0, len(c.args)-2):], " ")), func(t *testing.T) {
-			cmd := exec.Command(clmBin, c.args...)
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "CLM_CACHE="+cacheDir(t))
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			start := time.Now()
-			err := cmd.Run()
-			took := time.Since(start)
-			if err == nil {
-				t.Fatalf("exit 0:\n%s", stderr.String())
-			}
-			out := strings.TrimSpace(stderr.String())
-			if strings.Contains(out, "\n") || !strings.HasPrefix(out, "clm: ") || !strings.Contains(out, c.want) {
-				t.Errorf("stderr %q: want one line `clm: ...` with %q", out, c.want)
-			}
-			if took > 5*time.Second {
-				t.Errorf("took %v", took)
-			}
-			if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss; rss > 1<<20 {
-				t.Errorf("peak RSS %d MB", rss>>10)
-			}
+			checkBadSetting(t, dir, c)
 		})
 	}
 	if after := snapshot(t, filepath.Join(dir, "run")); after != before {
