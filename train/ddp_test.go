@@ -147,24 +147,24 @@ func launch(t *testing.T, dir, weights string, exitAt int) ([2]string, [2]error)
 	return [2]string{outs[0].String(), outs[1].String()}, errs
 }
 
-// TestDataParallel: two ranks with Gloo on loopback train 10 steps to the
-// weights of one process on the same global batches (fp32 tolerance), with
-// identical replicas; a rank that dies makes the other fail with an error
-// within the group timeout, and the run resumes from its last checkpoint.
-func TestDataParallel(t *testing.T) {
-	if len(torch.DistributedBackends()) == 0 {
-		t.Skip("this libtorch has no distributed backend")
-	}
-	e := experiment(t, "skipless", ddpTrain)
+// saveDDPInitialWeights writes seeded initial weights of e's model to a
+// temporary file, the start of both the one-process and the data-parallel
+// runs, and returns its path.
+func saveDDPInitialWeights(t *testing.T, e *Experiment) string {
+	t.Helper()
 	weights := filepath.Join(t.TempDir(), "w0.safetensors")
 	m, _ := model.New(e.Model, model.Options{})
 	torch.ManualSeed(5)
 	m.Init()
 	torch.SaveSafetensors(weights, m.State(), nil)
 	m.Close()
+	return weights
+}
 
-	// One process, same global batches.
-	single := filepath.Join(t.TempDir(), "single")
+// trainOneProcess trains e from weights in one process into dir on the
+// global batches the two ranks share, and returns the final weights.
+func trainOneProcess(t *testing.T, e *Experiment, weights, dir string) map[string][]float32 {
+	t.Helper()
 	m1, err := model.New(e.Model, model.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestDataParallel(t *testing.T) {
 	for _, n := range w0 {
 		n.Tensor.Free()
 	}
-	tr, err := NewTrainer(Config{Experiment: e, Dir: single, Model: m1, Batches: &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)},
+	tr, err := NewTrainer(Config{Experiment: e, Dir: dir, Model: m1, Batches: &fixedBatches{rows: makeBatches(40, 4, 32, 512, 8)},
 		Valid: ddpValid(), TotalSteps: TotalSteps(e, 0)})
 	if err != nil {
 		t.Fatal(err)
@@ -188,39 +188,52 @@ func TestDataParallel(t *testing.T) {
 	}
 	tr.Close()
 	m1.Close()
+	return want
+}
 
-	dir := filepath.Join(t.TempDir(), "ddp")
-	os.MkdirAll(dir, 0o755)
-	outs, errs := launch(t, dir, weights, 0)
+// requireRanksSucceeded fails the test if either rank exited with an error;
+// what prefixes "rank" in the message.
+func requireRanksSucceeded(t *testing.T, what string, outs [2]string, errs [2]error) {
+	t.Helper()
 	for r := range 2 {
 		if errs[r] != nil {
-			t.Fatalf("rank %d: %v\n%s", r, errs[r], outs[r])
+			t.Fatalf("%srank %d: %v\n%s", what, r, errs[r], outs[r])
 		}
 	}
-	compareFinal := func(label string) {
-		var got [2]map[string][]float32
-		for r := range 2 {
-			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("final-%d.json", r)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			json.Unmarshal(b, &got[r])
+}
+
+// compareFinal checks that the two ranks' final weights in dir are
+// identical and within 1e-5 of the one-process weights want.
+func compareFinal(t *testing.T, label, dir string, want map[string][]float32) {
+	t.Helper()
+	var got [2]map[string][]float32
+	for r := range 2 {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("final-%d.json", r)))
+		if err != nil {
+			t.Fatal(err)
 		}
-		worst := 0.0
-		for name, w := range want {
-			for i := range w {
-				if got[0][name][i] != got[1][name][i] {
-					t.Fatalf("%s: replicas differ at %s[%d]", label, name, i)
-				}
-				worst = math.Max(worst, math.Abs(float64(got[0][name][i]-w[i])))
-			}
-		}
-		if worst > 1e-5 {
-			t.Errorf("%s: max |data parallel − one process| = %.3g", label, worst)
-		}
-		t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
+		json.Unmarshal(b, &got[r])
 	}
-	compareFinal("2 ranks")
+	worst := 0.0
+	for name, w := range want {
+		for i := range w {
+			if got[0][name][i] != got[1][name][i] {
+				t.Fatalf("%s: replicas differ at %s[%d]", label, name, i)
+			}
+			worst = math.Max(worst, math.Abs(float64(got[0][name][i]-w[i])))
+		}
+	}
+	if worst > 1e-5 {
+		t.Errorf("%s: max |data parallel − one process| = %.3g", label, worst)
+	}
+	t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
+}
+
+// compareDDPMetrics checks that the data-parallel run in dir logged the
+// eval losses of the one-process run in single (to 1e-5 relative), and
+// that rank 0 wrote statistics.
+func compareDDPMetrics(t *testing.T, single, dir string) {
+	t.Helper()
 	se, de := readMetrics(t, single, "eval"), readMetrics(t, dir, "eval")
 	if len(se) != len(de) || len(se) < 2 {
 		t.Fatalf("%d eval lines in one process, %d data parallel", len(se), len(de))
@@ -234,13 +247,15 @@ func TestDataParallel(t *testing.T) {
 	if n := len(readMetrics(t, dir, "stats")); n == 0 {
 		t.Error("no statistics written by rank 0")
 	}
+}
 
-	// Rank 1 dies in step 7 (after the step-4 checkpoint): rank 0 reports
-	// an error within the timeout; both restart and resume from step 4.
-	dir = filepath.Join(t.TempDir(), "killed")
-	os.MkdirAll(dir, 0o755)
+// checkRankDeath launches two ranks in dir of which rank 1 dies in step 7
+// (after the step-4 checkpoint), and checks that rank 0 reports an error
+// within 60 s.
+func checkRankDeath(t *testing.T, dir, weights string) {
+	t.Helper()
 	start := time.Now()
-	outs, errs = launch(t, dir, weights, 6)
+	outs, errs := launch(t, dir, weights, 6)
 	elapsed := time.Since(start)
 	if errs[0] == nil || !strings.Contains(outs[0], "RUN ERROR") {
 		t.Fatalf("rank 0 did not fail after rank 1 died:\n%s", outs[0])
@@ -250,11 +265,35 @@ func TestDataParallel(t *testing.T) {
 	if elapsed > 60*time.Second {
 		t.Errorf("the failure took %v", elapsed)
 	}
-	outs, errs = launch(t, dir, weights, 0)
-	for r := range 2 {
-		if errs[r] != nil {
-			t.Fatalf("resumed rank %d: %v\n%s", r, errs[r], outs[r])
-		}
+}
+
+// TestDataParallel: two ranks with Gloo on loopback train 10 steps to the
+// weights of one process on the same global batches (fp32 tolerance), with
+// identical replicas; a rank that dies makes the other fail with an error
+// within the group timeout, and the run resumes from its last checkpoint.
+func TestDataParallel(t *testing.T) {
+	if len(torch.DistributedBackends()) == 0 {
+		t.Skip("this libtorch has no distributed backend")
 	}
-	compareFinal("resumed after a rank died")
+	e := experiment(t, "skipless", ddpTrain)
+	weights := saveDDPInitialWeights(t, e)
+	// One process, same global batches.
+	single := filepath.Join(t.TempDir(), "single")
+	want := trainOneProcess(t, e, weights, single)
+
+	dir := filepath.Join(t.TempDir(), "ddp")
+	os.MkdirAll(dir, 0o755)
+	outs, errs := launch(t, dir, weights, 0)
+	requireRanksSucceeded(t, "", outs, errs)
+	compareFinal(t, "2 ranks", dir, want)
+	compareDDPMetrics(t, single, dir)
+
+	// Rank 1 dies in step 7 (after the step-4 checkpoint): rank 0 reports
+	// an error within the timeout; both restart and resume from step 4.
+	dir = filepath.Join(t.TempDir(), "killed")
+	os.MkdirAll(dir, 0o755)
+	checkRankDeath(t, dir, weights)
+	outs, errs = launch(t, dir, weights, 0)
+	requireRanksSucceeded(t, "resumed ", outs, errs)
+	compareFinal(t, "resumed after a rank died", dir, want)
 }
