@@ -24,8 +24,12 @@ func (t *Trainer) step() error {
 	t.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))
 	mine := t.gather()
 	if t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0 { // on each rank's first micro-batch
-		if err := torch.Try(func() { t.recordStats(t.ids(mine[0])) }); err != nil {
+		var recErr error
+		if err := torch.Try(func() { recErr = t.recordStats(t.ids(mine[0])) }); err != nil {
 			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
+		}
+		if recErr != nil {
+			return recErr
 		}
 	}
 	lossSum, err := t.forwardBackward(mine)

@@ -530,27 +530,27 @@ func (t *Trainer) evaluate() error {
 	return nil
 }
 
-// recordStats logs the papers' statistics on a training micro-batch. It
-// runs inside the step, which cannot return a write error: the run log
-// keeps it and returns it from its next Record or Flush (at the latest the
-// next checkpoint's), which stops the run.
-func (t *Trainer) recordStats(x *torch.Tensor) {
+// recordStats logs the papers' statistics on a training micro-batch. A
+// statistic that cannot be computed is reported and left out; a record
+// that cannot be written stops the run.
+func (t *Trainer) recordStats(x *torch.Tensor) error {
 	r := &t.exp.Report
 	rec := runlog.Stats{Step: int64(t.st.Step + 1)}
+	problem := func(err error) { t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err)) }
 	torch.NoGrad(func() {
 		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, Pad: t.pad})
 		if r.Outliers {
 			if ls, err := OutlierStats(out.Hidden); err == nil {
 				rec.Layers = ls
 			} else {
-				t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
+				problem(err)
 			}
 		}
 		if r.Entropy {
-			if ent, err := AttentionEntropy(out.Attention); err == nil {
-				if rec.AttnEntropy = ent; ent == nil {
-					rec.AttnEntropy = []float64{} // computed: logged even for no layers
-				}
+			if ent, err := AttentionEntropy(out.Attention); err != nil {
+				problem(err)
+			} else if rec.AttnEntropy = ent; ent == nil {
+				rec.AttnEntropy = []float64{} // computed: logged even for no layers
 			}
 		}
 	})
@@ -560,13 +560,14 @@ func (t *Trainer) recordStats(x *torch.Tensor) {
 	if r.Gains {
 		if gs, err := Gains(t.m.Params()); err == nil {
 			rec.Gains = runlog.GainValues(gs) // identical on every replica
+		} else {
+			problem(err)
 		}
 	}
-	if rec.Layers != nil || rec.AttnEntropy != nil || rec.Gains != nil {
-		if err := t.metrics.Record(rec); err != nil {
-			t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
-		}
+	if rec.Layers == nil && rec.AttnEntropy == nil && rec.Gains == nil {
+		return nil
 	}
+	return t.metrics.Record(rec)
 }
 
 // averageStats replaces the per-layer statistics of this rank's micro-batch
