@@ -87,7 +87,7 @@ func BenchmarkVsHF(b *testing.B) {
 	list := writeList(b, files)
 	hf := func(env ...string) pyTiming {
 		out := filepath.Join(b.TempDir(), "ids.bin")
-		stdout := pyrefRunEnv(b, env, "tokenizer_encode.py", "gpt2:"+dir, list, out, "--repeat", "3")
+		stdout := pyref.RunEnv(b, env, "tokenizer_encode.py", "gpt2:"+dir, list, out, "--repeat", "3")
 		var tm pyTiming
 		if err := json.Unmarshal(lastLine(stdout), &tm); err != nil {
 			b.Fatal(err)

@@ -2,26 +2,18 @@ package bpe
 
 import "unicode/utf8"
 
-// mergeHeap is a min-heap of candidate merges ordered by (rank, position).
-type mergeHeap []mergeCand
+// minHeap is a binary min-heap in a slice, ordered by T's before: the
+// encoder's candidate merges and the trainer's pair queue.
+type minHeap[T interface{ before(T) bool }] []T
 
-type mergeCand struct {
-	rank uint32
-	pos  int32
-	id   int32
-}
-
-func (h mergeCand) less(o mergeCand) bool {
-	return h.rank < o.rank || (h.rank == o.rank && h.pos < o.pos)
-}
-
-func (h *mergeHeap) push(c mergeCand) {
-	*h = append(*h, c)
+// push adds x.
+func (h *minHeap[T]) push(x T) {
+	*h = append(*h, x)
 	s := *h
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !s[i].less(s[p]) {
+		if !s[i].before(s[p]) {
 			break
 		}
 		s[i], s[p] = s[p], s[i]
@@ -29,11 +21,15 @@ func (h *mergeHeap) push(c mergeCand) {
 	}
 }
 
-func (h *mergeHeap) pop() mergeCand {
+// pop removes and returns the first element; the vacated slot is zeroed so
+// that it holds on to nothing.
+func (h *minHeap[T]) pop() T {
 	s := *h
 	top := s[0]
 	n := len(s) - 1
 	s[0] = s[n]
+	var zero T
+	s[n] = zero
 	s = s[:n]
 	i := 0
 	for {
@@ -42,10 +38,10 @@ func (h *mergeHeap) pop() mergeCand {
 			break
 		}
 		m := l
-		if r := l + 1; r < n && s[r].less(s[l]) {
+		if r := l + 1; r < n && s[r].before(s[l]) {
 			m = r
 		}
-		if !s[m].less(s[i]) {
+		if !s[m].before(s[i]) {
 			break
 		}
 		s[i], s[m] = s[m], s[i]
@@ -53,6 +49,18 @@ func (h *mergeHeap) pop() mergeCand {
 	}
 	*h = s
 	return top
+}
+
+// mergeCand is a candidate merge of the encoder, ordered by (rank,
+// position).
+type mergeCand struct {
+	rank uint32
+	pos  int32
+	id   int32
+}
+
+func (h mergeCand) before(o mergeCand) bool {
+	return h.rank < o.rank || (h.rank == o.rank && h.pos < o.pos)
 }
 
 // mergeLong is mergeShort for long pieces: a linked list of symbols and a heap

@@ -107,7 +107,7 @@ type pyTiming struct {
 func hfEncode(tb testing.TB, spec string, files []string, env ...string) ([][]int32, pyTiming) {
 	tb.Helper()
 	out := filepath.Join(tb.TempDir(), "ids.bin")
-	stdout := pyrefRunEnv(tb, env, "tokenizer_encode.py", spec, writeList(tb, files), out)
+	stdout := pyref.RunEnv(tb, env, "tokenizer_encode.py", spec, writeList(tb, files), out)
 	var tm pyTiming
 	if err := json.Unmarshal(lastLine(stdout), &tm); err != nil {
 		tb.Fatalf("tokenizer_encode.py output %q: %v", stdout, err)
@@ -127,26 +127,6 @@ func lastLine(b []byte) []byte {
 	return b
 }
 
-// pyrefRunEnv is pyref.Run with extra environment variables.
-func pyrefRunEnv(tb testing.TB, env []string, script string, args ...string) []byte {
-	tb.Helper()
-	if len(env) == 0 {
-		return pyref.Run(tb, script, args...)
-	}
-	py := pyref.Require(tb)
-	path, err := pyref.Script(script)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(py, append([]string{path}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(append(os.Environ(), "PYTHONHASHSEED=0"), env...)
-	if err := cmd.Run(); err != nil {
-		tb.Fatalf("reference %s: %v\n%s", script, err, stderr.String())
-	}
-	return stdout.Bytes()
-}
 
 // encodeAll encodes files with tok on all cores.
 func encodeAll(tb testing.TB, tok *Tokenizer, files []string) [][]int32 {

@@ -134,7 +134,7 @@ type Encoder struct {
 	t     *Tokenizer
 	cache map[string][]int32
 	syms  []int32
-	heap  mergeHeap
+	heap  minHeap[mergeCand]
 	next  []int32
 	prev  []int32
 }

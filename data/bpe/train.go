@@ -90,7 +90,7 @@ type trainer struct {
 	// where lists, for the pairs whose count rose since they were last
 	// queued, the words that may hold them.
 	where   map[uint64][]int32
-	queue   pairQueue
+	queue   minHeap[pairEntry]
 	merges  [][3]int32 // a, b, merged id, in the order merged
 	changes []pairChange
 }
@@ -200,7 +200,7 @@ func (tr *trainer) queuePairs(where map[uint64][]int32) {
 // Queue entries whose count is stale are queued again with the current one.
 func (tr *trainer) mergePairs() {
 	progress := tr.opts.Progress
-	for len(tr.tokens) < tr.opts.VocabSize && tr.queue.len() > 0 {
+	for len(tr.tokens) < tr.opts.VocabSize && len(tr.queue) > 0 {
 		top := tr.queue.pop()
 		if cur := tr.pairCounts[top.pair]; top.count != cur {
 			top.count = cur
@@ -309,52 +309,8 @@ type pairEntry struct {
 	pos   []int32
 }
 
-// pairQueue is a max-heap by count, then by smallest pair (BpeTrainer's order).
-type pairQueue struct{ s []pairEntry }
-
-func (q *pairQueue) len() int { return len(q.s) }
-
+// before orders the trainer's queue: a max-heap by count, then by
+// smallest pair (BpeTrainer's order).
 func (e pairEntry) before(o pairEntry) bool {
 	return e.count > o.count || (e.count == o.count && e.pair < o.pair)
-}
-
-func (q *pairQueue) push(e pairEntry) {
-	q.s = append(q.s, e)
-	s := q.s
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s[i].before(s[p]) {
-			break
-		}
-		s[i], s[p] = s[p], s[i]
-		i = p
-	}
-}
-
-func (q *pairQueue) pop() pairEntry {
-	s := q.s
-	top := s[0]
-	n := len(s) - 1
-	s[0] = s[n]
-	s[n] = pairEntry{}
-	s = s[:n]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && s[r].before(s[l]) {
-			m = r
-		}
-		if !s[m].before(s[i]) {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	q.s = s
-	return top
 }
