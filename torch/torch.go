@@ -132,7 +132,6 @@ func Version() string {
 	return "unknown"
 }
 
-
 // SetNumThreads sets libtorch's intra-op thread count.
 func SetNumThreads(n int) error {
 	if n < 1 {

@@ -127,7 +127,6 @@ func lastLine(b []byte) []byte {
 	return b
 }
 
-
 // encodeAll encodes files with tok on all cores.
 func encodeAll(tb testing.TB, tok *Tokenizer, files []string) [][]int32 {
 	tb.Helper()
