@@ -28,6 +28,8 @@ build: $(SHIM)
 
 # staticcheck, pinned; `go run` fetches it through the module proxy.
 vet: $(SHIM)
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.clm/*')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt -w these files: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 

@@ -2,9 +2,13 @@ package bpe
 
 import "unicode/utf8"
 
+// heapItem is an element of a minHeap: before says whether it comes out
+// first.
+type heapItem[T any] interface{ before(T) bool }
+
 // minHeap is a binary min-heap in a slice, ordered by T's before: the
 // encoder's candidate merges and the trainer's pair queue.
-type minHeap[T interface{ before(T) bool }] []T
+type minHeap[T heapItem[T]] []T
 
 // push adds x.
 func (h *minHeap[T]) push(x T) {
