@@ -51,7 +51,7 @@ type Options struct {
 	LR            float64   `toml:"lr"`            // peak learning rate (1e-3)
 	WeightDecay   float64   `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
 	WarmupRatio   float64   `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
-	Schedule      string    `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
+	Schedule      Schedule  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
 	Power         float64   `toml:"power"`         // polynomial power (1)
 	LREnd         float64   `toml:"lr_end"`        // polynomial end lr (1e-7)
 	Optimizer     Optimizer `toml:"optimizer"`     // adamw_hf | adamw_torch
@@ -387,7 +387,7 @@ func (v *validator) train(t *Options) {
 		switch {
 		case t.LREnd < 0:
 			v.bad("train.lr_end", "%v must not be negative", t.LREnd)
-		case t.Schedule == "polynomial" && !math.IsNaN(t.LR) && !(t.LR > t.LREnd):
+		case t.Schedule == Polynomial && !math.IsNaN(t.LR) && !(t.LR > t.LREnd):
 			v.bad("train.lr_end", "%v must be below lr %v for the polynomial schedule", t.LREnd, t.LR)
 		}
 	}

@@ -2,11 +2,19 @@ package train
 
 import "math"
 
+// Schedule is train.schedule: the name of one of Hugging Face's
+// get_scheduler schedules.
+type Schedule string
+
+// Polynomial is the original's schedule (HF's
+// get_polynomial_decay_schedule_with_warmup).
+const Polynomial Schedule = "polynomial"
+
 // schedules are the learning-rate multipliers of Hugging Face's
 // get_scheduler, as functions of the step (0-based, the number of optimizer
 // steps taken), the warmup steps and the total steps. The learning rate of
 // step s is lr·λ(s), as torch's LambdaLR computes it.
-var schedules = map[string]func(s, warmup, total int, o *Options) float64{
+var schedules = map[Schedule]func(s, warmup, total int, o *Options) float64{
 	"constant": func(int, int, int, *Options) float64 { return 1 },
 	"constant_with_warmup": func(s, w, _ int, _ *Options) float64 {
 		if s < w {
@@ -30,7 +38,7 @@ var schedules = map[string]func(s, warmup, total int, o *Options) float64{
 	// polynomial is get_polynomial_decay_schedule_with_warmup: linear
 	// warmup from 0, then (lr − lr_end)·(1 − progress)^power + lr_end,
 	// reaching lr_end at step == total.
-	"polynomial": func(s, w, total int, o *Options) float64 {
+	Polynomial: func(s, w, total int, o *Options) float64 {
 		if s < w {
 			return float64(s) / float64(max(1, w))
 		}
@@ -45,7 +53,7 @@ var schedules = map[string]func(s, warmup, total int, o *Options) float64{
 // WarmupSteps is ceil(warmup_ratio · total), as HF's get_warmup_steps.
 func WarmupSteps(total int, ratio float64) int { return int(math.Ceil(float64(total) * ratio)) }
 
-// LR returns the learning rate of optimizer step s (0-based) of total.
+// LRAt returns the learning rate of optimizer step s (0-based) of total.
 func (o *Options) LRAt(s, total int) float64 {
 	return o.LR * schedules[o.Schedule](s, WarmupSteps(total, o.WarmupRatio), total, o)
 }

@@ -70,7 +70,7 @@ func TestScheduleReference(t *testing.T) {
 		covered[v.schedule] = true
 	}
 	for name := range schedules {
-		if !covered[name] {
+		if !covered[string(name)] {
 			t.Errorf("schedule %q has no reference case", name)
 		}
 	}
@@ -79,7 +79,7 @@ func TestScheduleReference(t *testing.T) {
 	var jobs []scheduleJob
 	for _, v := range scheduleVariants {
 		for _, l := range scheduleLengths {
-			opts = append(opts, Options{LR: lr, Schedule: v.schedule, Power: v.power, LREnd: v.lrEnd, WarmupRatio: l.ratio})
+			opts = append(opts, Options{LR: lr, Schedule: Schedule(v.schedule), Power: v.power, LREnd: v.lrEnd, WarmupRatio: l.ratio})
 			jobs = append(jobs, scheduleJob{v.schedule, lr, v.lrEnd, v.power, l.ratio, l.total, l.total + 2})
 		}
 	}

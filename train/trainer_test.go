@@ -316,7 +316,7 @@ func referenceTrainArgs(r trajectoryRun, bpath string) []string {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return []string{"--config", filepath.Join(r.dir, "model.json"), "--weights", r.weights, "--batches", bpath,
 		"--steps", fmt.Sprint(o.MaxSteps), "--accum", fmt.Sprint(o.Accumulation), "--lr", f(o.LR),
-		"--warmup-ratio", f(o.WarmupRatio), "--optimizer", string(o.Optimizer), "--schedule", o.Schedule,
+		"--warmup-ratio", f(o.WarmupRatio), "--optimizer", string(o.Optimizer), "--schedule", string(o.Schedule),
 		"--power", f(o.Power), "--lr-end", f(o.LREnd), "--weight-decay", f(o.WeightDecay),
 		"--beta1", f(o.Beta1), "--beta2", f(o.Beta2), "--eps", f(o.Eps),
 		"--max-grad-norm", f(o.MaxGradNorm), "--out", r.traj}
