@@ -1,6 +1,7 @@
 package data
 
 import (
+	"clm/internal/mmapfile"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -65,7 +66,7 @@ func (c *Chunks) Close() error {
 func openChunks(dir string, sp *SplitManifest, ctx, width int) (*Chunks, error) {
 	c := &Chunks{ctx: ctx, width: width}
 	for _, sh := range sp.Shards {
-		b, unmap, err := mmapFile(dirJoin(dir, sh.File))
+		b, unmap, err := mmapfile.Open(dirJoin(dir, sh.File), 1)
 		if err != nil {
 			c.Close()
 			return nil, err

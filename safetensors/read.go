@@ -2,12 +2,11 @@ package safetensors
 
 import (
 	"bytes"
+	"clm/internal/mmapfile"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -332,17 +331,13 @@ func checkInfo(name string, raw *rawInfo, dataLen int64) (*TensorInfo, error) {
 	return ti, nil
 }
 
-// readAll reads the whole file; it is the fallback where mapping is not
-// available.
-func readAll(name string) ([]byte, func() error, error) {
-	f, err := os.Open(name)
+// mapFile maps the named file read-only (reads it when it is too short to
+// be valid, not a regular file, or mmap is unavailable) and returns its
+// contents and a function that releases them.
+func mapFile(name string) ([]byte, func() error, error) {
+	b, release, err := mmapfile.Open(name, 8)
 	if err != nil {
 		return nil, nil, fmt.Errorf("safetensors: %w", err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("safetensors: read %s: %w", name, err)
-	}
-	return b, nil, nil
+	return b, release, nil
 }

@@ -65,18 +65,7 @@ func OutlierStats(hidden []*torch.Tensor) ([]runlog.LayerStats, error) {
 	if len(hidden) == 0 {
 		return nil, nil
 	}
-	var vals []float64
-	err := torch.Try(func() {
-		torch.WithScope(func(outer *torch.Scope) {
-			per := make([]*torch.Tensor, 0, len(hidden))
-			for _, h := range hidden {
-				torch.WithScope(func(inner *torch.Scope) {
-					per = append(per, inner.Keep(layerStats(h)))
-				})
-			}
-			vals = torch.Cat(per, 0).ToDevice(torch.CPU).Float64s()
-		})
-	})
+	vals, err := perLayer(len(hidden), func(i int) *torch.Tensor { return layerStats(hidden[i]) })
 	if err != nil {
 		return nil, fmt.Errorf("train: outlier stats: %w", err)
 	}
@@ -170,25 +159,33 @@ func AttentionEntropy(probs []*torch.Tensor) ([]float64, error) {
 	if len(probs) == 0 {
 		return nil, nil
 	}
-	var vals []float64
-	err := torch.Try(func() {
-		torch.WithScope(func(outer *torch.Scope) {
-			per := make([]*torch.Tensor, 0, len(probs))
-			for _, p := range probs {
-				torch.WithScope(func(inner *torch.Scope) {
-					a := p.Detach().ToDType(statsDType(p.DType()))
-					plogp := a.Mul(a.Log())
-					plogp = plogp.MaskedFill(plogp.Ne(plogp), 0) // nansum
-					per = append(per, inner.Keep(plogp.Sum(false, -1).Neg().Mean(false).ToDType(torch.Float64)))
-				})
-			}
-			vals = torch.Stack(per, 0).ToDevice(torch.CPU).Float64s()
-		})
+	vals, err := perLayer(len(probs), func(i int) *torch.Tensor {
+		a := probs[i].Detach().ToDType(statsDType(probs[i].DType()))
+		plogp := a.Mul(a.Log())
+		plogp = plogp.MaskedFill(plogp.Ne(plogp), 0) // nansum
+		return plogp.Sum(false, -1).Neg().Mean(false).ToDType(torch.Float64)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("train: attention entropy: %w", err)
 	}
 	return vals, nil
+}
+
+// perLayer computes f(i) for each of n layers, each in a scope of its own
+// (a layer's temporaries are freed before the next), and copies the results,
+// float64 vectors or scalars, to the host in one transfer, concatenated.
+func perLayer(n int, f func(i int) *torch.Tensor) ([]float64, error) {
+	var vals []float64
+	err := torch.Try(func() {
+		torch.WithScope(func(*torch.Scope) {
+			per := make([]*torch.Tensor, 0, n)
+			for i := 0; i < n; i++ {
+				torch.WithScope(func(inner *torch.Scope) { per = append(per, inner.Keep(f(i).Reshape(-1))) })
+			}
+			vals = torch.Cat(per, 0).ToDevice(torch.CPU).Float64s()
+		})
+	})
+	return vals, err
 }
 
 // Gains returns every parameter of ps whose name contains "gain", in
