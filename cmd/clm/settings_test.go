@@ -67,6 +67,8 @@ func badSettingCases(good string) []badSetting {
 		{"data.valid_fraction", "1.5", "data.valid_fraction"}, {"data.valid_docs", "-3", "data.valid_docs"},
 		{"data.tokenizer_vocab", "100", "data.tokenizer_vocab"}, {"data.seed", "-1", "data.seed"},
 		{"model.n_layer", "0", "model.n_layer"}, {"model.context_length", "4096", "model.context_length"},
+		{"train.device", "tpu", "train.device"}, {"train.precision", "fp8", "train.precision"}, {"train.on_nan", "ignore", "train.on_nan"},
+		{"train.optimizer", "sgd", "train.optimizer"}, {"train.schedule", "warp", "train.schedule"}, {"train.attention", "flash", "train.attention"},
 	} {
 		set(c[0], c[1], c[2])
 	}
