@@ -132,7 +132,11 @@ func Version() string {
 	return "unknown"
 }
 
-// SetNumThreads sets libtorch's intra-op thread count.
+// SetNumThreads sets libtorch's intra-op thread count: for the calling OS
+// thread and for every thread that has not run an op yet. (With OpenMP a
+// thread that has run an op keeps its own count: call it before any
+// libtorch work, and again on a runtime.LockOSThread'ed goroutine that
+// must use it.)
 func SetNumThreads(n int) error {
 	if n < 1 {
 		return fmt.Errorf("torch: thread count %d must be at least 1", n)

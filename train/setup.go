@@ -137,7 +137,7 @@ func (r *Run) joinGroup() error {
 }
 
 // pickDevice chooses train.device (auto: the local rank's GPU, or the
-// default device) and checks that the model fits.
+// default device), checks that the model fits, and sets train.threads.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
 	dev := torch.DefaultDevice()
@@ -154,7 +154,15 @@ func (r *Run) pickDevice() error {
 		return fmt.Errorf("train.device: %v", err)
 	}
 	r.Device = dev
-	return CheckMemory(r.Exp, dev)
+	if err := CheckMemory(r.Exp, dev); err != nil {
+		return err
+	}
+	if t.Threads > 0 {
+		// Before any libtorch work, so that every OS thread starts with it
+		// (the count is per thread once a thread has run an op).
+		return torch.SetNumThreads(t.Threads)
+	}
+	return nil
 }
 
 // prepareData resolves the corpus and tokenizer (training a tokenizer when

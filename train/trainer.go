@@ -131,18 +131,13 @@ func ParamGroups(ps *model.Params, weightDecay, lr float64) (groups []torch.Para
 	}, summary
 }
 
-// NewTrainer builds the optimizer for c.Model and applies train.threads.
-// It validates the experiment first and never changes it. Call Resume to
+// NewTrainer builds the optimizer for c.Model. It validates the experiment
+// first and never changes it; Run applies train.threads. Call Resume to
 // continue from a checkpoint before Run.
 func NewTrainer(c Config) (*Trainer, error) {
 	e := c.Experiment
 	if err := e.Validate(); err != nil {
 		return nil, err
-	}
-	if e.Train.Threads > 0 {
-		if err := torch.SetNumThreads(e.Train.Threads); err != nil {
-			return nil, err
-		}
 	}
 	flavour, err := e.Train.Optimizer.flavour()
 	if err != nil {
@@ -262,8 +257,16 @@ func configDiff(a, b model.Config) string {
 // Run trains until the schedule ends or ctx is cancelled; either way it
 // writes a final checkpoint. On cancellation it returns ErrInterrupted.
 func (t *Trainer) Run(ctx context.Context) error {
-	runtime.LockOSThread() // grad mode and autocast are thread-local
+	runtime.LockOSThread() // grad mode, autocast and the thread count are per OS thread
 	defer runtime.UnlockOSThread()
+	if n := t.exp.Train.Threads; n > 0 {
+		// libtorch's count holds for the OS thread that sets it (and for
+		// threads that have not run an op yet): set it on the one that
+		// trains, or a run and its resumption may differ in the last bit.
+		if err := torch.SetNumThreads(n); err != nil {
+			return err
+		}
+	}
 	if err := t.start(); err != nil {
 		return err
 	}
