@@ -130,6 +130,31 @@ var opCases = []opCase{
 	{"median_dim", []inSpec{x(3, 6)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { return in["x"].Median(1, false) }},
 	{"median_all", []inSpec{x(3, 6)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { return in["x"].Median(AllDims, false) }},
 	{"cumsum", []inSpec{x(3, 6)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { return in["x"].Cumsum(1) }},
+	{"eigh_vals", []inSpec{x(5, 5)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		v, _ := in["x"].Add(in["x"].T()).Eigh()
+		return v
+	}},
+	{"eigh_vecs_abs", []inSpec{x(5, 5)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		_, e := in["x"].Add(in["x"].T()).Eigh()
+		return e.Abs()
+	}},
+	{"qr_q", []inSpec{x(6, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { q, _ := in["x"].QR(); return q }},
+	{"qr_r", []inSpec{x(6, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { _, r := in["x"].QR(); return r }},
+	{"sort_desc", []inSpec{x(3, 6)}, 0, func(in map[string]*Tensor, _ DType) *Tensor { v, _ := in["x"].Sort(1, true); return v }},
+	{"sort_idx", []inSpec{nograd(x(5, 3))}, 0, func(in map[string]*Tensor, dt DType) *Tensor {
+		_, i := in["x"].Sort(0, false)
+		return i.ToDType(dt)
+	}},
+	{"fake_quant_tensor", []inSpec{x(3, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		return in["x"].MulScalar(10).FakeQuantize(0.1, 3, -128, 127)
+	}},
+	{"fake_quant_clamped", []inSpec{x(3, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		return in["x"].FakeQuantize(0.01, 0, -8, 7)
+	}},
+	{"fake_quant_channel", []inSpec{x(3, 4), nograd(pos("s", 3)), {name: "z", shape: []int64{3}, kind: "int:5"}}, 0,
+		func(in map[string]*Tensor, _ DType) *Tensor {
+			return in["x"].MulScalar(10).FakeQuantizePerChannel(in["s"].ToDType(Float32), in["z"].ToDType(Int32), 0, -128, 127)
+		}},
 	{"reshape_view", []inSpec{x(2, 3, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
 		return in["x"].Reshape(6, -1).View(4, 6).MulScalar(2)
 	}},

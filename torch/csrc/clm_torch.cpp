@@ -600,6 +600,41 @@ char *clm_split(clm_tensor a, int64_t size, int64_t dim, clm_tensor *out, int ca
   });
 }
 
+char *clm_linalg_eigh(clm_tensor a, clm_tensor *vals, clm_tensor *vecs) {
+  return guard([&] {
+    auto r = at::linalg_eigh(T(a), "L");
+    *vals = wrap(std::get<0>(r));
+    *vecs = wrap(std::get<1>(r));
+  });
+}
+
+char *clm_linalg_qr(clm_tensor a, clm_tensor *q, clm_tensor *r) {
+  return guard([&] {
+    auto res = at::linalg_qr(T(a), "reduced");
+    *q = wrap(std::get<0>(res));
+    *r = wrap(std::get<1>(res));
+  });
+}
+
+char *clm_sort(clm_tensor a, int64_t dim, int descending, clm_tensor *vals, clm_tensor *idx) {
+  return guard([&] {
+    auto r = at::sort(T(a), dim, descending != 0);
+    *vals = wrap(std::get<0>(r));
+    *idx = wrap(std::get<1>(r));
+  });
+}
+
+clm_tresult clm_fake_quantize_per_tensor(clm_tensor a, double scale, int64_t zero_point, int64_t qmin, int64_t qmax) {
+  return tresult([&] { return at::fake_quantize_per_tensor_affine(T(a), scale, zero_point, qmin, qmax); });
+}
+
+clm_tresult clm_fake_quantize_per_channel(clm_tensor a, clm_tensor scale, clm_tensor zero_point, int64_t axis,
+                                          int64_t qmin, int64_t qmax) {
+  return tresult([&] {
+    return at::fake_quantize_per_channel_affine(T(a), T(scale), T(zero_point), axis, qmin, qmax);
+  });
+}
+
 clm_tresult clm_tril(clm_tensor a, int64_t k) {
   return tresult([&] { return at::tril(T(a), k); });
 }

@@ -146,6 +146,21 @@ clm_tresult clm_stack(const clm_tensor *ts, int n, int64_t dim);
 /* Splits a into chunks of size along dim; writes up to cap handles into out
  * and the number of chunks into *n. */
 char *clm_split(clm_tensor a, int64_t size, int64_t dim, clm_tensor *out, int cap, int *n);
+
+/* ---- linear algebra and quantisation (the outlier-features study) ---- */
+/* Eigen-decomposition of a symmetric matrix (lower triangle): eigenvalues
+ * ascending and the eigenvectors as columns (torch.linalg.eigh). */
+char *clm_linalg_eigh(clm_tensor a, clm_tensor *vals, clm_tensor *vecs);
+/* Reduced QR decomposition (torch.linalg.qr, mode "reduced"). */
+char *clm_linalg_qr(clm_tensor a, clm_tensor *q, clm_tensor *r);
+/* Sorted values and their int64 indices along dim (torch.sort). */
+char *clm_sort(clm_tensor a, int64_t dim, int descending, clm_tensor *vals, clm_tensor *idx);
+/* torch.fake_quantize_per_tensor_affine with a float scale and int zero point. */
+clm_tresult clm_fake_quantize_per_tensor(clm_tensor a, double scale, int64_t zero_point, int64_t qmin, int64_t qmax);
+/* torch.fake_quantize_per_channel_affine: scale (float) and zero_point (int32
+ * or int64) have one entry per slice along axis. */
+clm_tresult clm_fake_quantize_per_channel(clm_tensor a, clm_tensor scale, clm_tensor zero_point, int64_t axis,
+                                          int64_t qmin, int64_t qmax);
 clm_tresult clm_tril(clm_tensor a, int64_t k);
 clm_tresult clm_triu(clm_tensor a, int64_t k);
 clm_tresult clm_masked_fill(clm_tensor a, clm_tensor mask, double value);
