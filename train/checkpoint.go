@@ -2,7 +2,6 @@ package train
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"clm/internal/fault"
 	"clm/model"
+	"clm/optim"
 	"clm/safetensors"
 	"clm/torch"
 )
@@ -64,7 +64,7 @@ func CheckpointPath(dir string, step int) string {
 // checkpoint folder of run dir. The folder is written under a temporary
 // name and renamed, then `latest` is replaced atomically: a crash leaves
 // the previous checkpoint intact.
-func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs []torch.Device) (string, error) {
+func SaveCheckpoint(dir string, m *model.Model, opt optim.Optimizer, st State, devs []torch.Device) (string, error) {
 	final := CheckpointPath(dir, st.Step)
 	tmp := final + ".tmp"
 	os.RemoveAll(tmp)
@@ -79,20 +79,11 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 	if err := torch.SaveSafetensors(filepath.Join(tmp, modelFile), m.State(), meta); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	var optTensors []torch.Named
-	steps := map[string]int64{}
 	s := torch.NewScope()
 	defer s.Close()
-	for g := 0; g < opt.NumGroups(); g++ {
-		for i := range opt.Group(g) {
-			ps := opt.State(g, i)
-			key := fmt.Sprintf("%d.%d", g, i)
-			steps[key] = ps.Steps
-			if ps.ExpAvg != nil {
-				optTensors = append(optTensors, torch.Named{Name: key + ".exp_avg", Tensor: ps.ExpAvg},
-					torch.Named{Name: key + ".exp_avg_sq", Tensor: ps.ExpAvgSq})
-			}
-		}
+	optTensors, optMeta, err := opt.State()
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: optimizer state: %w", err)
 	}
 	for _, d := range devs {
 		rng, err := torch.RNGState(d)
@@ -101,9 +92,10 @@ func SaveCheckpoint(dir string, m *model.Model, opt *torch.AdamW, st State, devs
 		}
 		optTensors = append(optTensors, torch.Named{Name: "rng." + d.String(), Tensor: rng})
 	}
-	stepsJSON, _ := json.Marshal(steps)
-	if err := torch.SaveSafetensors(filepath.Join(tmp, optimFile), optTensors,
-		map[string]string{"steps": string(stepsJSON), "flavour": opt.Flavour().String()}); err != nil {
+	if optMeta["flavour"] == "" {
+		optMeta["flavour"] = opt.Name() // the optimizer's name (AdamW's flavour)
+	}
+	if err := torch.SaveSafetensors(filepath.Join(tmp, optimFile), optTensors, optMeta); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	stJSON, err := json.MarshalIndent(st, "", "  ")
@@ -299,7 +291,7 @@ func loadWeightsFile(path string, m *model.Model) error {
 
 // LoadCheckpoint restores weights, optimizer state and generator states
 // from checkpoint folder ckpt into m and opt (built from the same config).
-func LoadCheckpoint(ckpt string, m *model.Model, opt *torch.AdamW, devs []torch.Device) (State, error) {
+func LoadCheckpoint(ckpt string, m *model.Model, opt optim.Optimizer, devs []torch.Device) (State, error) {
 	st, err := ReadState(ckpt)
 	if err != nil {
 		return st, err
@@ -315,33 +307,13 @@ func LoadCheckpoint(ckpt string, m *model.Model, opt *torch.AdamW, devs []torch.
 		return st, fmt.Errorf("checkpoint: %w", err)
 	}
 	defer f.Close()
-	if fl := f.Metadata()["flavour"]; fl != opt.Flavour().String() {
-		return st, fmt.Errorf("checkpoint %s: optimizer %s, the run uses %s", optPath, fl, opt.Flavour())
-	}
-	var steps map[string]int64
-	if err := json.Unmarshal([]byte(f.Metadata()["steps"]), &steps); err != nil {
-		return st, fmt.Errorf("checkpoint %s: corrupt optimizer steps: %v", optPath, err)
+	if fl := f.Metadata()["flavour"]; fl != opt.Name() {
+		return st, fmt.Errorf("checkpoint %s: optimizer %s, the run uses %s", optPath, fl, opt.Name())
 	}
 	dev := m.Options().Device
-	for g := 0; g < opt.NumGroups(); g++ {
-		for i := range opt.Group(g) {
-			key := fmt.Sprintf("%d.%d", g, i)
-			n, ok := steps[key]
-			if !ok {
-				return st, fmt.Errorf("checkpoint %s: no optimizer state for group %d parameter %d", optPath, g, i)
-			}
-			if n == 0 {
-				continue
-			}
-			ea, err1 := torch.TensorFromFile(f, key+".exp_avg", dev)
-			eas, err2 := torch.TensorFromFile(f, key+".exp_avg_sq", dev)
-			if err := errors.Join(err1, err2); err != nil {
-				return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
-			}
-			if err := opt.SetState(g, i, torch.ParamState{ExpAvg: ea, ExpAvgSq: eas, Steps: n}); err != nil {
-				return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
-			}
-		}
+	get := func(name string) (*torch.Tensor, error) { return torch.TensorFromFile(f, name, dev) }
+	if err := opt.LoadState(get, f.Metadata()); err != nil {
+		return st, fmt.Errorf("checkpoint %s: %w", optPath, err)
 	}
 	for _, d := range devs {
 		rng, err := torch.TensorFromFile(f, "rng."+d.String(), torch.CPU)

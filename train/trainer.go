@@ -17,6 +17,7 @@ import (
 	"clm/internal/fault"
 	"clm/internal/jsondiff"
 	"clm/model"
+	"clm/optim"
 	"clm/runlog"
 	"clm/torch"
 )
@@ -46,7 +47,7 @@ type Trainer struct {
 	dir      string
 	dev      torch.Device
 	m        *model.Model
-	opt      *torch.AdamW
+	opt      optim.Optimizer
 	params   []*torch.Tensor // trainable, in registry order
 	batches  Batches
 	valid    EvalSet
@@ -139,10 +140,6 @@ func NewTrainer(c Config) (*Trainer, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	flavour, err := e.Train.Optimizer.flavour()
-	if err != nil {
-		return nil, err
-	}
 	world := 1
 	if c.Group != nil {
 		world = c.Group.Size()
@@ -151,8 +148,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 				e.Train.Accumulation, world, world)
 		}
 	}
-	groups, summary := ParamGroups(c.Model.Params(), e.Train.WeightDecay, e.Train.LR)
-	opt, err := torch.NewAdamW(flavour, e.Train.Beta1, e.Train.Beta2, e.Train.Eps, groups)
+	opt, summary, err := newOptimizer(&e.Train, c.Model.Params())
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +192,7 @@ func (t *Trainer) Close() error {
 func (t *Trainer) State() State { return t.st }
 
 // Optimizer returns the optimizer.
-func (t *Trainer) Optimizer() *torch.AdamW { return t.opt }
+func (t *Trainer) Optimizer() optim.Optimizer { return t.opt }
 
 // rngDevices are the generators a checkpoint saves.
 func (t *Trainer) rngDevices() []torch.Device {
