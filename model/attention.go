@@ -120,12 +120,13 @@ func (a *attention) heads(t *torch.Tensor, B, T int64) *torch.Tensor {
 }
 
 // forward returns the sub-block output [B, T, d] and, when wantProbs, the
-// softmax probabilities [B, H, T, T] (before the Eq. 5 gains).
-func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool) (out, probs *torch.Tensor) {
+// softmax probabilities [B, H, T, T] (before the Eq. 5 gains); qz, when not
+// nil, sees qk_attn, v_attn and c_proj.
+func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool, qz Quantizer) (out, probs *torch.Tensor) {
 	s := x.Shape()
 	B, T := s[0], s[1]
-	qk := a.qk.forward(x).Split(a.nEmbd, 2) // 2 × [B, T, d]
-	v := a.heads(a.v.forward(x), B, T)      // [B, H, T, d_h]
+	qk := a.qk.forward(x, qz).Split(a.nEmbd, 2) // 2 × [B, T, d]
+	v := a.heads(a.v.forward(x, qz), B, T)      // [B, H, T, d_h]
 	q, k := a.qNorm.forward(a.heads(qk[0], B, T)), a.kNorm.forward(a.heads(qk[1], B, T))
 
 	if impl == AttentionAuto {
@@ -144,7 +145,7 @@ func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProb
 		y, probs = a.shapedMaterialised(q, k, v, T, train)
 	}
 	y = y.Permute(0, 2, 1, 3).Reshape(B, T, a.nEmbd) // merge heads
-	out = a.proj.forward(y).Dropout(a.cfg.ResidPdrop, train && a.cfg.ResidPdrop > 0)
+	out = a.proj.forward(y, qz).Dropout(a.cfg.ResidPdrop, train && a.cfg.ResidPdrop > 0)
 	if !wantProbs {
 		probs = nil
 	}

@@ -28,9 +28,9 @@ func newMLP(p path, cfg *Config) mlp {
 	return m
 }
 
-func (m *mlp) forward(x *torch.Tensor, train bool) *torch.Tensor {
-	h := activation(m.act, m.slope, m.fc.forward(x))
-	return m.proj.forward(h).Dropout(m.pdrop, train && m.pdrop > 0)
+func (m *mlp) forward(x *torch.Tensor, train bool, q Quantizer) *torch.Tensor {
+	h := activation(m.act, m.slope, m.fc.forward(x, q))
+	return m.proj.forward(h, q).Dropout(m.pdrop, train && m.pdrop > 0)
 }
 
 // block is one transformer block with an explicit topology switch.
@@ -84,7 +84,9 @@ func newBlock(p path, cfg *Config, layer int) block {
 	return b
 }
 
-func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool) (y, probs *torch.Tensor) {
+// forward maps the block input x [B, T, d] to its output; q, when not nil,
+// sees every linear layer (linear.forward).
+func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool, q Quantizer) (y, probs *torch.Tensor) {
 	if b.post {
 		x = b.ln1.forward(x)
 	}
@@ -92,9 +94,9 @@ func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bo
 	if !b.post {
 		x = b.ln1.forward(x)
 	}
-	a, probs := b.attn.forward(x, impl, train, wantProbs)
+	a, probs := b.attn.forward(x, impl, train, wantProbs, q)
 	if b.parallel {
-		y = b.mlpResid.Mul(b.mlp.forward(x, train)).Add(b.attnResid.Mul(a))
+		y = b.mlpResid.Mul(b.mlp.forward(x, train, q)).Add(b.attnResid.Mul(a))
 		if b.addMLPSkip {
 			y = y.Add(b.mlpSkip.Mul(skip))
 		}
@@ -111,7 +113,7 @@ func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bo
 	if !b.post {
 		h = b.ln2.forward(h)
 	}
-	y = b.mlpResid.Mul(b.mlp.forward(h, train))
+	y = b.mlpResid.Mul(b.mlp.forward(h, train, q))
 	if b.addMLPSkip {
 		y = y.Add(b.mlpSkip.Mul(skip))
 	}

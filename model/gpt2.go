@@ -158,6 +158,27 @@ type ForwardOptions struct {
 	// means (see train's micro-batch fitting). Rows must sum to B; a segment
 	// of Weight 0 is skipped (its targets may all be ignored).
 	LossSegments []LossSegment
+	// Quant, when not nil, sees (and may replace) the input and effective
+	// weight of every linear layer with a matrix product, and the residual
+	// stream after every block: int8 post-training quantisation (package
+	// quant). Nil leaves the forward exactly as it is without it.
+	Quant Quantizer
+}
+
+// Quantizer is ForwardOptions.Quant. Embeddings, norms, softmax and the
+// tied head are never shown to it.
+type Quantizer interface {
+	// Linear receives a layer's input x [N, in] (tokens flattened) and its
+	// effective weight w [in, out] — for Eq. 6 layers the combined
+	// resid_gain·W_train + skip_gain·W_init — and returns the pair the
+	// layer multiplies. name is the layer's path, e.g.
+	// "transformer.h.3.attn.qk_attn", "….attn.v_attn", "….attn.c_proj",
+	// "….mlp.c_fc" or "….mlp.c_proj".
+	Linear(name string, x, w *torch.Tensor) (*torch.Tensor, *torch.Tensor)
+	// Residual receives the output h [B, T, d] of block layer (the next
+	// block's input, or ln_f's for the last) and returns the stream that
+	// continues.
+	Residual(layer int, h *torch.Tensor) *torch.Tensor
 }
 
 // LossSegment is a group of consecutive rows of a batch and the weight of
@@ -198,7 +219,10 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 			out.Hidden = append(out.Hidden, x)
 		}
 		var probs *torch.Tensor
-		x, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention)
+		x, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention, o.Quant)
+		if o.Quant != nil {
+			x = o.Quant.Residual(i, x)
+		}
 		if o.Attention {
 			out.Attention = append(out.Attention, probs)
 		}

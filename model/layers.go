@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"strings"
 
 	"clm/torch"
 )
@@ -65,6 +66,7 @@ type linear struct {
 	skipGain  *torch.Tensor // [1], Eq. 6 only
 	winit     *torch.Tensor // [in, in] buffer W_init, Eq. 6 only
 	in, out   int64
+	name      string // path in the module tree, e.g. "transformer.h.0.mlp.c_fc"
 }
 
 // newLinear declares a linear layer in → out under p, built as l says
@@ -73,7 +75,7 @@ type linear struct {
 // l.Init (normal is normal(0, 0.02)); an Eq. 6 layer starts with W_train 0,
 // its gains at their values and W_init by l.Init (normal is normal(0, 1/√in)).
 func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
-	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out}
+	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out, name: strings.TrimSuffix(p.prefix, ".")}
 	switch l.Form {
 	case LinearPlain:
 		lin.bias = p.param("bias", trainBias, zeros, out)
@@ -91,8 +93,11 @@ func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
 // plainLinear is a plain layer with W ~ normal(0, 0.02) (qk_attn, the MLP).
 var plainLinear = VPLayer{Form: LinearPlain, Init: InitNormal}
 
-// forward maps [..., in] to [..., out].
-func (l linear) forward(x *torch.Tensor) *torch.Tensor {
+// forward maps [..., in] to [..., out]. A non-nil q sees the layer's input,
+// flattened to [N, in], and its effective weight W [in, out] (Eq. 6
+// combined), and may replace both; the scale-only and identity forms have
+// no matrix product and are not shown to q.
+func (l linear) forward(x *torch.Tensor, q Quantizer) *torch.Tensor {
 	switch {
 	case l.form == LinearIdentity:
 		return x
@@ -107,7 +112,11 @@ func (l linear) forward(x *torch.Tensor) *torch.Tensor {
 	}
 	shape := x.Shape()
 	outShape := append(shape[:len(shape)-1:len(shape)-1], l.out)
-	y := torch.Addmm(l.bias, x.Reshape(-1, l.in), w) // [N, out]
+	x2 := x.Reshape(-1, l.in)
+	if q != nil {
+		x2, w = q.Linear(l.name, x2, w)
+	}
+	y := torch.Addmm(l.bias, x2, w) // [N, out]
 	return y.View(outShape...)
 }
 
