@@ -358,18 +358,24 @@ class Conv1D(nn.Module):
                 raise ValueError(init_type)
             self.register_buffer("id", w_init)
 
+    # Quantisation hook (quant_ref.py), off by default: an object with
+    # linear(name, x2, w) -> (x2, w) that sees the flattened input and the
+    # effective weight of the matrix product; `qname` is the module's path.
+    quant = None
+    qname = ""
+
     def forward(self, x):
         out_shape = x.shape[:-1] + (self.n_out,)
         x2 = x.reshape(-1, x.shape[-1])
+        if self.skip and self.resid_gain.item() == 0 and self.init_type == "id":
+            return (self.bias + x2 * self.skip_gain).reshape(out_shape)  # no matrix product
         if self.skip:
-            if self.resid_gain.item() == 0 and self.init_type == "id":
-                y = self.bias + x2 * self.skip_gain
-            else:
-                w = self.resid_gain * self.weight + self.skip_gain * self.id  # Eq. 6
-                y = torch.addmm(self.bias, x2, w)
+            w = self.resid_gain * self.weight + self.skip_gain * self.id  # Eq. 6
         else:
-            y = torch.addmm(self.bias, x2, self.weight)
-        return y.reshape(out_shape)
+            w = self.weight
+        if self.quant is not None:
+            x2, w = self.quant.linear(self.qname, x2, w)
+        return torch.addmm(self.bias, x2, w).reshape(out_shape)
 
 
 def activation(name: str, slope: float):
@@ -629,6 +635,16 @@ class GPT(nn.Module):
         cfg.check()
         self.cfg = cfg
         self.transformer = Transformer(cfg)
+        self.quant = None
+
+    def set_quant(self, q) -> None:
+        """Installs a quantisation hook (None removes it): q.linear(name, x2,
+        w) on every linear layer with a matrix product, q.residual(layer, h)
+        on the stream after every block (see quant_ref.py)."""
+        self.quant = q
+        for name, mod in self.named_modules():
+            if isinstance(mod, Conv1D):
+                mod.quant, mod.qname = q, name
 
     def forward(self, input_ids, labels=None, pad_id: Optional[int] = None,
                 output_hidden_states=False, output_attentions=False):
@@ -645,10 +661,12 @@ class GPT(nn.Module):
         pos = torch.arange(T, device=input_ids.device)
         x = t.drop(t.wte(input_ids) + t.wpe(pos))
         hidden, attns = [], []
-        for block in t.h:
+        for i, block in enumerate(t.h):
             if output_hidden_states:
                 hidden.append(x)
             x, probs = block(x)
+            if self.quant is not None:
+                x = self.quant.residual(i, x)
             if output_attentions:
                 attns.append(probs)
         x = t.ln_f(x)
