@@ -147,8 +147,16 @@ func SetNumThreads(n int) error {
 	return nil
 }
 
-// NumThreads returns libtorch's intra-op thread count.
+// NumThreads returns libtorch's intra-op thread count on the calling OS
+// thread.
 func NumThreads() int { return int(C.clm_get_num_threads()) }
+
+// defaultThreads is libtorch's own count, read before anything sets one.
+var defaultThreads = NumThreads()
+
+// DefaultNumThreads returns libtorch's default intra-op thread count (what
+// a process starts with, and what PyTorch uses unless told otherwise).
+func DefaultNumThreads() int { return defaultThreads }
 
 // ManualSeed seeds the CPU generator and every CUDA device's, as
 // torch.manual_seed does.

@@ -157,12 +157,9 @@ func (r *Run) pickDevice() error {
 	if err := CheckMemory(r.Exp, dev); err != nil {
 		return err
 	}
-	if t.Threads > 0 {
-		// Before any libtorch work, so that every OS thread starts with it
-		// (the count is per thread once a thread has run an op).
-		return torch.SetNumThreads(t.Threads)
-	}
-	return nil
+	// Before any libtorch work, so that every OS thread starts with it
+	// (the count is per thread once a thread has run an op).
+	return torch.SetNumThreads(threadCount(t))
 }
 
 // prepareData resolves the corpus and tokenizer (training a tokenizer when

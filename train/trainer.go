@@ -255,13 +255,12 @@ func configDiff(a, b model.Config) string {
 func (t *Trainer) Run(ctx context.Context) error {
 	runtime.LockOSThread() // grad mode, autocast and the thread count are per OS thread
 	defer runtime.UnlockOSThread()
-	if n := t.exp.Train.Threads; n > 0 {
-		// libtorch's count holds for the OS thread that sets it (and for
-		// threads that have not run an op yet): set it on the one that
-		// trains, or a run and its resumption may differ in the last bit.
-		if err := torch.SetNumThreads(n); err != nil {
-			return err
-		}
+	// libtorch's count holds for the OS thread that sets it (and for
+	// threads that have not run an op yet): set it on the one that trains,
+	// the default too, or a run and its resumption may differ in the last
+	// bit.
+	if err := torch.SetNumThreads(threadCount(&t.exp.Train)); err != nil {
+		return err
 	}
 	if err := t.start(); err != nil {
 		return err
@@ -298,6 +297,14 @@ func (t *Trainer) Run(ctx context.Context) error {
 		return err
 	}
 	return t.metrics.Flush()
+}
+
+// threadCount is train.threads, or libtorch's default for 0.
+func threadCount(o *Options) int {
+	if o.Threads > 0 {
+		return o.Threads
+	}
+	return torch.DefaultNumThreads()
 }
 
 // start opens the run log (rank 0), gives every replica rank 0's
