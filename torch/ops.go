@@ -166,6 +166,17 @@ func Addmm(bias, a, b *Tensor) *Tensor {
 	return result("addmm", C.clm_addmm(bias.handle(), a.handle(), b.handle()))
 }
 
+// AddmmScaled returns beta·bias + alpha·a·b for matrices a, b (torch.addmm
+// with beta and alpha, in one libtorch call so its rounding is libtorch's).
+func AddmmScaled(bias, a, b *Tensor, beta, alpha float64) *Tensor {
+	return result("addmm", C.clm_addmm_scaled(bias.handle(), a.handle(), b.handle(), C.double(beta), C.double(alpha)))
+}
+
+// Lerp returns t + weight·(end − t) (torch.lerp with a scalar weight).
+func (t *Tensor) Lerp(end *Tensor, weight float64) *Tensor {
+	return result("lerp", C.clm_lerp(t.handle(), end.handle(), C.double(weight)))
+}
+
 func optHandle(t *Tensor) C.clm_tensor {
 	if t == nil {
 		return nil

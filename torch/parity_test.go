@@ -85,6 +85,19 @@ var opCases = []opCase{
 	{"addmm", []inSpec{x(4), y(3, 5), {name: "w", shape: []int64{5, 4}, kind: "randn", grad: true}}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
 		return Addmm(in["x"], in["y"], in["w"])
 	}},
+	{"addmm_scaled", []inSpec{x(4), y(3, 5), {name: "w", shape: []int64{5, 4}, kind: "randn", grad: true}}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		return AddmmScaled(in["x"], in["y"], in["w"], -4.775, 2.0315)
+	}},
+	{"addmm_scaled_bf16", []inSpec{nograd(x(4, 4)), nograd(y(4, 4))}, 0, func(in map[string]*Tensor, dt DType) *Tensor {
+		a, b := in["x"].ToDType(BFloat16), in["y"].ToDType(BFloat16)
+		return AddmmScaled(a, b, a.T(), 3.4445, 1).ToDType(dt)
+	}},
+	{"lerp", []inSpec{x(3, 4), y(3, 4)}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		return Cat([]*Tensor{in["x"].Lerp(in["y"], 0.05), in["x"].Lerp(in["y"], 0.95)}, 0)
+	}},
+	{"lerp_inplace", []inSpec{nograd(x(3, 4)), nograd(y(3, 4))}, 0, func(in map[string]*Tensor, _ DType) *Tensor {
+		return Cat([]*Tensor{in["x"].Clone().LerpInPlace(in["y"], 0.05), in["x"].Clone().LerpInPlace(in["y"], 0.95)}, 0)
+	}},
 	{"linear", []inSpec{x(2, 3, 5), {name: "w", shape: []int64{4, 5}, kind: "randn", grad: true}, {name: "b", shape: []int64{4}, kind: "randn", grad: true}}, 0,
 		func(in map[string]*Tensor, _ DType) *Tensor { return Linear(in["x"], in["w"], in["b"]) }},
 	{"linear_nobias", []inSpec{x(2, 3, 5), {name: "w", shape: []int64{4, 5}, kind: "randn", grad: true}}, 0,

@@ -288,3 +288,9 @@ func (t *Tensor) AddInPlace(other *Tensor, alpha float64) *Tensor {
 	check("add_", C.clm_add_(t.handle(), other.handle(), C.double(alpha)))
 	return t
 }
+
+// LerpInPlace sets t to t + weight·(end − t) in place (Tensor.lerp_).
+func (t *Tensor) LerpInPlace(end *Tensor, weight float64) *Tensor {
+	check("lerp_", C.clm_lerp_(t.handle(), end.handle(), C.double(weight)))
+	return t
+}

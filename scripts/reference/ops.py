@@ -83,6 +83,11 @@ OPS = {
     "compare": compare,
     "where": lambda x, y, dt: torch.where(x >= 0, x, y * 0.1),
     "addmm": lambda x, y, w, dt: torch.addmm(x, y, w),
+    "addmm_scaled": lambda x, y, w, dt: torch.addmm(x, y, w, beta=-4.775, alpha=2.0315),
+    "addmm_scaled_bf16": lambda x, y, dt: torch.addmm(
+        x.bfloat16(), y.bfloat16(), x.bfloat16().T, beta=3.4445).to(dt),
+    "lerp": lambda x, y, dt: torch.cat([x.lerp(y, 0.05), x.lerp(y, 0.95)], 0),
+    "lerp_inplace": lambda x, y, dt: torch.cat([x.clone().lerp_(y, 0.05), x.clone().lerp_(y, 0.95)], 0),
     "linear": lambda x, w, b, dt: F.linear(x, w, b),
     "linear_nobias": lambda x, w, dt: F.linear(x, w),
     "embedding": lambda w, i, dt: F.embedding(i, w),

@@ -378,6 +378,13 @@ char *clm_add_(clm_tensor h, clm_tensor other, double alpha) {
   });
 }
 
+char *clm_lerp_(clm_tensor h, clm_tensor end, double weight) {
+  return guard([&] {
+    at::NoGradGuard ng;
+    T(h).lerp_(T(end), weight);
+  });
+}
+
 char *clm_set_requires_grad(clm_tensor h, int flag) {
   return guard([&] { T(h).set_requires_grad(flag != 0); });
 }
@@ -461,6 +468,14 @@ clm_tresult clm_where(clm_tensor c, clm_tensor a, clm_tensor b) {
 
 clm_tresult clm_addmm(clm_tensor bias, clm_tensor a, clm_tensor b) {
   return tresult([&] { return at::addmm(T(bias), T(a), T(b)); });
+}
+
+clm_tresult clm_addmm_scaled(clm_tensor bias, clm_tensor a, clm_tensor b, double beta, double alpha) {
+  return tresult([&] { return at::addmm(T(bias), T(a), T(b), beta, alpha); });
+}
+
+clm_tresult clm_lerp(clm_tensor a, clm_tensor end, double weight) {
+  return tresult([&] { return at::lerp(T(a), T(end), weight); });
 }
 
 clm_tresult clm_linear(clm_tensor x, clm_tensor w, clm_tensor b) {

@@ -94,6 +94,8 @@ char *clm_copy_(clm_tensor dst, clm_tensor src);
 char *clm_fill_(clm_tensor t, double value);
 char *clm_mul_scalar_(clm_tensor t, double s);
 char *clm_add_(clm_tensor t, clm_tensor other, double alpha);
+/* t ← t + weight·(end − t) (Tensor.lerp_ with a scalar weight). */
+char *clm_lerp_(clm_tensor t, clm_tensor end, double weight);
 char *clm_set_requires_grad(clm_tensor t, int flag);
 
 /* ---- ops with autograd ------------------------------------------------ */
@@ -105,6 +107,10 @@ clm_tresult clm_binary(int op, clm_tensor a, clm_tensor b);
 clm_tresult clm_scalar(int op, clm_tensor a, double s);
 clm_tresult clm_where(clm_tensor cond, clm_tensor a, clm_tensor b);
 clm_tresult clm_addmm(clm_tensor bias, clm_tensor a, clm_tensor b);
+/* beta·bias + alpha·a·b (torch.addmm with beta and alpha). */
+clm_tresult clm_addmm_scaled(clm_tensor bias, clm_tensor a, clm_tensor b, double beta, double alpha);
+/* a + weight·(end − a) (torch.lerp with a scalar weight). */
+clm_tresult clm_lerp(clm_tensor a, clm_tensor end, double weight);
 clm_tresult clm_linear(clm_tensor x, clm_tensor w, clm_tensor bias /* nullable */);
 clm_tresult clm_embedding(clm_tensor weight, clm_tensor indices);
 clm_tresult clm_softmax(clm_tensor a, int64_t dim);
