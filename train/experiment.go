@@ -18,6 +18,7 @@ import (
 	"clm/hub"
 	"clm/internal/errjoin"
 	"clm/model"
+	"clm/optim"
 	"clm/torch"
 )
 
@@ -77,6 +78,26 @@ type Options struct {
 	// DistTimeout is how long a data-parallel collective may wait for the
 	// other ranks, in seconds (a rank that died makes the others stop).
 	DistTimeout float64 `toml:"dist_timeout"`
+	// Optim are the [train.optim] keys of SOAP and Muon.
+	Optim OptimOptions `toml:"optim"`
+}
+
+// OptimOptions are the [train.optim] keys: SOAP's and Muon's own settings
+// (both take lr, weight_decay, beta1, beta2 and eps from [train]; Muon's
+// AdamW part too).
+type OptimOptions struct {
+	// SOAP (Vyas et al. 2024), as pytorch_optimizer.SOAP.
+	PreconditionFrequency int     `toml:"precondition_frequency"` // steps between eigenbasis refreshes (10)
+	MaxPreconditionDim    int     `toml:"max_precondition_dim"`   // larger dimensions keep the identity (10000)
+	ShampooBeta           float64 `toml:"shampoo_beta"`           // decay of the preconditioner statistics; −1: beta2
+	Precondition1D        bool    `toml:"precondition_1d"`        // precondition 1-D parameters too (false)
+	NormalizeGradient     bool    `toml:"normalize_gradient"`     // divide each update by its RMS (false)
+	// Muon, as torch.optim.Muon, for the 2-D hidden matrices (AdamW,
+	// torch's, for embeddings, gains, norms and biases).
+	Momentum float64 `toml:"momentum"`  // 0.95
+	Nesterov bool    `toml:"nesterov"`  // true
+	NSSteps  int     `toml:"ns_steps"`  // Newton–Schulz iterations (5)
+	AdjustLR string  `toml:"adjust_lr"` // original | match_rms_adamw | spectral_unclamped
 }
 
 // DataOptions are the [data] keys.
@@ -126,6 +147,8 @@ func Defaults() Experiment {
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
 			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
 			DistTimeout: 1800,
+			Optim: OptimOptions{PreconditionFrequency: 10, MaxPreconditionDim: 10000, ShampooBeta: -1,
+				Momentum: 0.95, Nesterov: true, NSSteps: 5, AdjustLR: "original"},
 		},
 		Data: DataOptions{Source: "stdlib", TokenizerVocab: 52000, NumTokenMult: 2, ValidDocs: 2000,
 			ValidFraction: 0.05, Column: "content", Revision: "main", Split: "train", ValidSplit: "validation"},
@@ -258,8 +281,14 @@ func applySets(doc *fileDoc, sets map[string]any) error {
 // setField re-decodes one overridden key through TOML so that it gets the
 // same type checks as the file.
 func setField(doc *fileDoc, section, key string, v any) error {
+	// "optim.momentum" is the key momentum of the table [train.optim].
+	var inner any = v
+	parts := strings.Split(key, ".")
+	for i := len(parts) - 1; i >= 0; i-- {
+		inner = map[string]any{parts[i]: inner}
+	}
 	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(map[string]any{section: map[string]any{key: v}}); err != nil {
+	if err := toml.NewEncoder(&buf).Encode(map[string]any{section: inner}); err != nil {
 		return err
 	}
 	md, err := toml.Decode(buf.String(), doc)
@@ -397,9 +426,12 @@ func (v *validator) train(t *Options) {
 	if _, ok := schedules[t.Schedule]; !ok {
 		v.bad("train.schedule", "unknown schedule %q (want polynomial, linear, cosine, constant or constant_with_warmup)", t.Schedule)
 	}
-	if _, err := t.Optimizer.flavour(); err != nil {
-		v.bad("train.optimizer", "%v", err)
+	switch t.Optimizer {
+	case AdamWHF, AdamWTorch, SOAP, Muon:
+	default:
+		v.bad("train.optimizer", "unknown optimizer %q (want adamw_hf, adamw_torch, soap or muon)", t.Optimizer)
 	}
+	v.optim(&t.Optim)
 	switch t.Precision {
 	case PrecisionAuto, FP32, BF16, FP16:
 	default:
@@ -415,6 +447,23 @@ func (v *validator) train(t *Options) {
 	}
 	if t.OnNaN != StopOnNaN && t.OnNaN != SkipOnNaN {
 		v.bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)
+	}
+}
+
+// optim checks [train.optim] (whatever the optimizer, so that a switch
+// of train.optimizer cannot reveal a bad key later).
+func (v *validator) optim(o *OptimOptions) {
+	v.count("train.optim.precondition_frequency", o.PreconditionFrequency, 1, maxSteps)
+	v.count("train.optim.max_precondition_dim", o.MaxPreconditionDim, 1, 1<<20)
+	if v.finite("train.optim.shampoo_beta", o.ShampooBeta) && o.ShampooBeta != -1 && !(o.ShampooBeta >= 0 && o.ShampooBeta < 1) {
+		v.bad("train.optim.shampoo_beta", "%v is outside [0, 1) (−1: beta2)", o.ShampooBeta)
+	}
+	v.between("train.optim.momentum", o.Momentum, 0, 1, true)
+	v.count("train.optim.ns_steps", o.NSSteps, 0, 99)
+	switch o.AdjustLR {
+	case optim.MuonAdjustOriginal, optim.MuonAdjustMatchRMSAdamW, optim.MuonAdjustSpectralUnclamped:
+	default:
+		v.bad("train.optim.adjust_lr", "unknown value %q (want original, match_rms_adamw or spectral_unclamped)", o.AdjustLR)
 	}
 }
 

@@ -53,9 +53,22 @@ const (
 	SkipOnNaN NaNPolicy = "skip"
 )
 
-// Optimizer is train.optimizer: adamw_hf (transformers' AdamW, the
-// original's) or adamw_torch.
+// Optimizer is train.optimizer.
 type Optimizer string
 
-// flavour parses the optimizer.
+// Optimizers.
+const (
+	// AdamWHF is transformers' AdamW, the original's.
+	AdamWHF Optimizer = "adamw_hf"
+	// AdamWTorch is torch.optim.AdamW.
+	AdamWTorch Optimizer = "adamw_torch"
+	// SOAP is Adam in Shampoo's eigenbases (Vyas et al. 2024), as
+	// pytorch_optimizer.SOAP; [train.optim] holds its settings.
+	SOAP Optimizer = "soap"
+	// Muon orthogonalises the momentum of 2-D hidden matrices by
+	// Newton–Schulz (torch.optim.Muon) and runs torch's AdamW on the rest.
+	Muon Optimizer = "muon"
+)
+
+// flavour parses an AdamW optimizer.
 func (o Optimizer) flavour() (torch.AdamWFlavour, error) { return torch.ParseAdamWFlavour(string(o)) }

@@ -139,12 +139,57 @@ class AdamWHF(torch.optim.Optimizer):
                     p.add_(p, alpha=-lr * wd)
 
 
-def make_optimizer(name, groups, lr, betas, eps):
+class Hybrid(torch.optim.Optimizer):
+    """Several optimizers stepped as one, sharing their param_groups dicts
+    (so that one LR scheduler drives them all): Muon's matrices and AdamW's
+    rest."""
+
+    def __init__(self, parts, lr):
+        self.parts = parts
+        super().__init__([p for part in parts for g in part.param_groups for p in g["params"]], {"lr": lr})
+        self.param_groups = [g for part in parts for g in part.param_groups]
+
+    def step(self, closure=None):
+        for part in self.parts:
+            part.step()
+
+
+def is_muon_matrix(name, p):
+    """Muon's parameters: 2-D hidden matrices, not the embeddings."""
+    return p.dim() == 2 and not name.startswith(("transformer.wte.", "transformer.wpe."))
+
+
+def make_muon(groups, lr, betas, eps, o):
+    mats, rest = [], []
+    for g in groups:
+        m = [p for n, p in zip(g["names"], g["params"]) if is_muon_matrix(n, p)]
+        r = [p for n, p in zip(g["names"], g["params"]) if not is_muon_matrix(n, p)]
+        if m:
+            mats.append({"params": m, "weight_decay": g["weight_decay"]})
+        if r:
+            rest.append({"params": r, "weight_decay": g["weight_decay"]})
+    muon = torch.optim.Muon(mats, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"],
+                            ns_steps=o["ns_steps"], adjust_lr_fn=o["adjust_lr"])
+    adamw = torch.optim.AdamW(rest, lr=lr, betas=betas, eps=eps, foreach=False, fused=False)
+    return Hybrid([muon, adamw], lr)
+
+
+def make_optimizer(name, groups, lr, betas, eps, o=None):
+    """The optimizer of train.optimizer; o holds [train.optim] (SOAP, Muon)."""
     plain = [{k: v for k, v in g.items() if k != "names"} for g in groups]
     if name == "adamw_hf":
         return AdamWHF(plain, lr=lr, betas=betas, eps=eps)
     if name == "adamw_torch":
         return torch.optim.AdamW(plain, lr=lr, betas=betas, eps=eps, foreach=False, fused=False)
+    if name == "soap":
+        from pytorch_optimizer import SOAP
+        sb = o["shampoo_beta"]
+        return SOAP(plain, lr=lr, betas=betas, eps=eps, shampoo_beta=None if sb < 0 else sb,
+                    precondition_frequency=o["precondition_frequency"],
+                    max_precondition_dim=o["max_precondition_dim"], precondition_1d=o["precondition_1d"],
+                    normalize_gradient=o["normalize_gradient"])
+    if name == "muon":
+        return make_muon(groups, lr, betas, eps, o)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -219,7 +264,7 @@ def train(a) -> dict:
         raise SystemExit(f"batches hold {ids.shape[0]} micro-batches, need steps*accum = {need}")
 
     groups = param_groups(model, a.weight_decay)
-    opt = make_optimizer(a.optimizer, groups, a.lr, (a.beta1, a.beta2), a.eps)
+    opt = make_optimizer(a.optimizer, groups, a.lr, (a.beta1, a.beta2), a.eps, json.loads(a.optim))
     total = a.total_steps or a.steps
     warm = warmup_steps(total, a.warmup_ratio)
     sched = make_scheduler(opt, a.schedule, warm, total, a.lr_end, a.power)
@@ -265,7 +310,8 @@ def main(argv=None):
     ap.add_argument("--accum", type=int, default=1)
     ap.add_argument("--total-steps", type=int, default=0, help="schedule length (default: --steps)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--optimizer", choices=("adamw_hf", "adamw_torch"), default="adamw_hf")
+    ap.add_argument("--optimizer", choices=("adamw_hf", "adamw_torch", "soap", "muon"), default="adamw_hf")
+    ap.add_argument("--optim", default="{}", help="[train.optim] as JSON (SOAP, Muon)")
     ap.add_argument("--schedule", choices=SCHEDULES, default="polynomial")
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--lr-end", type=float, default=1e-7)
