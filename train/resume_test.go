@@ -40,15 +40,27 @@ func finalWeights(t *testing.T, m interface{ State() []torch.Named }) map[string
 // SIGINT does) and resumed, and a run that dies after its step-8
 // checkpoint and resumes from it, both reach bit-identical weights at step
 // 12 to an uninterrupted run, with dropout active (generator state
-// restored) and the data cursor restored.
+// restored) and the data cursor restored; for every optimizer (SOAP
+// refreshing its eigenbases every 3 steps, so the resumed steps straddle
+// refreshes).
 func TestExactResume(t *testing.T) {
+	for _, opt := range []string{"adamw_hf", "soap", "muon"} {
+		t.Run(opt, func(t *testing.T) {
+			extra := fmt.Sprintf("optimizer = %q\n[train.optim]\nprecondition_frequency = 3\n", opt)
+			testExactResume(t, strings.Replace(resumeTrain, "[report]", extra+"[report]", 1))
+		})
+	}
+}
+
+// testExactResume is TestExactResume for the [train] table trainTOML.
+func testExactResume(t *testing.T, trainTOML string) {
 	leak := torch.LiveTensors()
 	defer func() {
 		if n := torch.LiveTensors(); n != leak {
 			t.Errorf("live tensors %d → %d", leak, n)
 		}
 	}()
-	e := experiment(t, "skipless", resumeTrain+"\n") // dropout below
+	e := experiment(t, "skipless", trainTOML+"\n") // dropout below
 	e.Model.ResidPdrop, e.Model.EmbdPdrop = 0.1, 0.1
 	batches := makeBatches(17, 4, 32, 512, 9) // not a multiple of 2: the cursor wraps mid-step
 
