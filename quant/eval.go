@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"clm/model"
+	"clm/runlog"
 	"clm/torch"
 )
 
@@ -30,37 +31,37 @@ type Options struct {
 }
 
 // Eval is a mean next-token loss per sequence and its perplexity exp(loss).
-type Eval struct {
-	Loss       float64 `json:"loss"`
-	Perplexity float64 `json:"perplexity"`
-}
+type Eval = runlog.QuantEval
 
 func evalOf(loss float64) Eval { return Eval{Loss: loss, Perplexity: math.Exp(loss)} }
 
 // Layer is what quantisation does to one block's output hidden state (the
-// residual stream after block Layer).
-type Layer struct {
-	Layer int `json:"layer"`
-	// Kurtosis is the paper's kurtosis of the full-precision block output,
-	// mean(s⁴)/mean(s²)² with s² the per-feature mean square of the
-	// activations centred across the width (train.OutlierStats' formula),
-	// over every evaluated token.
-	Kurtosis float64 `json:"kurtosis"`
-	// Int8RelError is ‖h_int8 − h_fp‖ / ‖h_fp‖ over every evaluated token.
-	Int8RelError float64 `json:"int8_rel_error"`
+// residual stream after block Layer): the kurtosis of the full-precision
+// output, mean(s⁴)/mean(s²)² with s² the per-feature mean square of the
+// activations centred across the width (train.OutlierStats' formula), and
+// ‖h_int8 − h_fp‖ / ‖h_fp‖, both over every evaluated token.
+type Layer = runlog.QuantLayer
+
+// Report is the outcome of Evaluate; Record turns it into quant.json's
+// record.
+type Report struct {
+	Checkpoint   string
+	Scheme       Scheme
+	CalibBatches int
+	Batch        int
+	Sequences    int
+	FP           Eval
+	Int8         Eval
+	Degradation  float64 // int8 loss − fp loss
+	Layers       []Layer
 }
 
-// Report is the outcome of Evaluate (quant.json).
-type Report struct {
-	Checkpoint   string  `json:"checkpoint,omitempty"`
-	Scheme       Scheme  `json:"scheme"`
-	CalibBatches int     `json:"calib_batches"`
-	Batch        int     `json:"eval_batch"`
-	Sequences    int     `json:"eval_sequences"`
-	FP           Eval    `json:"fp"`
-	Int8         Eval    `json:"int8"`
-	Degradation  float64 `json:"degradation"` // int8 loss − fp loss
-	Layers       []Layer `json:"layers"`
+// Record is r as runlog writes it (quant.json).
+func (r *Report) Record() *runlog.Quant {
+	return &runlog.Quant{Checkpoint: r.Checkpoint,
+		Scheme:       runlog.QuantScheme{Weights: string(r.Scheme.Weights), Acts: string(r.Scheme.Acts), Residual: r.Scheme.Residual},
+		CalibBatches: r.CalibBatches, Batch: r.Batch, Sequences: r.Sequences, FP: r.FP, Int8: r.Int8,
+		Degradation: r.Degradation, Layers: r.Layers}
 }
 
 // Calibrate runs the model full precision on the first batches·batch rows

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"clm/internal/atomicfile"
 	"clm/quant"
+	"clm/runlog"
 	"clm/train"
 )
 
@@ -73,11 +72,7 @@ func runQuant(args []string, stdout io.Writer) error {
 	if err := r.WriteTable(stdout); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(runDir, "quant.json"), append(b, '\n'), 0o644)
+	return runlog.WriteQuant(runDir, r.Record())
 }
 
 // quantScheme parses the scheme flags; an error names the flag.
