@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 25m
 SHIM := build/libclmtorch.so
 
 .PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-data fuzz check-cuda-shim device-bins clean demo \
-	fig2 fig4 fig5 fig9 fig10 baselines long op
+	fig2 fig4 fig5 fig9 fig10 baselines long op of
 
 all: build
 
@@ -101,6 +101,21 @@ long: build      ## the original's train_long.sh (num_token_mult 6)
 	$(call run_experiments,long,long-default long-skipless long-skipless-parallel)
 op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
 	$(call run_experiments,op,default op)
+
+# The outlier-features study (He et al., NeurIPS 2024): Pre-LN and the OP
+# block, each with AdamW, SOAP and Muon; every run is trained (or resumed),
+# quantised to int8 by `clm quant` (QUANT_ARGS passes its flags), and drawn:
+# figures/of/of-kurtosis (outlier features over training) and of-quant (fp vs
+# int8 perplexity). On a CPU, e.g.:
+#   make of ARGS="-set data.source=stdlib -set 'data.tokenizer=\"\"' -set model.n_layer=2 -set train.max_steps=50"
+OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-op-muon
+QUANT_ARGS ?=
+of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
+	@set -e; for e in $(OF_RUNS); do \
+	  if [ -f runs/$$e/config.toml ]; then $(CLM) -resume runs/$$e $(ARGS); \
+	  else $(CLM) -config experiments/$$e.toml -run-dir runs/$$e $(ARGS); fi; \
+	  $(CLM) quant -ckpt runs/$$e $(QUANT_ARGS); \
+	done; $(CLM) plot -out figures/of $(addprefix runs/,$(OF_RUNS))
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
 DEVICE_PKGS ?= torch model train

@@ -67,8 +67,10 @@ func Figures(runDirs []string, outDir string, formats []string) ([]string, error
 	uniqueLabels(runs)
 
 	var figs []*figure
-	if f := lossFigure(runs); f != nil {
-		figs = append(figs, f)
+	for _, build := range []func([]*Run) *figure{lossFigure, ofKurtosisFigure, quantFigure} {
+		if f := build(runs); f != nil {
+			figs = append(figs, f)
+		}
 	}
 	stems := map[string]int{}
 	for _, r := range runs {

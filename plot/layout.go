@@ -104,6 +104,56 @@ type panel struct {
 	// yMax, when finite, caps the y axis (the loss figure zooms on the
 	// eval curves; the early training loss is clipped).
 	yMax float64
+	// bars, when set, are groups of bars side by side at categories
+	// (instead of series against a numeric x).
+	bars *bars
+}
+
+// bars are grouped bar charts: one bar per group at each category.
+type bars struct {
+	categories []string
+	groups     []barGroup
+}
+
+// barGroup is one bar per category, in one colour.
+type barGroup struct {
+	name   string
+	values []float64
+	color  color.Color
+}
+
+// plotBars draws pn's bars, grouped around each category.
+func (pn *panel) plotBars(p *gplot.Plot) error {
+	w := vg.Points(14)
+	n := len(pn.bars.groups)
+	for i, g := range pn.bars.groups {
+		b, err := plotter.NewBarChart(plotter.Values(g.values), w)
+		if err != nil {
+			return err
+		}
+		b.Color, b.LineStyle.Width = g.color, 0
+		b.Offset = w * vg.Length(2*i-n+1) / 2
+		p.Add(b)
+		p.Legend.Add(g.name, b)
+		// Each bar's value above it.
+		xy := plotter.XYLabels{XYs: make(plotter.XYs, len(g.values)), Labels: make([]string, len(g.values))}
+		for j, v := range g.values {
+			xy.XYs[j] = plotter.XY{X: float64(j), Y: v}
+			xy.Labels[j] = strconv.FormatFloat(v, 'g', 4, 64)
+		}
+		l, err := plotter.NewLabels(xy)
+		if err != nil {
+			return err
+		}
+		for j := range l.TextStyle {
+			l.TextStyle[j].XAlign, l.TextStyle[j].Font.Size = draw.XCenter, vg.Points(8)
+		}
+		l.Offset = vg.Point{X: b.Offset, Y: vg.Points(3)}
+		p.Add(l)
+	}
+	p.NominalX(pn.bars.categories...)
+	p.Legend.Top = true
+	return nil
 }
 
 // figure is a titled grid of panels with one legend on the right.
@@ -211,6 +261,9 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	p.X.Tick.Marker = tidyTicks{gplot.DefaultTicks{}}
 	p.Y.Tick.Marker = tidyTicks{gplot.DefaultTicks{}}
 	p.Add(plotter.NewGrid())
+	if pn.bars != nil {
+		return p, pn.plotBars(p)
+	}
 	drawable := false
 	yMin, yMax := math.Inf(1), math.Inf(-1)
 	for _, s := range pn.series {

@@ -84,6 +84,16 @@ func TestFigures(t *testing.T) {
 		`{"kind":"checkpoint","step":100,"path":"x"}`, // another kind: ignored
 		``)
 
+	// clm quant's reports: the int8 bar chart.
+	for i, run := range []string{runA, runB} {
+		fp, q := 2+0.1*float64(i), 3-0.8*float64(i)
+		r := &runlog.Quant{Scheme: runlog.QuantScheme{Weights: "per_channel", Acts: "static"},
+			FP: runlog.QuantEval{Loss: fp, Perplexity: math.Exp(fp)}, Int8: runlog.QuantEval{Loss: q, Perplexity: math.Exp(q)}}
+		if err := runlog.WriteQuant(run, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	var logs bytes.Buffer
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
@@ -98,7 +108,7 @@ func TestFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d files: %s", len(paths), strings.Join(names(paths), " "))
-	want := []string{"loss"}
+	want := []string{"loss", "of-kurtosis", "of-quant"} // two runs with statistics and quant.json
 	for _, slug := range []string{"Pre-LN", "sas-p"} {
 		for _, kind := range []string{"kurtosis", "gains", "max-median", "entropy"} {
 			want = append(want, kind+"-"+slug)

@@ -41,6 +41,8 @@ type Run struct {
 	// folder's base name.
 	Label string
 	runlog.Log
+	// Quant is the run's quant.json (clm quant), or nil.
+	Quant *runlog.Quant
 }
 
 // ReadRun reads dir/metrics.jsonl and dir/config.toml. A missing folder or
@@ -67,7 +69,11 @@ func ReadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plot: %s: %w", path, err)
 	}
-	return &Run{Dir: dir, Label: runLabel(dir), Log: *l}, nil
+	q, err := runlog.ReadQuant(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("plot: %w", err)
+	}
+	return &Run{Dir: dir, Label: runLabel(dir), Log: *l, Quant: q}, nil
 }
 
 // runLabel returns config.toml's [experiment] name, else the folder name.
