@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-data fuzz check-cuda-shim device-bins clean demo \
+.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-optim bench-data fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op of
 
 all: build
@@ -60,12 +60,17 @@ bench-model: $(SHIM)
 bench-train: $(SHIM)
 	scripts/bench-compare.sh ./train/ 'TrainStep' scripts/reference/bench_train.py
 
+# One optimizer step of AdamW, SOAP and Muon (mid size), against
+# torch.optim.AdamW, pytorch_optimizer.SOAP and torch.optim.Muon.
+bench-optim: $(SHIM)
+	scripts/bench-compare.sh ./train/ 'OptimizerStep' scripts/reference/bench_optim.py
+
 # clm's Hub download + tokenization against datasets.load_dataset + the
 # original's tokenizer map, on a local multi-shard parquet dataset.
 bench-data: $(SHIM)
 	$(GO) test ./data -run '^$$' -bench 'HubPrepare' -benchtime 1x -count 1
 
-bench: bench-torch bench-model bench-train bench-data
+bench: bench-torch bench-model bench-train bench-optim bench-data
 
 CLM := bin/clm
 

@@ -124,7 +124,7 @@ type barGroup struct {
 
 // plotBars draws pn's bars, grouped around each category.
 func (pn *panel) plotBars(p *gplot.Plot) error {
-	w := vg.Points(14)
+	w := vg.Points(16)
 	n := len(pn.bars.groups)
 	for i, g := range pn.bars.groups {
 		b, err := plotter.NewBarChart(plotter.Values(g.values), w)
@@ -139,20 +139,28 @@ func (pn *panel) plotBars(p *gplot.Plot) error {
 		xy := plotter.XYLabels{XYs: make(plotter.XYs, len(g.values)), Labels: make([]string, len(g.values))}
 		for j, v := range g.values {
 			xy.XYs[j] = plotter.XY{X: float64(j), Y: v}
-			xy.Labels[j] = strconv.FormatFloat(v, 'g', 4, 64)
+			xy.Labels[j] = strconv.FormatFloat(v, 'g', 3, 64)
 		}
 		l, err := plotter.NewLabels(xy)
 		if err != nil {
 			return err
 		}
 		for j := range l.TextStyle {
-			l.TextStyle[j].XAlign, l.TextStyle[j].Font.Size = draw.XCenter, vg.Points(8)
+			l.TextStyle[j].XAlign, l.TextStyle[j].Font.Size = draw.XCenter, vg.Points(7)
 		}
 		l.Offset = vg.Point{X: b.Offset, Y: vg.Points(3)}
 		p.Add(l)
 	}
 	p.NominalX(pn.bars.categories...)
 	p.Legend.Top = true
+	// Headroom above the tallest bar for its label and the legend.
+	top := 0.0
+	for _, g := range pn.bars.groups {
+		for _, v := range g.values {
+			top = math.Max(top, v)
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, 1.35*top
 	return nil
 }
 

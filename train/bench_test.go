@@ -88,3 +88,48 @@ every = 0
 		})
 	}
 }
+
+// BenchmarkOptimizerStep is one optimizer step alone (the gradients of one
+// forward and backward, kept) of adamw_torch, SOAP and Muon over the
+// default preset at the mid size (6 layers, width 256, vocabulary 8192):
+// what each optimizer costs. Its Python side is
+// scripts/reference/bench_optim.py (make bench-optim).
+func BenchmarkOptimizerStep(b *testing.B) {
+	benchenv.SetThreads(b)
+	for _, opt := range []string{"adamw_torch", "soap", "muon"} {
+		b.Run(opt, func(b *testing.B) {
+			src := fmt.Sprintf(`
+[model]
+preset = "default"
+n_layer = 6
+n_embd = 256
+n_head = 8
+context_length = 128
+n_positions = 128
+vocab_size = 8192
+[train]
+micro_batch = 16
+accumulation = 1
+optimizer = %q
+[report]
+every = 0
+`, opt)
+			tr, done := benchTrainer(b, src, torch.CPU)
+			defer done()
+			if err := torch.Try(func() {
+				s := torch.NewScope()
+				defer s.Close()
+				x := tr.ids(tr.batches.Next())
+				tr.forward(x, model.ForwardOptions{Labels: x, LossOnly: true}).Loss.Backward()
+			}); err != nil {
+				b.Fatal(err)
+			}
+			tr.opt.SetLR(1e-3)
+			for b.Loop() {
+				if err := torch.Try(tr.opt.Step); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
