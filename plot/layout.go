@@ -115,16 +115,18 @@ type bars struct {
 	groups     []barGroup
 }
 
-// barGroup is one bar per category, in one colour.
+// barGroup is one bar per category, in one colour; notes, when set, follow
+// each bar's value in its label.
 type barGroup struct {
 	name   string
 	values []float64
+	notes  []string
 	color  color.Color
 }
 
 // plotBars draws pn's bars, grouped around each category.
 func (pn *panel) plotBars(p *gplot.Plot) error {
-	w := vg.Points(16)
+	w := vg.Points(20)
 	n := len(pn.bars.groups)
 	for i, g := range pn.bars.groups {
 		b, err := plotter.NewBarChart(plotter.Values(g.values), w)
@@ -139,7 +141,10 @@ func (pn *panel) plotBars(p *gplot.Plot) error {
 		xy := plotter.XYLabels{XYs: make(plotter.XYs, len(g.values)), Labels: make([]string, len(g.values))}
 		for j, v := range g.values {
 			xy.XYs[j] = plotter.XY{X: float64(j), Y: v}
-			xy.Labels[j] = strconv.FormatFloat(v, 'g', 3, 64)
+			xy.Labels[j] = strconv.FormatFloat(v, 'g', 4, 64)
+			if j < len(g.notes) {
+				xy.Labels[j] += "\n" + g.notes[j]
+			}
 		}
 		l, err := plotter.NewLabels(xy)
 		if err != nil {

@@ -1,6 +1,7 @@
 package plot
 
 import (
+	"fmt"
 	"math"
 
 	"gonum.org/v1/plot/vg"
@@ -63,6 +64,7 @@ func quantFigure(runs []*Run) *figure {
 		labels = append(labels, r.Label)
 		fp.values = append(fp.values, r.Quant.FP.Perplexity)
 		q.values = append(q.values, r.Quant.Int8.Perplexity)
+		q.notes = append(q.notes, fmt.Sprintf("×%.3g", r.Quant.Int8.Perplexity/r.Quant.FP.Perplexity))
 	}
 	if len(labels) == 0 {
 		return nil
