@@ -227,6 +227,11 @@ func trajectoryCases() []trajectoryCase {
 		trajectoryCase{"op", "soap", "polynomial", 1, 1e-7, "precondition_frequency = 3\nmax_precondition_dim = 32", true},
 		trajectoryCase{"default", "soap", "cosine", 1, 1e-7, "precondition_frequency = 2\nmax_precondition_dim = 32\nshampoo_beta = 0.9\nnormalize_gradient = true", true},
 		trajectoryCase{"skipless", "soap", "constant_with_warmup", 1, 1e-7, "precondition_frequency = 4\nmax_precondition_dim = 3", true},
+		// The first in float32, at the float32 tolerances (loss 9e-8,
+		// grad norm 2e-7 apart). The second is 2e-6 apart in loss there but
+		// 3.6e-4 in gradient norm, over gradNormTol: normalize_gradient
+		// divides by an RMS that float32 rounding moves.
+		trajectoryCase{"op", "soap", "polynomial", 1, 1e-7, "precondition_frequency = 3\nmax_precondition_dim = 32", false},
 	)
 }
 
