@@ -111,8 +111,8 @@ op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
 # block, each with AdamW, SOAP and Muon; every run is trained (or resumed),
 # quantised to int8 by `clm quant` (QUANT_ARGS passes its flags), and drawn:
 # figures/of/of-kurtosis (outlier features over training) and of-quant (fp vs
-# int8 perplexity). On a CPU, e.g.:
-#   make of ARGS="-set data.source=stdlib -set 'data.tokenizer=\"\"' -set model.n_layer=2 -set train.max_steps=50"
+# int8 perplexity). README's "Outlier features and int8 quantisation" gives
+# a small CPU run (six runs in a few minutes).
 OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-op-muon
 QUANT_ARGS ?=
 of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
