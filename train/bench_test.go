@@ -11,6 +11,19 @@ import (
 	"clm/torch"
 )
 
+// midModel is the benchmarks' mid size (6 layers, width 256, vocabulary
+// 8192) of a preset (%q).
+const midModel = `
+[model]
+preset = %q
+n_layer = 6
+n_embd = 256
+n_head = 8
+context_length = 128
+n_positions = 128
+vocab_size = 8192
+`
+
 // benchTrainer builds an initialised model and a trainer for the
 // experiment src on dev, with fixed batches of the experiment's shape, ready
 // for tr.step(); done releases them.
@@ -55,15 +68,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	for _, preset := range model.PresetNames() {
 		b.Run(preset, func(b *testing.B) {
-			src := fmt.Sprintf(`
-[model]
-preset = %q
-n_layer = 6
-n_embd = 256
-n_head = 8
-context_length = 128
-n_positions = 128
-vocab_size = 8192
+			src := fmt.Sprintf(midModel, preset) + fmt.Sprintf(`
 [train]
 micro_batch = 16
 accumulation = 2
@@ -75,7 +80,7 @@ save_every = 1000000
 attention = %q
 [report]
 every = 0
-`, preset, attention)
+`, attention)
 			tr, done := benchTrainer(b, src, torch.CPU)
 			defer done()
 			tr.step()
@@ -100,15 +105,7 @@ func BenchmarkOptimizerStep(b *testing.B) {
 	benchenv.SetThreads(b)
 	for _, opt := range []string{"adamw_torch", "soap", "muon"} {
 		b.Run(opt, func(b *testing.B) {
-			src := fmt.Sprintf(`
-[model]
-preset = "default"
-n_layer = 6
-n_embd = 256
-n_head = 8
-context_length = 128
-n_positions = 128
-vocab_size = 8192
+			src := fmt.Sprintf(midModel, "default") + fmt.Sprintf(`
 [train]
 micro_batch = 16
 accumulation = 1

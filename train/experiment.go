@@ -84,20 +84,21 @@ type Options struct {
 
 // OptimOptions are the [train.optim] keys: SOAP's and Muon's own settings
 // (both take lr, weight_decay, beta1, beta2 and eps from [train]; Muon's
-// AdamW part too).
+// AdamW part too). Their JSON is what scripts/reference/train.py's --optim
+// takes.
 type OptimOptions struct {
 	// SOAP (Vyas et al. 2024), as pytorch_optimizer.SOAP.
-	PreconditionFrequency int     `toml:"precondition_frequency"` // steps between eigenbasis refreshes (10)
-	MaxPreconditionDim    int     `toml:"max_precondition_dim"`   // larger dimensions keep the identity (10000)
-	ShampooBeta           float64 `toml:"shampoo_beta"`           // decay of the preconditioner statistics; −1: beta2
-	Precondition1D        bool    `toml:"precondition_1d"`        // precondition 1-D parameters too (false)
-	NormalizeGradient     bool    `toml:"normalize_gradient"`     // divide each update by its RMS (false)
+	PreconditionFrequency int     `toml:"precondition_frequency" json:"precondition_frequency"` // steps between eigenbasis refreshes (10)
+	MaxPreconditionDim    int     `toml:"max_precondition_dim" json:"max_precondition_dim"`     // larger dimensions keep the identity (10000)
+	ShampooBeta           float64 `toml:"shampoo_beta" json:"shampoo_beta"`                     // decay of the preconditioner statistics; −1: beta2
+	Precondition1D        bool    `toml:"precondition_1d" json:"precondition_1d"`               // precondition 1-D parameters too (false)
+	NormalizeGradient     bool    `toml:"normalize_gradient" json:"normalize_gradient"`         // divide each update by its RMS (false)
 	// Muon, as torch.optim.Muon, for the 2-D hidden matrices (AdamW,
 	// torch's, for embeddings, gains, norms and biases).
-	Momentum float64 `toml:"momentum"`  // 0.95
-	Nesterov bool    `toml:"nesterov"`  // true
-	NSSteps  int     `toml:"ns_steps"`  // Newton–Schulz iterations (5)
-	AdjustLR string  `toml:"adjust_lr"` // original | match_rms_adamw | spectral_unclamped
+	Momentum float64 `toml:"momentum" json:"momentum"`   // 0.95
+	Nesterov bool    `toml:"nesterov" json:"nesterov"`   // true
+	NSSteps  int     `toml:"ns_steps" json:"ns_steps"`   // Newton–Schulz iterations (5)
+	AdjustLR string  `toml:"adjust_lr" json:"adjust_lr"` // original | match_rms_adamw | spectral_unclamped
 }
 
 // DataOptions are the [data] keys.

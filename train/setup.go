@@ -260,12 +260,12 @@ func (r *Run) writeConfig() error {
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return err
 	}
+	if r.opts.Resume || r.Rank != 0 {
+		return nil // the folder's config.toml stands; other ranks write nothing
+	}
 	resolved, err := r.Exp.TOML()
 	if err != nil {
 		return err
-	}
-	if r.opts.Resume || r.Rank != 0 {
-		return nil
 	}
 	return atomicfile.Write(filepath.Join(r.Dir, "config.toml"), resolved, 0o644)
 }

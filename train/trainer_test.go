@@ -378,11 +378,7 @@ func referenceTrainArgs(r trajectoryRun, bpath string) []string {
 
 // optimJSON is [train.optim] as train.py's --optim takes it.
 func optimJSON(o *OptimOptions) string {
-	b, _ := json.Marshal(map[string]any{
-		"precondition_frequency": o.PreconditionFrequency, "max_precondition_dim": o.MaxPreconditionDim,
-		"shampoo_beta": o.ShampooBeta, "precondition_1d": o.Precondition1D, "normalize_gradient": o.NormalizeGradient,
-		"momentum": o.Momentum, "nesterov": o.Nesterov, "ns_steps": o.NSSteps, "adjust_lr": o.AdjustLR,
-	})
+	b, _ := json.Marshal(o)
 	return string(b)
 }
 
