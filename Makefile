@@ -18,7 +18,7 @@ all: build
 setup:
 	@scripts/setup.sh
 
-$(SHIM): CMakeLists.txt torch/csrc/*.cpp torch/csrc/*.h
+$(SHIM): CMakeLists.txt torch/csrc/*.cpp torch/csrc/*.h $(wildcard torch/csrc/*.cu)
 	@scripts/setup.sh
 
 build: $(SHIM)

@@ -1,0 +1,52 @@
+/*
+ * clm_fused.h — fused elementwise operations of the shim, part of its pure C
+ * interface (the same rules as clm_torch.h: new handles owned by the caller,
+ * errors by value, no exception crosses the boundary).
+ *
+ * Each operation replaces a chain of composite ops by one pass forward and
+ * one pass backward: it is an autograd node of its own (a C++
+ * torch::autograd::Function), with a CPU kernel (at::parallel_for, loops the
+ * compiler vectorises) and, in a shim built with CLM_WITH_CUDA_KERNELS, a
+ * CUDA kernel. A CUDA tensor in a shim without CUDA kernels is computed by
+ * the composite ops instead (same results, no speed-up).
+ *
+ * Every operation equals the composite ops it replaces (written beside each)
+ * to fp64 1e-12, fp32 1e-6, and bf16 within bf16 rounding, forward and
+ * backward.
+ */
+#ifndef CLM_FUSED_H
+#define CLM_FUSED_H
+
+#include "clm_torch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* where(x >= 0, x, slope·x); its gradient is 1 at x = 0 (unlike
+ * at::leaky_relu's). */
+clm_tresult clm_fused_leaky_relu(clm_tensor x, double slope);
+
+/* RMSNorm over the last dim with eps added to the RMS:
+ * scale · x / (‖x‖₂·d^-½ + eps); scale has shape [d]. */
+clm_tresult clm_fused_rms_norm(clm_tensor x, clm_tensor scale, double eps);
+
+/* Σ_i gains[i]·terms[i] for n = 2 or 3 terms of one shape; each gain has
+ * one element (shape [1] or []) and may require grad: its gradient is
+ * reduced in the backward pass itself. */
+clm_tresult clm_fused_combine(const clm_tensor *gains, const clm_tensor *terms, int n);
+
+/* The shaped-attention epilogue of Eq. 5 without the T×T matrix:
+ * resid·y + skip·v − centre·cumsum(v, 2)/(t+1), with y and v [B, H, T, D]
+ * (any strides) and the gains [1, H, 1, 1]. */
+clm_tresult clm_fused_shaped_epilogue(clm_tensor y, clm_tensor v, clm_tensor resid, clm_tensor skip,
+                                      clm_tensor centre);
+
+/* 1 when the shim has CUDA kernels for the operations above. */
+int clm_fused_cuda_kernels(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,3 @@
+// clm_fused_act.cpp — see clm_fused.h. (Being written.)
+#include "clm_fused.h"
+#include "clm_internal.h"
