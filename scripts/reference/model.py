@@ -413,7 +413,16 @@ class Attention(nn.Module):
                    [+ attn_mat_skip_gain * I - centre_attn_gain * C]  if centre_attn   (Eq. 5)
                out = c_proj(merge(A V))
     where C is the causal uniform matrix, C[i, j] = 1/(i+1) for j <= i (0-based).
+
+    `impl` selects how A V is computed: "materialised" (the default, as the
+    original: P and A are [B, H, T, T] tensors) or "sdpa", the same sum by
+    linearity without A: attn_mat_resid_gain * SDPA(Q, K, V) [+ attn_mat_skip_gain * V
+    - centre_attn_gain * cumsum(V) / (i+1)] (C V is the causal running mean of
+    V). sdpa needs dot_norm_type none and no attention dropout in training, and
+    reports no probabilities (set_attention; the peer benchmarks use it).
     """
+
+    impl = "materialised"
 
     def __init__(self, cfg: Config, layer_idx: int):
         super().__init__()
@@ -476,6 +485,8 @@ class Attention(nn.Module):
         v = self.v_attn(x)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # [B, H, T, hd]
         q, k = self.q_norm(q), self.k_norm(k)
+        if self.impl == "sdpa":
+            return self._sdpa(q, k, v, B, T, d), None
 
         logits = torch.matmul(q, k.transpose(-1, -2))  # [B, H, T, T]
         logits = logits / torch.full([], self.head_dim ** 0.5, dtype=logits.dtype)
@@ -498,6 +509,20 @@ class Attention(nn.Module):
         out = out.permute(0, 2, 1, 3).reshape(B, T, d)
         out = self.resid_dropout(self.c_proj(out))
         return out, probs
+
+    def _sdpa(self, q, k, v, B, T, d):
+        """A V of Eq. 5 without the T×T matrices (impl "sdpa")."""
+        if self.dot_norm_type != "none":
+            raise ValueError("attention impl sdpa: dot_norm_type must be none")
+        if self.training and self.attn_dropout.p > 0:
+            raise ValueError("attention impl sdpa: attn_pdrop must be 0 in training")
+        # SDPA's default scale is 1/sqrt(head_dim), as the materialised logits.
+        out = self.attn_mat_resid_gain.to(v.dtype) * F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.centre_attn:
+            pos = torch.arange(1, T + 1, dtype=v.dtype, device=v.device).view(-1, 1)
+            out = out + self.attn_mat_skip_gain * v - self.centre_attn_gain * (v.cumsum(dim=2) / pos)
+        out = out.permute(0, 2, 1, 3).reshape(B, T, d)
+        return self.resid_dropout(self.c_proj(out))
 
 
 class MLP(nn.Module):
@@ -665,6 +690,8 @@ class GPT(nn.Module):
             if output_hidden_states:
                 hidden.append(x)
             x, probs = block(x)
+            if output_attentions and probs is None:
+                raise ValueError("output_attentions needs the materialised attention (set_attention)")
             if self.quant is not None:
                 x = self.quant.residual(i, x)
             if output_attentions:
@@ -709,6 +736,16 @@ class GPT(nn.Module):
                     if mod.init_type == "id" and p.item() == 0:
                         continue
                 p.add_(std * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+
+def set_attention(model: nn.Module, impl: str) -> nn.Module:
+    """Sets every Attention of model to impl ("materialised" or "sdpa")."""
+    if impl not in ("materialised", "sdpa"):
+        raise ValueError(f"unknown attention impl {impl!r}")
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            mod.impl = impl
+    return model
 
 
 def count_params(model: nn.Module) -> Tuple[int, int]:
