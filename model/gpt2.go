@@ -209,42 +209,71 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 	if len(s) != 2 || s[1] > int64(m.cfg.NPositions) {
 		panic(&torch.Error{Op: "model.forward", Msg: fmt.Sprintf("input ids of shape %v: want [B, T] with T ≤ n_positions %d", s, m.cfg.NPositions)})
 	}
-	T := s[1]
 	var out Output
-	pos := torch.Arange(0, float64(T), 1, torch.Int64, m.opts.Device)
-	x := torch.Embedding(m.wte, ids).Add(torch.Embedding(m.wpe, pos)) // [B, T, d]
-	x = x.Dropout(m.cfg.EmbdPdrop, o.Train && m.cfg.EmbdPdrop > 0)
+	x := m.embed(m.wte, ids, o.Train)
 	for i := range m.blocks {
 		if o.Hidden {
 			out.Hidden = append(out.Hidden, x)
 		}
 		var probs *torch.Tensor
-		x, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention, o.Quant)
-		if o.Quant != nil {
-			x = o.Quant.Residual(i, x)
-		}
+		x, probs = m.block(i, x, o)
 		if o.Attention {
 			out.Attention = append(out.Attention, probs)
 		}
 	}
+	m.head(x, m.wte, o, &out)
+	return out
+}
+
+// embed is wte[ids] + wpe[0..T−1] and the embedding dropout: the input of
+// block 0. wte is the token embedding to read (the model's own, or a
+// detached alias of it when its gradient is collected apart).
+func (m *Model) embed(wte, ids *torch.Tensor, train bool) *torch.Tensor {
+	pos := torch.Arange(0, float64(ids.Size(1)), 1, torch.Int64, m.opts.Device)
+	x := torch.Embedding(wte, ids).Add(torch.Embedding(m.wpe, pos)) // [B, T, d]
+	return x.Dropout(m.cfg.EmbdPdrop, train && m.cfg.EmbdPdrop > 0)
+}
+
+// block runs block i (and the quantiser's view of its output) in a scope
+// of its own that keeps only the output and the probabilities: the
+// temporaries autograd did not save are released at once, as eager
+// PyTorch releases them.
+func (m *Model) block(i int, x *torch.Tensor, o ForwardOptions) (y, probs *torch.Tensor) {
+	torch.WithScope(func(s *torch.Scope) {
+		y, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention, o.Quant)
+		if o.Quant != nil {
+			y = o.Quant.Residual(i, y)
+		}
+		s.Keep(y)
+		if probs != nil {
+			s.Keep(probs)
+		}
+	})
+	return y, probs
+}
+
+// head is ln_f, the tied head x·wteᵀ and the loss, into out: the logits
+// (unless LossOnly made them unnecessary), the last hidden state and the
+// loss.
+func (m *Model) head(x, wte *torch.Tensor, o ForwardOptions, out *Output) {
+	s := x.Shape()
 	x = m.lnF.forward(x)
 	if o.Hidden {
 		out.Hidden = append(out.Hidden, x)
 	}
-	if o.LossOnly && o.Labels != nil && s[0]*T*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
+	if o.LossOnly && o.Labels != nil && s[0]*s[1]*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
 		// Memory-lean head: never holds the [B·T, V] logits at once.
 		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
-			return chunkedNextTokenLoss(x.Narrow(0, a, n), m.wte, o.Labels.Narrow(0, a, n), o.Pad)
+			return chunkedNextTokenLoss(x.Narrow(0, a, n), wte, o.Labels.Narrow(0, a, n), o.Pad)
 		})
-		return out
+		return
 	}
-	out.Logits = x.Matmul(m.wte.T()) // tied head
+	out.Logits = x.Matmul(wte.T()) // tied head
 	if o.Labels != nil {
 		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
 			return NextTokenLoss(out.Logits.Narrow(0, a, n), o.Labels.Narrow(0, a, n), o.Pad)
 		})
 	}
-	return out
 }
 
 // segmentedLoss is loss(0, B) without LossSegments, else Σ Weight·loss(a, n)

@@ -29,6 +29,13 @@ func (t *Tensor) Grad() *Tensor {
 	return newTensor(r.t)
 }
 
+// AccumulateGrad adds g to t's gradient as autograd's AccumulateGrad
+// would: t's gradient becomes a copy of g when it has none, and t.grad + g
+// otherwise (in place, not recorded).
+func (t *Tensor) AccumulateGrad(g *Tensor) {
+	check("accumulate_grad", C.clm_accumulate_grad(t.handle(), g.handle()))
+}
+
 // ZeroGrad drops t's gradient (torch's zero_grad(set_to_none=True)).
 func (t *Tensor) ZeroGrad() {
 	check("zero_grad", C.clm_set_grad_none(t.handle()))

@@ -69,7 +69,17 @@ type Options struct {
 	Device        string    `toml:"device"`        // auto | cpu | cuda | cuda:N
 	Threads       int       `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
 	Attention     string    `toml:"attention"`     // auto | fused | materialised
-	OnNaN         NaNPolicy `toml:"on_nan"`        // stop | skip
+	// CheckpointActivations is "none" (keep every block's activations for
+	// backward) or "block" (keep each block's input and recompute its
+	// activations in backward, as torch.utils.checkpoint per block: a
+	// fraction of the memory for about one more forward; losses and
+	// gradients are bit-identical).
+	CheckpointActivations string `toml:"checkpoint_activations"`
+	// FusedKernels computes the MLP activation, RMSNorm, the residual
+	// combinations and the shaped-attention epilogue each in one fused
+	// kernel (true); false uses the composite ops, for A/B checks.
+	FusedKernels bool      `toml:"fused_kernels"`
+	OnNaN        NaNPolicy `toml:"on_nan"` // stop | skip
 	// NaNCheckEvery is the number of steps between host synchronisations
 	// that check the loss and gradient norm; 0: every step on the CPU, every
 	// log_every steps on a GPU (fp16 and on_nan = skip always check every
@@ -147,6 +157,7 @@ func Defaults() Experiment {
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
 			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
+			CheckpointActivations: "none", FusedKernels: true,
 			DistTimeout: 1800,
 			Optim: OptimOptions{PreconditionFrequency: 10, MaxPreconditionDim: 10000, ShampooBeta: -1,
 				Momentum: 0.95, Nesterov: true, NSSteps: 5, AdjustLR: "original"},
@@ -440,6 +451,9 @@ func (v *validator) train(t *Options) {
 	}
 	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
 		v.bad("train.attention", "%v", err)
+	}
+	if _, err := model.ParseCheckpointing(t.CheckpointActivations); err != nil {
+		v.bad("train.checkpoint_activations", "%v", err)
 	}
 	if t.Device != "auto" && t.Device != "" {
 		if _, err := torch.ParseDevice(t.Device); err != nil {

@@ -230,11 +230,7 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 		}
 	}
 	err = torch.Try(func() {
-		s := torch.NewScope()
-		defer s.Close()
-		x := t.ids(batch)
-		out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true})
-		out.Loss.Backward()
+		t.forwardBackwardRows(batch, nil).Free()
 		torch.Synchronize(t.dev)
 	})
 	if err != nil {

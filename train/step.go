@@ -75,10 +75,7 @@ func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
 	var lossSum *torch.Tensor
 	for _, f := range planForwards(mine, rows, t.pad) {
 		if err := torch.Try(func() {
-			x := t.ids(f.rows)
-			out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true, LossSegments: f.segs})
-			t.scaler.scale(out.Loss.DivScalar(float64(tr.Accumulation))).Backward()
-			d := out.Loss.Detach().ToDType(torch.Float64)
+			d := t.forwardBackwardRows(f.rows, f.segs).ToDType(torch.Float64)
 			if lossSum == nil {
 				lossSum = d
 			} else {
@@ -89,6 +86,24 @@ func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
 		}
 	}
 	return lossSum, nil
+}
+
+// forwardBackwardRows is one forward of rows (with the loss segments of a
+// fitted forward) and its backward, in a scope of its own: a micro-batch's
+// activations are released before the next one starts, so that the peak
+// does not grow with the accumulation. It returns the loss, detached.
+func (t *Trainer) forwardBackwardRows(rows [][]int32, segs []model.LossSegment) *torch.Tensor {
+	s := torch.NewScope()
+	defer s.Close()
+	x := t.ids(rows)
+	accum := float64(t.exp.Train.Accumulation)
+	return s.Keep(t.m.ForwardBackward(x,
+		model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true, LossSegments: segs},
+		model.BackwardOptions{
+			Checkpoint: t.ckpt,
+			Under:      t.underPrecision,
+			Seed:       func(loss *torch.Tensor) *torch.Tensor { return t.scaler.scale(loss.DivScalar(accum)) },
+		}))
 }
 
 // allReduce sums the gradients and the loss over the ranks of a
@@ -176,12 +191,17 @@ func (t *Trainer) applyChecked(stepLoss, norm *torch.Tensor) error {
 // forward runs the model under the run's precision.
 func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
 	var out model.Output
-	if dt, ok := t.precision.autocast(); ok {
-		torch.Autocast(t.dev, dt, func() { out = t.m.Forward(ids, o) })
-	} else {
-		out = t.m.Forward(ids, o)
-	}
+	t.underPrecision(func() { out = t.m.Forward(ids, o) })
 	return out
+}
+
+// underPrecision runs f under the run's autocast, if any.
+func (t *Trainer) underPrecision(f func()) {
+	if dt, ok := t.precision.autocast(); ok {
+		torch.Autocast(t.dev, dt, f)
+		return
+	}
+	f()
 }
 
 // lossScaler is fp16's dynamic loss scaling, as torch.amp.GradScaler does

@@ -61,8 +61,10 @@ type Trainer struct {
 	rowBuf   []int64
 	// precision is train.precision resolved for the device.
 	precision Precision
-	scaler    lossScaler
-	guard     nanGuard
+	// ckpt is train.checkpoint_activations.
+	ckpt   model.Checkpointing
+	scaler lossScaler
+	guard  nanGuard
 	// Deferred checks (train.nan_check_every > 1): device-side sums since
 	// the last host synchronisation.
 	pend     pending
@@ -169,6 +171,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 		t.params = append(t.params, p.T)
 	}
 	t.precision = e.Train.Precision.on(t.dev)
+	t.ckpt, _ = model.ParseCheckpointing(e.Train.CheckpointActivations) // validated at load
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
 	t.scaler = lossScaler{on: t.precision == FP16, st: &t.st}
 	t.guard = newNaNGuard(&e.Train, t.precision, t.dev)

@@ -697,6 +697,21 @@ char *clm_set_grad_none(clm_tensor h) {
   return guard([&] { T(h).mutable_grad().reset(); });
 }
 
+char *clm_accumulate_grad(clm_tensor h, clm_tensor g) {
+  // What autograd's AccumulateGrad does for a dense gradient: the first one
+  // becomes .grad (a copy, as the caller keeps g), later ones are added in
+  // place, outside autograd.
+  return guard([&] {
+    at::NoGradGuard no_grad;
+    at::Tensor &grad = T(h).mutable_grad();
+    if (!grad.defined()) {
+      grad = T(g).detach().clone(at::MemoryFormat::Contiguous);
+    } else {
+      grad.add_(T(g));
+    }
+  });
+}
+
 clm_tresult clm_clip_grad_norm(const clm_tensor *ts, int n, double max_norm, double p) {
   // torch.nn.utils.clip_grad_norm_ with its default foreach path: per-tensor
   // norms, the norm of those, coefficient 1/(total + 1e-6) * max_norm

@@ -181,6 +181,9 @@ char *clm_backward(clm_tensor t, clm_tensor grad /* nullable */);
 /* The gradient of t, or t == NULL (no error) when it has none. */
 clm_tresult clm_grad(clm_tensor t);
 char *clm_set_grad_none(clm_tensor t);
+/* t.grad ← g (a copy) when t has no gradient, else t.grad += g: autograd's
+ * AccumulateGrad, for a gradient computed apart from the graph. */
+char *clm_accumulate_grad(clm_tensor t, clm_tensor g);
 /* Scales the gradients of ts so that their global p-norm is at most
  * max_norm, as torch.nn.utils.clip_grad_norm_; returns the total norm as a
  * 0-d tensor (no host synchronisation). */

@@ -1,0 +1,121 @@
+package model
+
+import (
+	"testing"
+
+	"clm/torch"
+)
+
+// TestCheckpointBitIdentical: ForwardBackward with CheckpointBlock gives
+// the losses and gradients of CheckpointNone bit for bit, over two
+// accumulated micro-batches (so that wte's gradient is added to an
+// existing one), with dropout replayed, on the plain and the chunked head,
+// and leaves the generator where CheckpointNone leaves it. CheckpointNone
+// itself equals Forward + Backward.
+func TestCheckpointBitIdentical(t *testing.T) {
+	defer func(b int64) { lossChunkBytes = b }(lossChunkBytes)
+	dropout := map[string]any{"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+	cases := []struct {
+		name, preset string
+		set          map[string]any
+		dt           torch.DType
+		chunked      bool
+	}{
+		{"default fp32", "default", nil, torch.Float32, false},
+		{"default fp64 chunked head", "default", nil, torch.Float64, true},
+		{"skipless fp32", "skipless", nil, torch.Float32, false},
+		{"skipless-parallel fp32", "skipless-parallel", nil, torch.Float32, true},
+		{"op fp32", "op", nil, torch.Float32, false},
+		{"default fp32 dropout", "default", dropout, torch.Float32, false},
+		{"skipless fp64 dropout", "skipless", dropout, torch.Float64, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			lossChunkBytes = 1 << 40
+			if c.chunked {
+				lossChunkBytes = 0
+			}
+			leak(t)
+			s := torch.NewScope()
+			defer s.Close()
+			m := initModel(t, c.preset, c.set, c.dt, AttentionAuto)
+			defer m.Close()
+			batches := []*torch.Tensor{randomIDs(3, 24, 512), randomIDs(3, 24, 499)}
+			seed := func(l *torch.Tensor) *torch.Tensor { return l.DivScalar(2) }
+			run := func(ck Checkpointing) (losses []float64, grads []*torch.Tensor, next float64) {
+				torch.ManualSeed(5)
+				for _, ids := range batches {
+					l := m.ForwardBackward(ids, ForwardOptions{Labels: ids, Pad: PadToken(3), Train: true, LossOnly: true},
+						BackwardOptions{Checkpoint: ck, Seed: seed})
+					losses = append(losses, l.ToDType(torch.Float64).Item())
+				}
+				return losses, takeGrads(m), torch.Rand([]int64{1}, torch.Float64, torch.CPU).Item()
+			}
+			wantLoss, wantGrads, wantNext := run(CheckpointNone)
+			gotLoss, gotGrads, gotNext := run(CheckpointBlock)
+			for i := range wantLoss {
+				if gotLoss[i] != wantLoss[i] {
+					t.Errorf("micro-batch %d: loss %v with checkpointing, %v without", i, gotLoss[i], wantLoss[i])
+				}
+			}
+			names := m.Params().Trainable()
+			for i := range wantGrads {
+				if (gotGrads[i] == nil) != (wantGrads[i] == nil) {
+					t.Fatalf("%s: gradient present %v with checkpointing, %v without", names[i].Name, gotGrads[i] != nil, wantGrads[i] != nil)
+				}
+				if wantGrads[i] == nil {
+					continue
+				}
+				if d := maxAbsDiff(gotGrads[i], wantGrads[i]); d != 0 {
+					t.Errorf("%s: gradients differ by %.3g", names[i].Name, d)
+				}
+			}
+			if gotNext != wantNext {
+				t.Errorf("generator after the step: draws %v with checkpointing, %v without", gotNext, wantNext)
+			}
+
+			// CheckpointNone is Forward + Backward.
+			torch.ManualSeed(5)
+			for _, ids := range batches {
+				out := m.Forward(ids, ForwardOptions{Labels: ids, Pad: PadToken(3), Train: true, LossOnly: true})
+				seed(out.Loss).Backward()
+			}
+			for i, g := range takeGrads(m) {
+				if g != nil && maxAbsDiff(g, wantGrads[i]) != 0 {
+					t.Errorf("%s: ForwardBackward's gradient differs from Forward + Backward's", names[i].Name)
+				}
+			}
+		})
+	}
+}
+
+// TestForwardBackwardRefuses: ForwardBackward needs labels and refuses the
+// outputs it cannot return.
+func TestForwardBackwardRefuses(t *testing.T) {
+	leak(t)
+	s := torch.NewScope()
+	defer s.Close()
+	m := initModel(t, "default", nil, torch.Float32, AttentionAuto)
+	defer m.Close()
+	ids := randomIDs(2, 8, 512)
+	for name, o := range map[string]ForwardOptions{
+		"no labels": {},
+		"hidden":    {Labels: ids, Hidden: true},
+		"attention": {Labels: ids, Attention: true},
+	} {
+		if err := torch.Try(func() { m.ForwardBackward(ids, o, BackwardOptions{Checkpoint: CheckpointBlock}) }); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestParseCheckpointing(t *testing.T) {
+	for in, want := range map[string]Checkpointing{"": CheckpointNone, "none": CheckpointNone, "block": CheckpointBlock} {
+		if got, err := ParseCheckpointing(in); err != nil || got != want {
+			t.Errorf("%q: %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseCheckpointing("layer"); err == nil {
+		t.Error(`"layer": no error`)
+	}
+}
