@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-optim bench-data fuzz check-cuda-shim device-bins clean demo \
+.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op of
 
 all: build
@@ -59,6 +59,13 @@ bench-model: $(SHIM)
 
 bench-train: $(SHIM)
 	scripts/bench-compare.sh ./train/ 'TrainStep' scripts/reference/bench_train.py
+
+# clm's real binary (bin/clm training an experiment) against eager PyTorch
+# (SDPA, foreach AdamW) and torch.compile at two sizes, two presets, 1 and 2
+# threads: tokens/s and peak RSS. Not part of `bench`: the full run takes
+# about 40 minutes on 2 cores (scripts/bench-peers.sh lists its knobs).
+bench-peers: build
+	scripts/bench-peers.sh
 
 # One optimizer step of AdamW, SOAP and Muon (mid size), against
 # torch.optim.AdamW, pytorch_optimizer.SOAP and torch.optim.Muon.

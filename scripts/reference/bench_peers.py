@@ -1,0 +1,189 @@
+"""The PyTorch peers of scripts/bench-peers.sh (`make bench-peers`), and its
+helpers. One process per measurement, so that a process's peak RSS is that
+configuration's.
+
+  bench_peers.py peer --mode eager|compile --size mid|paper --preset P \
+      --threads N --warmup W --steps S
+      trains the reference model (scripts/reference/model.py) with SDPA
+      attention on random token batches of the size's shapes: accumulation,
+      clipping at 1 (foreach), torch.optim.AdamW(foreach=True) with weight
+      decay 0.1 on the original's decay group, lr 1e-3, HF's polynomial
+      schedule with 5% warmup (the clm defaults). mode compile wraps the
+      model in torch.compile (Inductor, default mode). W warm-up steps (for
+      compile: the compilation) are timed apart from the S steady steps.
+      Prints one `result` line of key=value fields.
+  bench_peers.py measure -- CMD [ARG...]
+      runs CMD, then prints `measure peak_rss_kib=N wall_s=X rc=R` (the
+      child's own peak resident set size, from wait4's rusage).
+  bench_peers.py clm-metrics METRICS.JSONL --warmup W
+      clm's steady-state throughput from a run's metrics.jsonl (log_every 1):
+      the tokens of the train records after step W over the time between
+      the records of steps W and the last; prints one `result` line.
+  bench_peers.py check
+      the SDPA attention against the materialised one (float64, both
+      presets, forward and gradients).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+# name -> (n_layer, n_embd, n_head, vocab_size, context, micro_batch, accumulation)
+SIZES = {
+    "mid": (6, 256, 8, 8192, 128, 16, 2),
+    "paper": (18, 768, 12, 52000, 128, 8, 1),
+}
+
+
+def polynomial(warmup, total, lr, lr_end=1e-7, power=1.0):
+    """transformers' get_polynomial_decay_schedule_with_warmup as a LambdaLR
+    factor (train.py's make_scheduler; written out here because importing
+    transformers costs a benchmark process tens of seconds)."""
+    def factor(step):
+        if step < warmup:
+            return step / max(1, warmup)
+        if step > total:
+            return lr_end / lr
+        left = 1 - (step - warmup) / (total - warmup)
+        return ((lr - lr_end) * left**power + lr_end) / lr
+    return factor
+
+
+def cmd_peer(a):
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import model as M
+    import train as T
+
+    torch.set_num_threads(a.threads)
+    L, D, H, V, CTX, B, ACCUM = SIZES[a.size]
+    t_build = time.perf_counter()
+    cfg = M.preset(a.preset, n_layer=L, n_embd=D, n_head=H, vocab_size=V, context_length=CTX)
+    net = M.set_attention(M.build(cfg), "sdpa")
+    net.train()
+    groups = T.param_groups(net, 0.1)
+    plain = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+    opt = torch.optim.AdamW(plain, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+    total = a.warmup + a.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, polynomial(math.ceil(0.05 * total), total, 1e-3))
+    params = [p for p in net.parameters() if p.requires_grad]
+    fwd = torch.compile(net) if a.mode == "compile" else net
+    g = torch.Generator().manual_seed(7)
+    batches = [torch.randint(0, V, (B, CTX), generator=g) for _ in range(ACCUM)]
+    build_s = time.perf_counter() - t_build
+
+    def step():
+        loss = 0.0
+        for ids in batches:
+            out = fwd(ids, labels=ids)
+            (out["loss"] / ACCUM).backward()
+            loss += out["loss"].item()
+        grads = [p for p in params if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(grads, 1.0, foreach=True).item()
+        opt.step()
+        sched.step()
+        net.zero_grad(set_to_none=True)
+        return loss / ACCUM
+
+    times = []
+    for _ in range(total):
+        t0 = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - t0)
+    steady = times[a.warmup:]
+    tokens = a.steps * B * ACCUM * CTX
+    breaks = 0
+    if a.mode == "compile":
+        from torch._dynamo.utils import counters
+        breaks = sum(counters["graph_break"].values())
+    print(f"result peer={a.mode} size={a.size} preset={a.preset} threads={torch.get_num_threads()} "
+          f"tokens_per_s={tokens / sum(steady):.1f} step_s={sum(steady) / len(steady):.4f} "
+          f"warmup_s={sum(times[:a.warmup]):.2f} build_s={build_s:.2f} steps={a.steps} warmup={a.warmup} "
+          f"loss={loss:.4f} graph_breaks={breaks} torch={torch.__version__}", flush=True)
+
+
+def cmd_measure(a):
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    print(f"measure peak_rss_kib={ru.ru_maxrss} wall_s={time.perf_counter() - t0:.2f} rc={p.returncode}", flush=True)
+    return p.returncode
+
+
+def cmd_clm_metrics(a):
+    recs = []
+    with open(a.metrics) as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r.get("kind") == "train":
+                recs.append(r)
+    recs.sort(key=lambda r: r["step"])
+    by_step = {r["step"]: r for r in recs}
+    last = recs[-1] if recs else None
+    if a.warmup not in by_step or last is None or last["step"] <= a.warmup:
+        raise SystemExit(f"clm-metrics: {a.metrics}: need train records of step {a.warmup} and later "
+                         f"(have steps {[r['step'] for r in recs]}; log_every must be 1)")
+    w = by_step[a.warmup]
+    dt = last["time"] - w["time"]
+    tokens = last["tokens"] - w["tokens"]
+    print(f"result peer=clm tokens_per_s={tokens / dt:.1f} step_s={dt / (last['step'] - a.warmup):.4f} "
+          f"steps={last['step'] - a.warmup} warmup={a.warmup} loss={last['loss']:.4f}", flush=True)
+
+
+def cmd_check(a):
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import model as M
+
+    worst = 0.0
+    for preset in ("default", "skipless-parallel", "skipless", "op"):
+        cfg = M.preset(preset, n_layer=2, n_embd=32, n_head=4, vocab_size=97, context_length=16, n_positions=16)
+        ids = torch.randint(0, 97, (3, 16), generator=torch.Generator().manual_seed(1))
+        res = {}
+        for impl in ("materialised", "sdpa"):
+            net = M.set_attention(M.build(cfg), impl).double()
+            net.perturb(0.02, torch.Generator().manual_seed(2))
+            out = net(ids, labels=ids)
+            out["loss"].backward()
+            res[impl] = [out["logits"]] + [p.grad for p in net.parameters() if p.grad is not None]
+        err = max((x - y).abs().max().item() for x, y in zip(res["materialised"], res["sdpa"]))
+        print(f"check {preset}: max |materialised - sdpa| = {err:.3g} over logits and {len(res['sdpa']) - 1} gradients")
+        worst = max(worst, err)
+    if worst > 1e-10:
+        raise SystemExit("check: SDPA attention differs from the materialised one")
+    print("check: SDPA attention matches the materialised one")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd_name", required=True)
+    p = sub.add_parser("peer")
+    p.add_argument("--mode", choices=("eager", "compile"), required=True)
+    p.add_argument("--size", choices=sorted(SIZES), required=True)
+    p.add_argument("--preset", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=4)
+    p.set_defaults(fn=cmd_peer)
+    m = sub.add_parser("measure")
+    m.add_argument("cmd", nargs=argparse.REMAINDER)
+    m.set_defaults(fn=cmd_measure)
+    c = sub.add_parser("clm-metrics")
+    c.add_argument("metrics")
+    c.add_argument("--warmup", type=int, default=2)
+    c.set_defaults(fn=cmd_clm_metrics)
+    k = sub.add_parser("check")
+    k.set_defaults(fn=cmd_check)
+    a = ap.parse_args()
+    return a.fn(a) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
