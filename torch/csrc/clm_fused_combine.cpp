@@ -30,26 +30,10 @@
 #include <vector>
 
 #ifdef CLM_WITH_CUDA_KERNELS
-// Defined in clm_fused_combine.cu; the arguments are prepared here (dtypes
-// checked, gains converted, outputs allocated).
-namespace clm::fused_cuda {
-// out = Σ g[i]·x[i]; x contiguous, all of one dtype; g [n] in out's dtype.
-void combine_forward(const at::Tensor &out, const std::vector<at::Tensor> &x, const at::Tensor &g);
-// dx[i] = g[i]·grad (where defined); dg[i] = Σ grad·x[i] (where x[i] is
-// defined), into dg [n] of out's accumulate type.
-void combine_backward(const at::Tensor &grad, const std::vector<at::Tensor> &x, const at::Tensor &g,
-                      const std::vector<at::Tensor> &dx, const at::Tensor &dg);
-// The epilogue; gains [3, H] in out's dtype (resid, skip, centre). cum_f32:
-// cumsum and the running mean stay in fp32 (CUDA autocast runs cumsum in
-// fp32).
-void epilogue_forward(const at::Tensor &out, const at::Tensor &y, const at::Tensor &v, const at::Tensor &gains,
-                      bool cum_f32);
-// dy, dv may be undefined; dgains [3, H] of out's accumulate type, or
-// undefined when no gain needs a gradient (need[3] says which).
-void epilogue_backward(const at::Tensor &grad, const at::Tensor &y, const at::Tensor &v, const at::Tensor &gains,
-                       const at::Tensor &dy, const at::Tensor &dv, const at::Tensor &dgains, const bool need[3],
-                       bool cum_f32);
-}  // namespace clm::fused_cuda
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "clm_fused_combine_cuda.h"
 #endif
 
 namespace {
@@ -113,6 +97,27 @@ void dispatch_io(ScalarType out, ScalarType in, F &&f) {
     TORCH_INTERNAL_ASSERT(false, "clm_fused: no kernel for ", in, " inputs to a ", out, " result");
   });
 }
+
+#ifdef CLM_WITH_CUDA_KERNELS
+namespace cu = clm::fused_combine_cuda;
+
+int cuda_dtype(ScalarType s) {
+  switch (s) {
+    case ScalarType::Float: return cu::kF32;
+    case ScalarType::Double: return cu::kF64;
+    case ScalarType::BFloat16: return cu::kBF16;
+    case ScalarType::Half: return cu::kF16;
+    default: TORCH_CHECK(false, "clm fused: no CUDA kernel for ", s);
+  }
+}
+
+// The arithmetic type of the CUDA kernels for a result dtype.
+ScalarType cuda_arith(ScalarType out) { return out == ScalarType::Double ? ScalarType::Double : ScalarType::Float; }
+
+void *stream_of(const Tensor &t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+
+cu::Strides4 strides4(const Tensor &t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+#endif
 
 // ---- combine ------------------------------------------------------------------
 
@@ -244,7 +249,11 @@ class CombineFn : public torch::autograd::Function<CombineFn> {
     Tensor out = at::empty(terms[0].sizes(), terms[0].options().dtype(out_dt));
     if (out.is_cuda()) {
 #ifdef CLM_WITH_CUDA_KERNELS
-      clm::fused_cuda::combine_forward(out, x, g);
+      c10::cuda::CUDAGuard guard(out.device());
+      const Tensor ga = g.to(cuda_arith(out_dt));
+      const void *xp[3] = {x[0].data_ptr(), x[1].data_ptr(), n > 2 ? x[2].data_ptr() : nullptr};
+      cu::combine_forward(cuda_dtype(out_dt), cuda_dtype(in_dt), xp, n, ga.data_ptr(), out.data_ptr(), out.numel(),
+                          stream_of(out));
 #endif
     } else {
       dispatch_io(out_dt, in_dt, [&](auto o, auto i) {
@@ -283,8 +292,19 @@ class CombineFn : public torch::autograd::Function<CombineFn> {
     Tensor dg_dev;
     if (grad.is_cuda()) {
 #ifdef CLM_WITH_CUDA_KERNELS
-      dg_dev = at::empty({n}, grad.options().dtype(at::toAccumulateType(out_dt, c10::DeviceType::CUDA)));
-      clm::fused_cuda::combine_backward(grad, x, g, dx, dg_dev);
+      c10::cuda::CUDAGuard guard(grad.device());
+      const ScalarType arith = cuda_arith(out_dt);
+      const Tensor ga = g.to(arith);
+      dg_dev = at::zeros({n}, grad.options().dtype(arith));
+      const Tensor partial = at::empty({cu::combine_partials(grad.numel()) * n}, grad.options().dtype(arith));
+      const void *xp[3] = {};
+      void *dxp[3] = {};
+      for (int i = 0; i < n; ++i) {
+        xp[i] = x[i].defined() ? x[i].data_ptr() : nullptr;
+        dxp[i] = dx[i].defined() ? dx[i].data_ptr() : nullptr;
+      }
+      cu::combine_backward(cuda_dtype(out_dt), cuda_dtype(in_dt), grad.data_ptr(), xp, ga.data_ptr(), dxp,
+                           dg_dev.data_ptr(), partial.data_ptr(), n, grad.numel(), stream_of(grad));
       dg_dev = dg_dev.to(out_dt);
 #endif
     } else {
@@ -524,7 +544,11 @@ class EpilogueFn : public torch::autograd::Function<EpilogueFn> {
     Tensor out = at::empty_like(v, v.options().dtype(out_dt));
     if (v.is_cuda()) {
 #ifdef CLM_WITH_CUDA_KERNELS
-      clm::fused_cuda::epilogue_forward(out, y, v, gains, cum_f32);
+      c10::cuda::CUDAGuard guard(v.device());
+      const Tensor ga = gains.to(cuda_arith(out_dt));
+      cu::epilogue_forward(cuda_dtype(out_dt), cuda_dtype(v.scalar_type()), cuda_dtype(y.scalar_type()), y.data_ptr(),
+                           strides4(y), v.data_ptr(), strides4(v), ga.data_ptr(), out.data_ptr(), strides4(out),
+                           v.size(0), H, v.size(2), v.size(3), cum_f32, stream_of(v));
 #endif
     } else {
       dispatch_epi(out_dt, v.scalar_type(), y.scalar_type(), [&](auto o, auto vv, auto yy) {
@@ -566,10 +590,22 @@ class EpilogueFn : public torch::autograd::Function<EpilogueFn> {
     Tensor dg;  // [3, H] in out's dtype
     if (grad.is_cuda()) {
 #ifdef CLM_WITH_CUDA_KERNELS
-      Tensor acc;
-      if (need[0] || need[1] || need[2])
-        acc = at::zeros({3, H}, grad.options().dtype(at::toAccumulateType(out_dt, c10::DeviceType::CUDA)));
-      clm::fused_cuda::epilogue_backward(grad, y, v, gains, dy, dv, acc, need, cum_f32);
+      c10::cuda::CUDAGuard guard(grad.device());
+      const ScalarType arith = cuda_arith(out_dt);
+      const Tensor ga = gains.to(arith);
+      const int64_t B = grad.size(0), T = grad.size(2), D = grad.size(3);
+      Tensor acc, partial;
+      if (need[0] || need[1] || need[2]) {
+        acc = at::zeros({3, H}, grad.options().dtype(arith));
+        partial = at::empty({std::max<int64_t>(3, cu::epilogue_partials(B, H, D))}, grad.options().dtype(arith));
+      }
+      const cu::Strides4 none{0, 0, 0, 0};
+      cu::epilogue_backward(cuda_dtype(out_dt), cuda_dtype(v_dt), cuda_dtype(yk_dt), grad.data_ptr(), strides4(grad),
+                            y.defined() ? y.data_ptr() : nullptr, y.defined() ? strides4(y) : none,
+                            v.defined() ? v.data_ptr() : nullptr, v.defined() ? strides4(v) : none, ga.data_ptr(),
+                            dy.defined() ? dy.data_ptr() : nullptr, dv.defined() ? dv.data_ptr() : nullptr,
+                            acc.defined() ? acc.data_ptr() : nullptr, partial.defined() ? partial.data_ptr() : nullptr,
+                            need, B, H, T, D, cum_f32, stream_of(grad));
       if (acc.defined()) dg = acc.to(out_dt);
 #endif
     } else {
