@@ -2,10 +2,14 @@
 # GPU throughput of clm and of the PyTorch reference, side by side on the same
 # GPU: tokens/s, step time, MFU and peak memory per preset at the paper's
 # setting (18 layers, width 768, context 128, vocabulary 52000, 128 sequences
-# per step, bf16). Writes OUT/bench-gpu.md. Run by scripts/device-check.sh
-# (needs bin/device/train.test from `make device-bins` and a built shim).
+# per step, bf16); and of the strongest PyTorch peer, torch.compile of the
+# model with SDPA attention and fused AdamW (bench_gpu.py --compile), for
+# CLM_BENCH_COMPILE_PRESETS. Writes OUT/bench-gpu.md. Run by
+# scripts/device-check.sh (needs bin/device/train.test from `make device-bins`
+# and a built shim).
 #
 #   scripts/bench-gpu.sh [OUT]     env: CLM_BENCH_PRESETS (default: all six presets),
+#                                       CLM_BENCH_COMPILE_PRESETS (default,skipless-parallel; "" skips),
 #                                       CLM_BENCH_PRECISION (bf16), CLM_BENCH_MICRO (128),
 #                                       CLM_PEAK_TFLOPS (the GPU's bf16 dense peak; known GPUs by name)
 set -uo pipefail
@@ -14,6 +18,7 @@ out=${1:-${OUT:-device-out}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 presets=${CLM_BENCH_PRESETS:-default,default-parallel,skipless,skipless-parallel,value-skipinit,op}
+compile_presets=${CLM_BENCH_COMPILE_PRESETS-default,skipless-parallel}
 export CLM_BENCH_PRESETS=$presets
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 if [ -z "$gpu" ]; then
@@ -38,7 +43,15 @@ export CLM_PEAK_TFLOPS
   | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
 timeout 240 "$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
   --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu.txt"
-for f in go-gpu.txt py-gpu.txt; do
+files="go-gpu.txt py-gpu.txt"
+: > "$out/py-gpu-compile.txt"
+if [ -n "$compile_presets" ]; then
+  # Compilation takes a minute or so per preset; its time is reported apart.
+  timeout 300 "$py" scripts/reference/bench_gpu.py "$compile_presets" --compile --precision "${CLM_BENCH_PRECISION:-bf16}" \
+    --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu-compile.txt"
+  files="$files py-gpu-compile.txt"
+fi
+for f in $files; do
   if [ ! -s "$out/$f" ]; then
     echo "bench-gpu: $f is empty (the benchmark failed; see the output above)" >&2
     failed=1
@@ -48,13 +61,15 @@ field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1)
 {
   echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s (the bf16 dense spec-sheet peak); command: scripts/bench-gpu.sh"
   echo
-  echo "| preset | clm tokens/s | reference tokens/s | speed-up | clm MFU % | ref MFU % | clm peak GiB | ref peak GiB | clm ms/step | clm 1-sequence ms/step |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| preset | clm tokens/s | reference tokens/s | speed-up | compile tokens/s | clm/compile | clm MFU % | ref MFU % | compile MFU % | clm peak GiB | ref peak GiB | compile peak GiB | compile warm-up s | clm ms/step | clm 1-sequence ms/step |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for p in ${presets//,/ }; do
     g=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu.txt" | tr '\t' ' ')
     r=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/py-gpu.txt" | tr '\t' ' ')
-    gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s)
-    echo "| $p | $gt | $rt | $(awk -v a="$gt" -v b="$rt" 'BEGIN { if (b > 0) printf "%.2f×", a / b }') | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$g" ms/step) | $(field "$g" floorms/step) |"
+    c=$(grep -P "^BenchmarkGPUTrainStepCompile/$p\t" "$out/py-gpu-compile.txt" | tr '\t' ' ')
+    gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s) ct=$(field "$c" tokens/s)
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b }'; }
+    echo "| $p | $gt | $rt | $(ratio "$gt" "$rt") | $ct | $(ratio "$gt" "$ct") | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$c" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$c" peakGiB) | $(field "$c" compileS) | $(field "$g" ms/step) | $(field "$g" floorms/step) |"
   done
 } | tee "$out/bench-gpu.md"
 exit "${failed:-0}"
