@@ -24,7 +24,8 @@
 #                      warm-up+measured optimizer steps per run (default 2+3
 #                      and 1+2); tokens/s is over the measured steps only
 #   CLM_PEERS_SET      extra clm settings, each becoming a -set flag, e.g.
-#                      'train.attention=materialised train.threads=2'
+#                      'train.attention=materialised' or, once they exist,
+#                      'train.fused_kernels=false train.checkpoint_activations=block'
 #   PEERS_OUT          a folder to keep the raw results and the table in
 #   CLM_PYTHON         default .clm/venv/bin/python (its libtorch is clm's)
 #
@@ -38,7 +39,14 @@
 # peers' from the same steps timed in-process. compile's warm-up (compiling,
 # into an Inductor cache fresh for each invocation of this script: the first
 # run of a configuration compiles cold, later runs find the cache) is shown
-# apart. Peak RSS: each process's own maximum resident set size (rusage).
+# apart (first run / median of the later ones). Peak RSS: each process's own
+# maximum resident set size (rusage), start-up included (for clm: one
+# evaluation batch of micro-batch size before and after, and the final
+# checkpoint; the peers do neither).
+#
+# Cost: the defaults run 72 processes, about 40 minutes on a quiet 2-core
+# machine, two thirds of it at the paper size (1 thread: ~12 s per step);
+# `PEERS_SIZES=mid` alone takes about 12 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${CLM_PYTHON:-.clm/venv/bin/python}
@@ -115,8 +123,10 @@ EOF
 cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys those
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 torchv=$("$py" -c 'import torch; print(torch.__version__)')
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev+changes"
 command="BENCH_COUNT=$count CLM_BENCH_THREADS=\"$threads_list\" PEERS_SIZES=\"$sizes\" PEERS_PRESETS=\"$presets\" PEERS_MID_STEPS=$mid_steps PEERS_PAPER_STEPS=$paper_steps${extra:+ CLM_PEERS_SET=\"$extra\"} scripts/bench-peers.sh"
-echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv; $command"
+echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv, clm $rev; $command"
 start=$(date +%s)
 
 # Priming: the tokenizer and token cache of each size, outside the measurements.
@@ -218,7 +228,7 @@ for conf in confs:
 EOF
 {
   echo
-  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, fp32; medians of $count interleaved runs"
+  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, clm $rev, fp32; medians of $count interleaved runs"
   echo "(min–max: the spread); tokens/s over the measured steps after warm-up (mid $mid_steps, paper $paper_steps:"
   echo "warm-up+measured); speed ratios > 1 and RSS ratios < 1 favour clm; took ${elapsed}s. Command:"
   echo "$command"
