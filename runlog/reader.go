@@ -40,6 +40,7 @@ type line struct {
 	TokensPerS    *jsonnum.Float             `json:"tokens_per_s"`
 	Tokens        *jsonnum.Float             `json:"tokens"`
 	LossScale     *jsonnum.Float             `json:"loss_scale"`
+	PeakMemory    *jsonnum.Float             `json:"peak_memory"`
 	EvalLoss      *jsonnum.Float             `json:"eval_loss"`
 	EvalSequences *int                       `json:"eval_sequences"`
 	Layers        []json.RawMessage          `json:"layers"`
@@ -140,6 +141,9 @@ func (j *line) train() Train {
 		GradNorm: opt(j.GradNorm), TokensPerSec: opt(j.TokensPerS)}
 	if t := opt(j.Tokens); !math.IsNaN(t) {
 		r.Tokens = int64(t)
+	}
+	if p := opt(j.PeakMemory); !math.IsNaN(p) {
+		r.PeakMemory = int64(p)
 	}
 	if s := opt(j.LossScale); !math.IsNaN(s) {
 		r.LossScale = s

@@ -60,6 +60,8 @@ func TestReadLines(t *testing.T) {
 			}},
 		{name: "train with tokens and loss scale", line: `{"kind":"train","step":5,"loss":2,"tokens":4096,"loss_scale":1024}`,
 			check: func(l *Log) bool { return l.Train[0].Tokens == 4096 && l.Train[0].LossScale == 1024 }},
+		{name: "train with peak memory", line: `{"kind":"train","step":5,"loss":2,"peak_memory":1536000000}`,
+			check: func(l *Log) bool { return l.Train[0].PeakMemory == 1536000000 }},
 		{name: "eval", line: `{"kind":"eval","step":7,"eval_loss":3,"eval_sequences":12}`,
 			check: func(l *Log) bool { return l.Eval[0].Step == 7 && l.Eval[0].EvalSequences == 12 }},
 		{name: "stats, gains only", line: `{"kind":"stats","step":1,"gains":{"g":[1,null]}}`,

@@ -63,6 +63,10 @@ type Train struct {
 	// LossScale is fp16's dynamic loss scale; 0 (the other precisions)
 	// leaves it out of the line.
 	LossScale float64
+	// PeakMemory is the window's peak memory in bytes: the process's peak
+	// resident set on a CPU, the caching allocator's peak on a GPU; 0
+	// (unknown) leaves it out of the line.
+	PeakMemory int64
 }
 
 // Eval is an "eval" record.
@@ -119,6 +123,7 @@ type trainLine struct {
 	Loss       jsonnum.Float  `json:"loss"`
 	LossScale  *jsonnum.Float `json:"loss_scale,omitempty"`
 	LR         jsonnum.Float  `json:"lr"`
+	PeakMemory int64          `json:"peak_memory,omitempty"`
 	Step       int64          `json:"step"`
 	Time       jsonnum.Float  `json:"time"`
 	Tokens     int64          `json:"tokens"`
@@ -128,7 +133,7 @@ type trainLine struct {
 func (r Train) line(t float64) any {
 	j := trainLine{GradNorm: jsonnum.Float(r.GradNorm), Kind: KindTrain, Loss: jsonnum.Float(r.Loss),
 		LR: jsonnum.Float(r.LR), Step: r.Step, Time: jsonnum.Float(t), Tokens: r.Tokens,
-		TokensPerS: jsonnum.Float(r.TokensPerSec)}
+		TokensPerS: jsonnum.Float(r.TokensPerSec), PeakMemory: r.PeakMemory}
 	if r.LossScale != 0 {
 		s := jsonnum.Float(r.LossScale)
 		j.LossScale = &s
@@ -144,6 +149,9 @@ func (r Train) scalars(out map[string]float64) {
 	out["train/tokens_per_s"] = r.TokensPerSec
 	if r.LossScale != 0 {
 		out["train/loss_scale"] = r.LossScale
+	}
+	if r.PeakMemory != 0 {
+		out["train/peak_memory"] = float64(r.PeakMemory)
 	}
 }
 

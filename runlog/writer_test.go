@@ -297,3 +297,34 @@ func TestStickyError(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakMemoryLine: a train record's peak memory is written after lr
+// (keys in alphabetical order), and left out when unknown.
+func TestPeakMemoryLine(t *testing.T) {
+	for _, c := range []struct {
+		peak int64
+		want string
+	}{
+		{1536000000, `{"grad_norm":1,"kind":"train","loss":2,"lr":0.5,"peak_memory":1536000000,"step":1,"time":7,"tokens":0,"tokens_per_s":3}`},
+		{0, `{"grad_norm":1,"kind":"train","loss":2,"lr":0.5,"step":1,"time":7,"tokens":0,"tokens_per_s":3}`},
+	} {
+		dir := t.TempDir()
+		w, err := Open(dir, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(Train{Step: 1, Time: 7, Loss: 2, LR: 0.5, GradNorm: 1, TokensPerSec: 3, PeakMemory: c.peak}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSuffix(string(b), "\n"); got != c.want {
+			t.Errorf("peak %d:\n got %s\nwant %s", c.peak, got, c.want)
+		}
+	}
+}

@@ -38,6 +38,48 @@ func TestCPUCacheReusesBlocks(t *testing.T) {
 	}
 }
 
+// TestCPUCacheNeverRaisesThePeak: a miss first gives back at least the
+// bytes it maps (the oldest cached blocks), and a trim gives back the
+// blocks that no allocation took since the previous trim, keeping the
+// ones in use.
+func TestCPUCacheNeverRaisesThePeak(t *testing.T) {
+	if !CPUCache().Enabled {
+		t.Skip("CPU cache disabled (CLM_CPU_CACHE_MB=0)")
+	}
+	leakCheck(t)
+	const mib = 1 << 20
+	alloc := func(bytes int64) { // a tensor of bytes, freed at once
+		WithScope(func(*Scope) { Full([]int64{bytes / 4}, 1, Float32, CPU).Sum(false).Item() })
+	}
+	EmptyCPUCache()
+	alloc(mib)
+	if c := CPUCache().CachedBytes; c != mib {
+		t.Fatalf("cached %d bytes after freeing 1 MiB", c)
+	}
+	before := CPUCache()
+	alloc(2 * mib) // a miss: the 1 MiB block goes first
+	after := CPUCache()
+	if after.Evicted-before.Evicted != 1 || after.CachedBytes != 2*mib {
+		t.Errorf("after a 2 MiB miss: %d evicted, %d bytes cached; want 1 and 2 MiB", after.Evicted-before.Evicted, after.CachedBytes)
+	}
+
+	EmptyCPUCache()
+	WithScope(func(*Scope) { // 1 MiB and 1.5 MiB cached
+		Full([]int64{mib / 4}, 1, Float32, CPU)
+		Full([]int64{3 * mib / 8}, 1, Float32, CPU)
+	})
+	TrimCPUCache() // both arrived after the last trim: kept
+	if c := CPUCache().CachedBytes; c != 5*mib/2 {
+		t.Fatalf("first trim left %d bytes, want 2.5 MiB", c)
+	}
+	alloc(mib) // the 1 MiB block is taken (and returned); the 1.5 MiB one idles
+	TrimCPUCache()
+	if c := CPUCache().CachedBytes; c != mib {
+		t.Errorf("second trim left %d bytes, want the 1 MiB block in use", c)
+	}
+	EmptyCPUCache()
+}
+
 // TestCPUCacheCanBeDisabled: CLM_CPU_CACHE_MB=0 keeps libtorch's own
 // allocator (checked in a child process, where the setting applies at load).
 func TestCPUCacheCanBeDisabled(t *testing.T) {

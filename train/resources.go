@@ -68,3 +68,50 @@ func human(b float64) string {
 	}
 	return fmt.Sprintf("%.3g GB", b/1e9)
 }
+
+// peakMeter measures the peak memory of a log window: on a CPU the
+// process's peak resident set (VmHWM, which writing 5 to
+// /proc/self/clear_refs resets to the current resident set), on a GPU the
+// caching allocator's peak (reset with torch.ResetCUDAPeak). Where the
+// kernel refuses the reset, the CPU peak is the process's since it began.
+type peakMeter struct {
+	dev torch.Device
+}
+
+// reset starts a new window.
+func (m peakMeter) reset() {
+	if m.dev.IsCUDA() {
+		_ = torch.ResetCUDAPeak(m.dev) // a failure leaves the peak since the last reset
+		return
+	}
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // best effort, see above
+}
+
+// peak returns the window's peak in bytes (0: unknown).
+func (m peakMeter) peak() int64 {
+	if m.dev.IsCUDA() {
+		_, peak, err := torch.CUDAMemory(m.dev)
+		if err != nil {
+			return 0
+		}
+		return peak
+	}
+	return procStatusKB("VmHWM:") << 10
+}
+
+// procStatusKB reads a "kB" field of /proc/self/status (0: absent).
+func procStatusKB(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, field); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
+}

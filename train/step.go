@@ -19,6 +19,11 @@ import (
 // applies the update only if both are finite; otherwise it applies the
 // update and leaves the check to the next sync.
 func (t *Trainer) step() error {
+	if !t.dev.IsCUDA() {
+		// Last, after the step's tensors are gone: what the step no longer
+		// uses leaves the CPU cache.
+		defer torch.TrimCPUCache()
+	}
 	s := torch.NewScope()
 	defer s.Close()
 	t.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))

@@ -61,6 +61,8 @@ type Trainer struct {
 	rowBuf   []int64
 	// precision is train.precision resolved for the device.
 	precision Precision
+	// meter measures each log window's peak memory.
+	meter peakMeter
 	// ckpt is train.checkpoint_activations.
 	ckpt   model.Checkpointing
 	scaler lossScaler
@@ -171,6 +173,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 		t.params = append(t.params, p.T)
 	}
 	t.precision = e.Train.Precision.on(t.dev)
+	t.meter = peakMeter{dev: t.dev}
 	t.ckpt, _ = model.ParseCheckpointing(e.Train.CheckpointActivations) // validated at load
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
 	t.scaler = lossScaler{on: t.precision == FP16, st: &t.st}
@@ -278,6 +281,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	tr := &t.exp.Train
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
 	w := window{start: time.Now()}
+	t.meter.reset()
 	for t.st.Step < t.st.TotalSteps {
 		if ctx.Err() != nil {
 			if _, err := t.checkpoint(); err != nil {
@@ -389,18 +393,20 @@ func (t *Trainer) logTrain(w *window) error {
 	if t.st.LogSteps > 0 {
 		avg = t.st.LogLossSum / float64(t.st.LogSteps)
 	}
+	peak := t.meter.peak()
 	rec := runlog.Train{Step: int64(t.st.Step), Loss: avg, LR: t.lastLR(), GradNorm: t.lastNorm,
-		TokensPerSec: tps, Tokens: t.st.Tokens}
+		TokensPerSec: tps, Tokens: t.st.Tokens, PeakMemory: peak}
 	if t.scaler.on {
 		rec.LossScale = t.st.LossScale
 	}
 	if err := t.metrics.Record(rec); err != nil {
 		return err
 	}
-	t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s",
-		t.st.Step, t.st.TotalSteps, avg, t.lastLR(), t.lastNorm, tps))
+	t.progress.Log(fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s  peak %s",
+		t.st.Step, t.st.TotalSteps, avg, t.lastLR(), t.lastNorm, tps, human(float64(peak))))
 	t.st.LogLossSum, t.st.LogSteps = 0, 0
 	*w = window{start: time.Now()}
+	t.meter.reset()
 	return nil
 }
 

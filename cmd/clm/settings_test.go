@@ -69,6 +69,7 @@ func badSettingCases(good string) []badSetting {
 		{"model.n_layer", "0", "model.n_layer"}, {"model.context_length", "4096", "model.context_length"},
 		{"train.device", "tpu", "train.device"}, {"train.precision", "fp8", "train.precision"}, {"train.on_nan", "ignore", "train.on_nan"},
 		{"train.optimizer", "sgd", "train.optimizer"}, {"train.schedule", "warp", "train.schedule"}, {"train.attention", "flash", "train.attention"},
+		{"train.checkpoint_activations", "layer", "train.checkpoint_activations"}, {"train.fused_kernels", "maybe", "train.fused_kernels"},
 	} {
 		set(c[0], c[1], c[2])
 	}

@@ -6,19 +6,32 @@
 // CPU that is a fifth of the step time in the kernel. Like CUDA's caching
 // allocator, this one keeps freed blocks of 64 KiB and more in per-size free
 // lists (sizes rounded up to 1/8 of their power of two) and hands them out
-// again; smaller blocks go straight to malloc. The cache holds at most
-// CLM_CPU_CACHE_MB megabytes (default 4096; 0 disables the allocator) and
-// clm_cpu_cache_empty() releases it.
+// again; smaller blocks go straight to malloc.
+//
+// The cache must never raise the process's peak above what is live:
+//  - A miss first evicts cached blocks, least recently freed first, until
+//    the bytes it is about to map are given back: live + cached grows only
+//    when the cache is empty, that is by live memory itself.
+//  - clm_cpu_cache_trim() (after each training step) gives back the blocks
+//    that no allocation took since the previous trim: whatever a step no
+//    longer needs (an evaluation's sizes, a larger micro-batch's) leaves.
+//  - Cached blocks are mmap'd directly, so that giving one back lowers the
+//    resident set at once (glibc's heap would keep it).
+// It holds at most CLM_CPU_CACHE_MB megabytes (default 4096; 0 disables the
+// allocator) and clm_cpu_cache_empty() releases it all.
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
+#include <sys/mman.h>
 #include <torch/version.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "clm_internal.h"
@@ -43,6 +56,14 @@ size_t roundSize(size_t n) {
   return (n + step - 1) / step * step;
 }
 
+// mapBlock and unmapBlock hold the blocks of kMinCached bytes and more.
+void *mapBlock(size_t sz) {
+  void *p = mmap(nullptr, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void unmapBlock(void *p, size_t sz) { munmap(p, sz); }
+
 class CachingCPUAllocator final : public c10::Allocator {
  public:
   explicit CachingCPUAllocator(size_t limit) : limit_(limit) {}
@@ -50,27 +71,14 @@ class CachingCPUAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) CLM_ALLOC_CONST override {
     if (n == 0) return {nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU)};
     size_t sz = roundSize(n);
-    void *p = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (sz >= kMinCached) {
-        auto it = free_.find(sz);
-        if (it != free_.end() && !it->second.empty()) {
-          p = it->second.back();
-          it->second.pop_back();
-          cached_ -= sz;
-          hits_++;
-        }
-      }
-      if (p == nullptr) misses_++;
+    void *p = sz >= kMinCached ? takeOrMap(sz) : nullptr;
+    if (sz < kMinCached) {
+      if (posix_memalign(&p, kAlign, sz) != 0) p = nullptr;
     }
     if (p == nullptr) {
-      if (posix_memalign(&p, kAlign, sz) != 0 || p == nullptr) {
-        // Give the cache back and try once more before reporting.
-        empty();
-        if (posix_memalign(&p, kAlign, sz) != 0 || p == nullptr)
-          TORCH_CHECK(false, "CPU out of memory: tried to allocate ", sz, " bytes");
-      }
+      empty();  // give the cache back and try once more before reporting
+      p = sz >= kMinCached ? mapBlock(sz) : (posix_memalign(&p, kAlign, sz) == 0 ? p : nullptr);
+      TORCH_CHECK(p != nullptr, "CPU out of memory: tried to allocate ", sz, " bytes");
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -97,49 +105,121 @@ class CachingCPUAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = sizes_.find(p);
-      if (it == sizes_.end()) {
-        // Not ours (cannot happen); never free what we did not allocate.
-        return;
-      }
+      if (it == sizes_.end()) return;  // not ours (cannot happen): never free it
       sz = it->second;
       sizes_.erase(it);
-      if (sz >= kMinCached && cached_ + sz <= limit_) {
-        free_[sz].push_back(p);
+      if (sz < kMinCached) {
+        std::free(p);
+        return;
+      }
+      if (cached_ + sz <= limit_) {
+        lru_.push_back({p, sz});
+        free_[sz].push_back(std::prev(lru_.end()));
         cached_ += sz;
         return;
       }
     }
-    std::free(p);
+    unmapBlock(p, sz);
+  }
+
+  // trim gives back the blocks no allocation took since the previous trim:
+  // per size, the low-water mark of its free list.
+  void trim() const {
+    std::vector<std::pair<void *, size_t>> out;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto &kv : free_) {
+        auto &list = kv.second;
+        size_t idle = std::min(low_[kv.first], list.size());
+        // The oldest entries of the list are the ones that sat idle.
+        for (size_t i = 0; i < idle; i++) {
+          out.push_back(*list[i]);
+          lru_.erase(list[i]);
+          cached_ -= kv.first;
+        }
+        list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(idle));
+      }
+      low_.clear();
+      for (auto &kv : free_) low_[kv.first] = kv.second.size();
+      trims_++;
+    }
+    for (auto &b : out) unmapBlock(b.first, b.second);
   }
 
   void empty() const {
-    std::vector<void *> blocks;
+    std::vector<std::pair<void *, size_t>> out;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto &kv : free_)
-        for (void *p : kv.second) blocks.push_back(p);
+      out.assign(lru_.begin(), lru_.end());
+      lru_.clear();
       free_.clear();
+      low_.clear();
       cached_ = 0;
     }
-    for (void *p : blocks) std::free(p);
+    for (auto &b : out) unmapBlock(b.first, b.second);
   }
 
-  void stats(int64_t *cached, int64_t *hits, int64_t *misses) const {
+  void stats(int64_t *cached, int64_t *hits, int64_t *misses, int64_t *evicted) const {
     std::lock_guard<std::mutex> lock(mu_);
     *cached = static_cast<int64_t>(cached_);
     *hits = hits_;
     *misses = misses_;
+    *evicted = evicted_;
   }
 
   static CachingCPUAllocator &instance();
 
  private:
+  using Entry = std::pair<void *, size_t>;
+  using LRU = std::list<Entry>;
+
+  // takeOrMap serves sz from the cache, or evicts at least sz cached bytes
+  // (oldest first) and maps a new block.
+  void *takeOrMap(size_t sz) const {
+    std::vector<Entry> out;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(sz);
+      if (it != free_.end() && !it->second.empty()) {
+        auto e = it->second.back();  // the most recently freed: warm in cache
+        it->second.pop_back();
+        void *p = e->first;
+        lru_.erase(e);
+        cached_ -= sz;
+        hits_++;
+        auto lw = low_.find(sz);
+        if (lw != low_.end()) lw->second = std::min(lw->second, it->second.size());
+        return p;
+      }
+      misses_++;
+      size_t freed = 0;
+      while (freed < sz && !lru_.empty()) {
+        Entry b = lru_.front();
+        auto &list = free_[b.second];
+        // The oldest block of its size is the front of its list, and the
+        // LRU's front is the oldest of all: it is that entry.
+        list.erase(list.begin());
+        auto lw = low_.find(b.second);
+        if (lw != low_.end()) lw->second = std::min(lw->second, list.size());
+        lru_.pop_front();
+        cached_ -= b.second;
+        freed += b.second;
+        evicted_++;
+        out.push_back(b);
+      }
+    }
+    for (auto &b : out) unmapBlock(b.first, b.second);
+    return mapBlock(sz);
+  }
+
   size_t limit_;
   mutable std::mutex mu_;
-  mutable std::unordered_map<size_t, std::vector<void *>> free_;
+  mutable LRU lru_;                                                    // cached blocks, oldest first
+  mutable std::unordered_map<size_t, std::vector<LRU::iterator>> free_;  // per size, oldest first
+  mutable std::unordered_map<size_t, size_t> low_;  // per size, the free list's low-water mark since the last trim
   mutable std::unordered_map<void *, size_t> sizes_;
   mutable size_t cached_ = 0;
-  mutable int64_t hits_ = 0, misses_ = 0;
+  mutable int64_t hits_ = 0, misses_ = 0, evicted_ = 0, trims_ = 0;
 };
 
 size_t limitFromEnv() {
@@ -166,10 +246,12 @@ extern "C" {
 
 int clm_cpu_cache_enabled(void) { return installed ? 1 : 0; }
 
-void clm_cpu_cache_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses) {
-  CachingCPUAllocator::instance().stats(cached_bytes, hits, misses);
+void clm_cpu_cache_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses, int64_t *evicted) {
+  CachingCPUAllocator::instance().stats(cached_bytes, hits, misses, evicted);
 }
 
 void clm_cpu_cache_empty(void) { CachingCPUAllocator::instance().empty(); }
+
+void clm_cpu_cache_trim(void) { CachingCPUAllocator::instance().trim(); }
 
 }  // extern "C"

@@ -208,10 +208,13 @@ char *clm_adamw_set_state(clm_adamw o, int g, int i, clm_tensor exp_avg, clm_ten
 /* ---- CPU caching allocator (clm_alloc.cpp) ----------------------------- */
 /* Whether CPU tensors come from the caching allocator (CLM_CPU_CACHE_MB). */
 int clm_cpu_cache_enabled(void);
-/* Bytes held in free lists, and allocations served from / past the cache. */
-void clm_cpu_cache_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses);
+/* Bytes held in free lists, allocations served from / past the cache, and
+ * blocks given back to make room for a miss. */
+void clm_cpu_cache_stats(int64_t *cached_bytes, int64_t *hits, int64_t *misses, int64_t *evicted);
 /* Returns every cached block to the system. */
 void clm_cpu_cache_empty(void);
+/* Returns the blocks that no allocation took since the previous trim. */
+void clm_cpu_cache_trim(void);
 
 /* Codes for clm_unary. */
 enum {
