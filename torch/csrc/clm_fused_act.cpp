@@ -18,6 +18,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -61,6 +62,14 @@ bool cuda_kernels() {
 #endif
 }
 
+bool cuda_autocast() {
+#if CLM_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
 // fused: the fused path handles t's device (the CPU, or CUDA with kernels).
 bool fused(const at::Tensor &t) { return is_float(t) && (t.is_cpu() || (t.is_cuda() && cuda_kernels())); }
 
@@ -81,6 +90,27 @@ void *stream_of(const at::Tensor &t) { return c10::cuda::getCurrentCUDAStream(t.
 
 at::Tensor leaky_composite(const at::Tensor &x, double slope) { return at::where(x.ge(0), x, x.mul(slope)); }
 
+// The loops, on restrict pointers so that the compiler vectorises them.
+template <typename T, typename op_t>
+void leaky_forward_span(const T *__restrict__ x, T *__restrict__ y, int64_t n, op_t s) {
+  for (int64_t i = 0; i < n; ++i) {
+    // Both branches computed, so that the select vectorises.
+    op_t v = static_cast<op_t>(x[i]), m = v * s;
+    y[i] = static_cast<T>(v >= 0 ? v : m);
+  }
+}
+
+template <typename T, typename op_t>
+void leaky_backward_span(const T *__restrict__ g, const T *__restrict__ c, T *__restrict__ dx, int64_t n, op_t s) {
+  const op_t z = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    // As the composite's backward adds where's two branches: g + 0·slope or
+    // 0 + g·slope (the sign of a zero gradient included).
+    op_t gv = static_cast<op_t>(g[i]), pos = gv + z * s, neg = z + gv * s;
+    dx[i] = static_cast<T>(static_cast<op_t>(c[i]) >= 0 ? pos : neg);
+  }
+}
+
 at::Tensor leaky_forward(const at::Tensor &x0, double slope) {
   at::Tensor x = x0.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
@@ -99,12 +129,7 @@ at::Tensor leaky_forward(const at::Tensor &x0, double slope) {
     const scalar_t *xp = x.data_ptr<scalar_t>();
     scalar_t *yp = y.data_ptr<scalar_t>();
     const op_t s = static_cast<op_t>(slope);  // as ATen's x.mul(slope) converts it
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        op_t v = static_cast<op_t>(xp[i]);
-        yp[i] = static_cast<scalar_t>(v >= 0 ? v : v * s);
-      }
-    });
+    at::parallel_for(0, n, kGrain, [=](int64_t b, int64_t e) { leaky_forward_span(xp + b, yp + b, e - b, s); });
   });
   return y;
 }
@@ -130,15 +155,9 @@ at::Tensor leaky_backward(const at::Tensor &g0, const at::Tensor &c0, double slo
     const scalar_t *gp = g.data_ptr<scalar_t>();
     const scalar_t *cp = c.data_ptr<scalar_t>();
     scalar_t *dp = dx.data_ptr<scalar_t>();
-    const op_t s = static_cast<op_t>(slope), z = 0;
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        // As the composite's backward adds where's two branches: g + 0·slope
-        // or 0 + g·slope (the sign of a zero gradient included).
-        op_t gv = static_cast<op_t>(gp[i]);
-        dp[i] = static_cast<scalar_t>(static_cast<op_t>(cp[i]) >= 0 ? gv + z * s : z + gv * s);
-      }
-    });
+    const op_t s = static_cast<op_t>(slope);
+    at::parallel_for(0, n, kGrain,
+                     [=](int64_t b, int64_t e) { leaky_backward_span(gp + b, cp + b, dp + b, e - b, s); });
   });
   return dx;
 }
@@ -390,6 +409,10 @@ clm_tresult clm_fused_rms_norm(clm_tensor xh, clm_tensor sh, double eps) {
     // The composite's output type; one kernel reads a 16-bit x and writes
     // float, other mixes compute in the promoted type (x cast by autograd).
     at::ScalarType out = at::result_type(x, s);
+    // CUDA autocast runs the composite's norm in float32 (its fp32 list),
+    // which makes the composite's output float32 for a 16-bit x whatever the
+    // scale's dtype (CPU autocast leaves norm alone).
+    if (x.is_cuda() && is_reduced(x.scalar_type()) && cuda_autocast()) out = at::promote_types(out, at::kFloat);
     if (out != x.scalar_type() && !(is_reduced(x.scalar_type()) && out == at::kFloat)) x = x.to(out);
     // The scale in x's arithmetic type; a differentiable cast (a no-op for
     // a float scale and a float or 16-bit x).
