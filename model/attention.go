@@ -79,6 +79,7 @@ type attention struct {
 	centre         *torch.Tensor // centre_attn_gain    [1, H, 1, 1]
 	nHead, headDim int64
 	nEmbd          int64
+	fused          bool
 }
 
 // newAttention declares the attention of block `layer` under p, in the
@@ -90,7 +91,7 @@ type attention struct {
 func newAttention(p path, cfg *Config, layer int) attention {
 	d, H, hd := int64(cfg.NEmbd), int64(cfg.NHead), int64(cfg.HeadDim)
 	gains := cfg.TrainableAttnMatGains
-	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d}
+	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d, fused: p.s.fused}
 	a.matResid = p.param("attn_mat_resid_gain", gains, constant(cfg.AttnMatResidGain), 1, H, 1, 1)
 	a.matSkip = p.param("attn_mat_skip_gain", gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
 	a.centre = p.param("centre_attn_gain", gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
@@ -193,10 +194,14 @@ func (a *attention) shapedMatrix(q, k *torch.Tensor, T int64, dt torch.DType) (A
 
 // shapedFused is Eq. 5 without the T×T matrix (see AttentionFused).
 func (a *attention) shapedFused(q, k, v *torch.Tensor, T int64) *torch.Tensor {
-	y := a.matResid.Mul(torch.SDPA(q, k, v, nil, 0, true, 0)) // resid·softmax(QKᵀ/√d_h)·V
+	sdpa := torch.SDPA(q, k, v, nil, 0, true, 0) // softmax(QKᵀ/√d_h)·V
 	if !a.cfg.CentreAttn {
-		return y
+		return a.matResid.Mul(sdpa)
 	}
+	if a.fused { // resid·softmax(QKᵀ/√d_h)·V + skip·V − centre·C·V in one pass
+		return torch.FusedShapedEpilogue(sdpa, v, a.matResid, a.matSkip, a.centre)
+	}
+	y := a.matResid.Mul(sdpa)
 	pos := torch.Arange(1, float64(T+1), 1, v.DType(), v.Device()).View(-1, 1) // [T, 1]
 	cv := v.Cumsum(2).Div(pos)                                                 // C·V: running mean over positions
 	return y.Add(a.matSkip.Mul(v)).Sub(a.centre.Mul(cv))

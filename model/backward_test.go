@@ -119,3 +119,106 @@ func TestParseCheckpointing(t *testing.T) {
 		t.Error(`"layer": no error`)
 	}
 }
+
+// TestFusedKernelsMatchComposite: every preset with the fused kernels gives
+// the loss and gradients of the composite ops, with and without block
+// checkpointing. The forward is the composite's rounding for rounding
+// (loss within 1e-12 in float64, 1e-6 in float32); the gains' gradients
+// are sums in another order (the kernels accumulate float32 in float64),
+// and a gain's gradient is a sum with cancellation, so each gradient is
+// judged against a float64 truth: the fused error may exceed the
+// composite's by at most 1e-12 (float64) or 1e-6 (float32; 1e-4 for a
+// gain) of the tensor's largest entry.
+func TestFusedKernelsMatchComposite(t *testing.T) {
+	for _, preset := range PresetNames() {
+		for _, dt := range []torch.DType{torch.Float64, torch.Float32} {
+			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
+				leak(t)
+				s := torch.NewScope()
+				defer s.Close()
+				ids := randomIDs(3, 24, 512)
+				weights := perturbedWeights(t, preset)
+				run := func(dt torch.DType, fused bool, ck Checkpointing) (*torch.Tensor, []*torch.Tensor) {
+					m, err := New(smallConfig(t, preset, nil), Options{Device: torch.CPU, DType: dt, FusedKernels: fused})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer m.Close()
+					if err := m.LoadState(weights); err != nil {
+						t.Fatal(err)
+					}
+					l := m.ForwardBackward(ids, ForwardOptions{Labels: ids, Train: true, LossOnly: true}, BackwardOptions{Checkpoint: ck})
+					return l, takeGrads(m)
+				}
+				_, truth := run(torch.Float64, false, CheckpointNone)
+				wantLoss, wantGrads := run(dt, false, CheckpointNone)
+				tol := 1e-12
+				if dt == torch.Float32 {
+					tol = 1e-6
+				}
+				names := m0Names(t, preset)
+				for _, ck := range []Checkpointing{CheckpointNone, CheckpointBlock} {
+					gotLoss, gotGrads := run(dt, true, ck)
+					if e := mustRelErr(t, gotLoss, wantLoss); e > tol {
+						t.Errorf("checkpoint %v: loss relative error %.3g", ck, e)
+					}
+					for i := range truth {
+						if truth[i] == nil {
+							continue
+						}
+						fusedErr := mustRelErr(t, gotGrads[i].ToDType(torch.Float64), truth[i])
+						compErr := mustRelErr(t, wantGrads[i].ToDType(torch.Float64), truth[i])
+						limit := tol
+						if dt == torch.Float32 && truth[i].Numel() <= 64 {
+							// A gain's gradient is one sum over every token
+							// and feature, with cancellation: float32
+							// differences of 1e-7 in its terms, from any
+							// fused op upstream, move it by up to 4e-5
+							// (measured); a wrong gradient is off by O(1).
+							limit = 1e-4
+						}
+						if fusedErr > compErr+limit {
+							t.Errorf("checkpoint %v: %s: error %.3g against float64, the composite's %.3g", ck, names[i], fusedErr, compErr)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// perturbedWeights are preset's initial weights (seed 0, float64) with
+// every trainable parameter moved by normal(0, 0.02), so that every path of
+// the fused kernels carries signal (gains off 1, zero weights off 0).
+func perturbedWeights(t *testing.T, preset string) []torch.Named {
+	m := initModel(t, preset, nil, torch.Float64, AttentionAuto)
+	defer m.Close()
+	var out []torch.Named
+	torch.ManualSeed(1)
+	torch.NoGrad(func() {
+		trainable := map[string]bool{}
+		for _, p := range m.Params().Trainable() {
+			trainable[p.Name] = true
+		}
+		for _, n := range m.State() {
+			w := n.Tensor.Clone()
+			if trainable[n.Name] {
+				w = w.Add(torch.Randn(w.Shape(), w.DType(), torch.CPU).MulScalar(0.02))
+			}
+			out = append(out, torch.Named{Name: n.Name, Tensor: w})
+		}
+	})
+	return out
+}
+
+// m0Names are preset's trainable parameter names, in registry order.
+func m0Names(t *testing.T, preset string) []string {
+	cfg := smallConfig(t, preset, nil)
+	var names []string
+	for _, p := range cfg.Params() {
+		if p.Trainable {
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}

@@ -9,6 +9,7 @@ type mlp struct {
 	act      Activation
 	slope    float64
 	pdrop    float64
+	fused    bool
 }
 
 // newMLP declares c_fc and c_proj under p; mlp_proj_init_std re-initialises
@@ -21,6 +22,7 @@ func newMLP(p path, cfg *Config) mlp {
 		act:   cfg.ActivationFunction,
 		slope: cfg.LReLUNegSlope,
 		pdrop: cfg.ResidPdrop,
+		fused: p.s.fused,
 	}
 	if cfg.MLPProjInitStd != nil {
 		p.reinit(m.proj.weight, normal(*cfg.MLPProjInitStd))
@@ -29,7 +31,7 @@ func newMLP(p path, cfg *Config) mlp {
 }
 
 func (m *mlp) forward(x *torch.Tensor, train bool, q Quantizer) *torch.Tensor {
-	h := activation(m.act, m.slope, m.fc.forward(x, q))
+	h := activation(m.act, m.slope, m.fused, m.fc.forward(x, q))
 	return m.proj.forward(h, q).Dropout(m.pdrop, train && m.pdrop > 0)
 }
 
@@ -57,6 +59,7 @@ type block struct {
 	attnResid, attnSkip     *torch.Tensor // [1]
 	mlpResid, mlpSkip       *torch.Tensor // [1]
 	addAttnSkip, addMLPSkip bool
+	fused                   bool
 }
 
 // newBlock declares block `layer` under p (transformer.h.<layer>), in the
@@ -76,6 +79,7 @@ func newBlock(p path, cfg *Config, layer int) block {
 		mlpSkip:     p.param("mlp_block_skip_gain", mlpGains && !cfg.ParallelLayers, constant(cfg.MLPBlockSkipGain), 1),
 		addAttnSkip: cfg.AttnBlockSkipGain != 0,
 		addMLPSkip:  cfg.MLPBlockSkipGain != 0,
+		fused:       p.s.fused,
 	}
 	b.ln1 = newNorm(p.sub("ln_1"), ln1, d, cfg.LayerNormEpsilon)
 	b.ln2 = newNorm(p.sub("ln_2"), ln2, d, cfg.LayerNormEpsilon)
@@ -96,16 +100,13 @@ func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bo
 	}
 	a, probs := b.attn.forward(x, impl, train, wantProbs, q)
 	if b.parallel {
-		y = b.mlpResid.Mul(b.mlp.forward(x, train, q)).Add(b.attnResid.Mul(a))
+		gains, terms := []*torch.Tensor{b.mlpResid, b.attnResid}, []*torch.Tensor{b.mlp.forward(x, train, q), a}
 		if b.addMLPSkip {
-			y = y.Add(b.mlpSkip.Mul(skip))
+			gains, terms = append(gains, b.mlpSkip), append(terms, skip)
 		}
-		return y, probs
+		return combine(b.fused, gains, terms), probs
 	}
-	h := b.attnResid.Mul(a)
-	if b.addAttnSkip {
-		h = h.Add(b.attnSkip.Mul(skip))
-	}
+	h := b.residual(b.attnResid, a, b.attnSkip, skip, b.addAttnSkip)
 	if b.post {
 		h = b.ln2.forward(h)
 	}
@@ -113,9 +114,13 @@ func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bo
 	if !b.post {
 		h = b.ln2.forward(h)
 	}
-	y = b.mlpResid.Mul(b.mlp.forward(h, train, q))
-	if b.addMLPSkip {
-		y = y.Add(b.mlpSkip.Mul(skip))
+	return b.residual(b.mlpResid, b.mlp.forward(h, train, q), b.mlpSkip, skip, b.addMLPSkip), probs
+}
+
+// residual is resid·branch + skip·x, or resid·branch without a skip path.
+func (b *block) residual(resid, branch, skip, x *torch.Tensor, hasSkip bool) *torch.Tensor {
+	if !hasSkip {
+		return resid.Mul(branch)
 	}
-	return y, probs
+	return combine(b.fused, []*torch.Tensor{resid, skip}, []*torch.Tensor{branch, x})
 }

@@ -22,6 +22,12 @@ type Options struct {
 	DType torch.DType
 	// Attention selects the shaped-attention implementation.
 	Attention AttentionImpl
+	// FusedKernels computes the MLP's leaky ReLU, RMSNorm, the residual
+	// combinations (and Eq. 6's weight combination) and the
+	// shaped-attention epilogue each in one fused operation (package torch's
+	// Fused*), equal to the composite ops to rounding; false: the composite
+	// ops, op by op as the original writes them.
+	FusedKernels bool
 }
 
 // Model is a GPT-2 language model (GPT2LMHeadModel) whose blocks are one of
@@ -59,7 +65,7 @@ func New(cfg Config, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{cfg: cfg, opts: opts}
-	s := &store{alloc: true, dtype: opts.DType, dev: opts.Device}
+	s := &store{alloc: true, dtype: opts.DType, dev: opts.Device, fused: opts.FusedKernels}
 	err := torch.Try(func() { m.declare(s) })
 	m.params, m.inits = s.registry(), s.inits
 	if err != nil {

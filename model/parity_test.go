@@ -89,7 +89,8 @@ type parityRun struct {
 // perturbed weights and batch: in float64, logits, loss, hidden states,
 // attention probabilities and every parameter gradient to ≤ 1e-9 relative to
 // each tensor's largest entry; in float32, loss and logits to ≤ 1e-5. It
-// runs both shaped-attention implementations.
+// runs both shaped-attention implementations, with the fused kernels and
+// without.
 func TestReferenceParity(t *testing.T) {
 	pyref.Require(t)
 	const B, T, padID = 3, 32, 0
@@ -134,14 +135,16 @@ func TestReferenceParity(t *testing.T) {
 					t.Errorf("live tensors %d → %d", before, n)
 				}
 			}()
-			for _, impl := range []AttentionImpl{AttentionMaterialised, AttentionFused} {
-				worst64 := compareRun(t, r, torch.Float64, impl, ids, labels, padID)
-				if worst64 < 0 {
-					t.Logf("%-22s %-12v refused (not exact for this config)", r.name, impl)
-					continue
+			for _, fused := range []bool{false, true} {
+				for _, impl := range []AttentionImpl{AttentionMaterialised, AttentionFused} {
+					worst64 := compareRun(t, r, torch.Float64, impl, fused, ids, labels, padID)
+					if worst64 < 0 {
+						t.Logf("%-22s %-12v refused (not exact for this config)", r.name, impl)
+						continue
+					}
+					worst32 := compareRun(t, r, torch.Float32, impl, fused, ids, labels, padID)
+					t.Logf("%-22s %-12v fused kernels %-5v float64 worst rel err %.2g, float32 %.2g", r.name, impl, fused, worst64, worst32)
 				}
-				worst32 := compareRun(t, r, torch.Float32, impl, ids, labels, padID)
-				t.Logf("%-22s %-12v float64 worst rel err %.2g, float32 %.2g", r.name, impl, worst64, worst32)
 			}
 		})
 	}
@@ -150,11 +153,11 @@ func TestReferenceParity(t *testing.T) {
 // compareRun runs Go on r's weights in dt and compares with the reference
 // output; it returns the worst relative error, or −1 when New refuses
 // the implementation for the config.
-func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, ids, labels []int64, padID int64) float64 {
+func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, fused bool, ids, labels []int64, padID int64) float64 {
 	t.Helper()
 	s := torch.NewScope()
 	defer s.Close()
-	m := newParityModel(t, r, dt, impl)
+	m := newParityModel(t, r, dt, impl, fused)
 	if m == nil {
 		return -1 // refused, as it must be
 	}
@@ -198,9 +201,9 @@ func compareRun(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, 
 // newParityModel builds r's model in dt with impl and loads r's weights; it
 // returns nil when the fused implementation refuses a config with a dot
 // norm, as it must (and fails the test if it accepts one).
-func newParityModel(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl) *Model {
+func newParityModel(t *testing.T, r *parityRun, dt torch.DType, impl AttentionImpl, fused bool) *Model {
 	t.Helper()
-	m, err := New(r.cfg, Options{Device: torch.CPU, DType: dt, Attention: impl})
+	m, err := New(r.cfg, Options{Device: torch.CPU, DType: dt, Attention: impl, FusedKernels: fused})
 	if impl == AttentionFused && r.cfg.DotNormType != DotNormNone {
 		if err == nil {
 			m.Close()

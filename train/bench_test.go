@@ -1,6 +1,7 @@
 package train
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"testing"
@@ -34,7 +35,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 		b.Fatal(err)
 	}
 	attn, _ := model.ParseAttentionImpl(e.Train.Attention)
-	m, err := model.New(e.Model, model.Options{Device: dev, Attention: attn})
+	m, err := model.New(e.Model, model.Options{Device: dev, Attention: attn, FusedKernels: e.Train.FusedKernels})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,6 +61,8 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 // micro-batches of 16 × 128 tokens, clipping, adamw_hf, schedule, the NaN
 // check) at the mid size (6 layers, width 256, vocabulary 8192), for every
 // preset; scripts/reference/bench_train.py times the reference loop.
+// CLM_BENCH_FUSED=0 runs the composite ops instead of the fused kernels,
+// CLM_BENCH_CHECKPOINT=block checkpoints the activations.
 func BenchmarkTrainStep(b *testing.B) {
 	benchenv.SetThreads(b)
 	attention := os.Getenv("CLM_BENCH_ATTENTION")
@@ -78,9 +81,11 @@ log_every = 1000000
 eval_every = 1000000
 save_every = 1000000
 attention = %q
+fused_kernels = %v
+checkpoint_activations = %q
 [report]
 every = 0
-`, attention)
+`, attention, os.Getenv("CLM_BENCH_FUSED") != "0", cmp.Or(os.Getenv("CLM_BENCH_CHECKPOINT"), "none"))
 			tr, done := benchTrainer(b, src, torch.CPU)
 			defer done()
 			tr.step()

@@ -274,7 +274,7 @@ func (r *Run) writeConfig() error {
 // train.seed.
 func (r *Run) buildModel() error {
 	attn, _ := model.ParseAttentionImpl(r.Exp.Train.Attention)
-	m, err := model.New(r.Exp.Model, model.Options{Device: r.Device, DType: torch.Float32, Attention: attn})
+	m, err := model.New(r.Exp.Model, model.Options{Device: r.Device, DType: torch.Float32, Attention: attn, FusedKernels: r.Exp.Train.FusedKernels})
 	if err != nil {
 		return err
 	}

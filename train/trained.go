@@ -45,7 +45,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.New(cfg, model.Options{Device: dev})
+	m, err := model.New(cfg, model.Options{Device: dev, FusedKernels: exp.Train.FusedKernels})
 	if err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func newRun(t *testing.T, e *Experiment, dir string, weights string, batches Bat
 // newRunDType is newRun with parameters of dtype dt.
 func newRunDType(t *testing.T, e *Experiment, dir string, weights string, batches Batches, dt torch.DType) (*model.Model, *Trainer) {
 	t.Helper()
-	m, err := model.New(e.Model, model.Options{DType: dt})
+	m, err := model.New(e.Model, model.Options{DType: dt, FusedKernels: e.Train.FusedKernels})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,8 +235,14 @@ func trajectoryCases() []trajectoryCase {
 	)
 }
 
+// composite reports whether c runs without the fused kernels.
+func (c trajectoryCase) composite() bool { return c.optimizer == "adamw_torch" }
+
 func (c trajectoryCase) name() string {
 	n := c.preset + "/" + c.optimizer
+	if c.composite() {
+		n += "/composite"
+	}
 	switch {
 	case c.schedule != "polynomial":
 		n += "/" + c.schedule
@@ -284,11 +290,14 @@ func TestTrajectoryParity(t *testing.T) {
 }
 
 // trajectoryExperiment is c's experiment: lr 3e-3, warmup 10%, clipping at
-// 0.25 (active), a log line every step.
+// 0.25 (active), a log line every step. The adamw_torch cases run the
+// composite ops (fused_kernels = false), the others the fused kernels, so
+// that both paths meet the reference on every preset.
 func trajectoryExperiment(t *testing.T, c trajectoryCase) *Experiment {
 	t.Helper()
 	return experiment(t, c.preset, fmt.Sprintf(`
 [train]
+fused_kernels = %v
 micro_batch = %d
 accumulation = %d
 max_steps = %d
@@ -306,7 +315,7 @@ eval_every = 1000
 %s
 [report]
 every = 0
-`, trajB, trajAccum, trajSteps, c.optimizer, c.schedule,
+`, !c.composite(), trajB, trajAccum, trajSteps, c.optimizer, c.schedule,
 		strconv.FormatFloat(c.power, 'e', -1, 64), strconv.FormatFloat(c.lrEnd, 'e', -1, 64), c.optim))
 }
 
