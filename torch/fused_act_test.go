@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -209,7 +210,7 @@ func TestFusedActParity(t *testing.T) {
 				// too (the same single rounding of slope·x and slope·g).
 				if c.op == "leaky" {
 					for name, p := range fusedPairs(got, want) {
-						if !bytes.Equal(p[0].Bytes(), p[1].Bytes()) && !strings.Contains(c.special, "nan") {
+						if !bytes.Equal(p[0].Bytes(), p[1].Bytes()) && c.special != "nan" {
 							t.Errorf("%s %v %s: not bit-equal to the composite", c.name, dt.dtype, name)
 						}
 					}
@@ -226,18 +227,8 @@ func logWorst(t *testing.T, worst map[string]float64) {
 	for k, v := range worst {
 		lines = append(lines, fmt.Sprintf("%s %.3g", k, v))
 	}
-	t.Logf("worst errors (relative to max(1, max|ref|)): %s", strings.Join(sortedStrings(lines), "; "))
-}
-
-func sortedStrings(s []string) []string {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s
+	slices.Sort(lines)
+	t.Logf("worst errors (relative to max(1, max|ref|)): %s", strings.Join(lines, "; "))
 }
 
 // TestFusedActAutocastBF16: the fused ops on bf16 activations under CPU
@@ -480,7 +471,8 @@ func TestFusedActGPU(t *testing.T) {
 				t.Errorf("%s: CUDA autocast output dtype %v, composite %v", c.name, got.dtype, comp.dtype)
 			}
 			for name, p := range fusedPairs(got, truth) {
-				worst[fmt.Sprintf("%s bf16 %s vs truth", c.op, name)] = math.Max(worst[fmt.Sprintf("%s bf16 %s vs truth", c.op, name)], fusedErr(p[0], p[1]))
+				key := fmt.Sprintf("%s bf16 %s vs truth", c.op, name)
+				worst[key] = math.Max(worst[key], fusedErr(p[0], p[1]))
 				if n := bf16Excess(p[0], p[1]); n > 0 {
 					t.Errorf("%s CUDA bf16 %s: %d elements beyond the bf16 tolerance of the float64 truth", c.name, name, int(n))
 				}
