@@ -38,37 +38,41 @@ func TestCPUCacheReusesBlocks(t *testing.T) {
 	}
 }
 
-// TestCPUCacheNeverRaisesThePeak: a miss first gives back at least the
-// bytes it maps (the oldest cached blocks), and a trim gives back the
-// blocks that no allocation took since the previous trim, keeping the
-// ones in use.
+// TestCPUCacheNeverRaisesThePeak: a miss that would take live + cached
+// bytes past the largest live total gives back the oldest cached blocks
+// first, and one within it gives back nothing; a cached block serves
+// requests down to 1/1.25 of its size; a trim gives back the blocks that
+// no allocation took since the previous trim, keeping the ones in use.
 func TestCPUCacheNeverRaisesThePeak(t *testing.T) {
 	if !CPUCache().Enabled {
 		t.Skip("CPU cache disabled (CLM_CPU_CACHE_MB=0)")
 	}
 	leakCheck(t)
 	const mib = 1 << 20
+	tensor := func(bytes int64) *Tensor { return Full([]int64{bytes / 4}, 1, Float32, CPU) }
 	alloc := func(bytes int64) { // a tensor of bytes, freed at once
-		WithScope(func(*Scope) { Full([]int64{bytes / 4}, 1, Float32, CPU).Sum(false).Item() })
+		WithScope(func(*Scope) { tensor(bytes).Sum(false).Item() })
 	}
-	EmptyCPUCache()
-	alloc(mib)
-	if c := CPUCache().CachedBytes; c != mib {
-		t.Fatalf("cached %d bytes after freeing 1 MiB", c)
+	step := func(what string, f func(), evicted, hits, cached int64) {
+		t.Helper()
+		before := CPUCache()
+		f()
+		after := CPUCache()
+		if e, h := after.Evicted-before.Evicted, after.Hits-before.Hits; e != evicted || h != hits || after.CachedBytes != cached {
+			t.Errorf("%s: %d evicted, %d hits, %d bytes cached; want %d, %d, %d", what, e, h, after.CachedBytes, evicted, hits, cached)
+		}
 	}
-	before := CPUCache()
-	alloc(2 * mib) // a miss: the 1 MiB block goes first
-	after := CPUCache()
-	if after.Evicted-before.Evicted != 1 || after.CachedBytes != 2*mib {
-		t.Errorf("after a 2 MiB miss: %d evicted, %d bytes cached; want 1 and 2 MiB", after.Evicted-before.Evicted, after.CachedBytes)
-	}
+	EmptyCPUCache() // the live mark: what is live now
+	step("4 MiB and 1 MiB live at once, then freed", func() {
+		WithScope(func(*Scope) { tensor(4 * mib); tensor(mib) })
+	}, 0, 0, 5*mib)
+	step("2 MiB: past the mark by 2 MiB, the oldest (4 MiB) goes", func() { alloc(2 * mib) }, 1, 0, 3*mib)
+	step("1.5 MiB: within the mark", func() { alloc(3 * mib / 2) }, 0, 0, 9*mib/2)
+	step("0.875 MiB: served by the 1 MiB block", func() { alloc(7 * mib / 8) }, 0, 1, 9*mib/2)
 
 	EmptyCPUCache()
-	WithScope(func(*Scope) { // 1 MiB and 1.5 MiB cached
-		Full([]int64{mib / 4}, 1, Float32, CPU)
-		Full([]int64{3 * mib / 8}, 1, Float32, CPU)
-	})
-	TrimCPUCache() // both arrived after the last trim: kept
+	WithScope(func(*Scope) { tensor(mib); tensor(3 * mib / 2) }) // 1 MiB and 1.5 MiB cached
+	TrimCPUCache()                                               // both arrived after the last trim: kept
 	if c := CPUCache().CachedBytes; c != 5*mib/2 {
 		t.Fatalf("first trim left %d bytes, want 2.5 MiB", c)
 	}
