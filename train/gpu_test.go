@@ -133,7 +133,8 @@ every = 0
 // preset in CLM_BENCH_PRESETS (default: all), with CLM_BENCH_PRECISION
 // (bf16) and CLM_BENCH_MICRO (micro-batch, default 128: one micro-batch per
 // step). It reports tokens/s, MFU against CLM_PEAK_TFLOPS (989, the H100/H200
-// bf16 dense peak) and peak memory.
+// bf16 dense peak) and peak memory. CLM_BENCH_FUSED=0 runs the composite
+// ops instead of the fused kernels.
 func BenchmarkGPUTrainStep(b *testing.B) {
 	dev := requireCUDA(b)
 	presets := model.PresetNames()
@@ -155,12 +156,13 @@ micro_batch = %d
 accumulation = %d
 max_steps = 1000000
 precision = %q
+fused_kernels = %v
 log_every = 1000000
 eval_every = 1000000
 save_every = 1000000
 [report]
 every = 0
-`, preset, micro, 128/micro, precision)
+`, preset, micro, 128/micro, precision, os.Getenv("CLM_BENCH_FUSED") != "0")
 			tr, done := benchTrainer(b, src, dev)
 			defer done()
 			e := tr.exp
