@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -329,5 +330,50 @@ func TestWriteReplaces(t *testing.T) {
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o644 {
 		t.Errorf("mode = %v, want 0644", st.Mode())
+	}
+}
+
+// TestSource: tensors whose bytes come from Source encode to the same file
+// as with Data, each Source called once, in the data section's order; a
+// Source of the wrong length or failing fails the write, naming the tensor.
+func TestSource(t *testing.T) {
+	tensors := []Tensor{
+		{Name: "b", DType: F32, Shape: []int64{2, 2}, Data: make([]byte, 16)},
+		{Name: "a", DType: F64, Shape: []int64{3}, Data: []byte("0123456789abcdefghijklmn")},
+		{Name: "c", DType: U8, Shape: []int64{}, Data: []byte{7}},
+	}
+	tensors[0].Data[5] = 9
+	var want bytes.Buffer
+	if err := Encode(&want, tensors, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	lazy := make([]Tensor, len(tensors))
+	for i, x := range tensors {
+		data := x.Data
+		lazy[i] = Tensor{Name: x.Name, DType: x.DType, Shape: x.Shape, Source: func() ([]byte, error) {
+			calls = append(calls, x.Name)
+			return data, nil
+		}}
+	}
+	var got bytes.Buffer
+	if err := Encode(&got, lazy, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Errorf("encoded from Source:\n%q\nfrom Data:\n%q", got.Bytes(), want.Bytes())
+	}
+	if fmt.Sprint(calls) != "[a b c]" {
+		t.Errorf("Source calls %v, want [a b c] (the data section's order)", calls)
+	}
+	for name, src := range map[string]func() ([]byte, error){
+		"short":   func() ([]byte, error) { return make([]byte, 15), nil },
+		"failing": func() ([]byte, error) { return nil, errors.New("device lost") },
+	} {
+		bad := []Tensor{{Name: "w", DType: F32, Shape: []int64{2, 2}, Source: src}}
+		err := Write(filepath.Join(t.TempDir(), "x.safetensors"), bad, nil)
+		if err == nil || !strings.Contains(err.Error(), `w`) {
+			t.Errorf("%s: error %v, want one naming the tensor", name, err)
+		}
 	}
 }

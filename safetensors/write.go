@@ -20,7 +20,12 @@ type Tensor struct {
 	Name  string
 	DType DType
 	Shape []int64 // empty for a scalar (0-d) tensor
-	Data  []byte
+	// Data holds the tensor's bytes (little-endian, row-major). When Data
+	// is nil and Source is not, Source gives them at the moment the tensor
+	// is written, so that a file of many large tensors never needs more
+	// than one of them in memory; their length is checked then.
+	Data   []byte
+	Source func() ([]byte, error)
 }
 
 // Encode writes tensors and metadata to w in the safetensors format. The
@@ -45,7 +50,20 @@ func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	bw.Write(n[:])
 	bw.Write(hdr)
 	for _, i := range order {
-		bw.Write(tensors[i].Data)
+		t := &tensors[i]
+		data := t.Data
+		if data == nil && t.Source != nil {
+			var err error
+			if data, err = t.Source(); err != nil {
+				return fmt.Errorf("%s: %w", t.Name, err)
+			}
+			if want := t.byteSize(); int64(len(data)) != want {
+				return fmt.Errorf("%s: %w: %d data bytes for %s %v, want %d", t.Name, ErrSize, len(data), t.DType, t.Shape, want)
+			}
+		}
+		if _, err := bw.Write(data); err != nil {
+			return err
+		}
 	}
 	return bw.Flush()
 }
@@ -97,6 +115,13 @@ func Write(name string, tensors []Tensor, metadata map[string]string) (err error
 	return nil
 }
 
+// byteSize is the size of t's data: from its shape and dtype (validated by
+// header).
+func (t *Tensor) byteSize() int64 {
+	n, _ := numElements(t.Shape)
+	return n * int64(t.DType.Size())
+}
+
 // header validates tensors and metadata and returns the padded JSON header
 // and the order of the tensors in the data section.
 func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error) {
@@ -118,6 +143,9 @@ func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error)
 		n, err := numElements(t.Shape)
 		if err != nil {
 			return nil, nil, fail(t.Name, "%w: %v", ErrShape, err)
+		}
+		if t.Data == nil && t.Source != nil {
+			continue // checked when written
 		}
 		if want := n * int64(t.DType.Size()); int64(len(t.Data)) != want {
 			return nil, nil, fail(t.Name, "%w: %d data bytes for %s %v, want %d", ErrSize, len(t.Data), t.DType, t.Shape, want)
@@ -166,7 +194,7 @@ func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error)
 			}
 			buf.WriteString(strconv.FormatInt(d, 10))
 		}
-		end := off + int64(len(t.Data))
+		end := off + t.byteSize()
 		fmt.Fprintf(&buf, `],"data_offsets":[%d,%d]}`, off, end)
 		off = end
 	}

@@ -45,11 +45,27 @@ func ToSafetensors(name string, t *Tensor) (safetensors.Tensor, error) {
 	return safetensors.Tensor{Name: name, DType: dt, Shape: t.Shape(), Data: t.Bytes()}, nil
 }
 
-// SaveSafetensors writes tensors to path atomically with metadata.
+// lazySafetensors is ToSafetensors with the bytes copied out of t only when
+// the tensor is written: a checkpoint then holds one tensor's copy at a
+// time, not the whole model's and optimizer's.
+func lazySafetensors(name string, t *Tensor) (safetensors.Tensor, error) {
+	dt, err := SafetensorsDType(t.DType())
+	if err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: %w", name, err)
+	}
+	src := func() (b []byte, err error) {
+		err = Try(func() { b = t.Bytes() })
+		return b, err
+	}
+	return safetensors.Tensor{Name: name, DType: dt, Shape: t.Shape(), Source: src}, nil
+}
+
+// SaveSafetensors writes tensors to path atomically with metadata, copying
+// one tensor at a time out of libtorch.
 func SaveSafetensors(path string, tensors []Named, metadata map[string]string) error {
 	recs := make([]safetensors.Tensor, 0, len(tensors))
 	for _, n := range tensors {
-		r, err := ToSafetensors(n.Name, n.Tensor)
+		r, err := lazySafetensors(n.Name, n.Tensor)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
