@@ -425,6 +425,12 @@ func (t *Trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.st.Data = data
+	if !t.dev.IsCUDA() {
+		// The copies written to disk would come on top of the blocks the
+		// CPU cache keeps for the next step (as much as the step's peak):
+		// give those back instead; the next step maps them again once.
+		torch.EmptyCPUCache()
+	}
 	// The records up to this step become durable before the checkpoint that
 	// claims them: a crash in between loses nothing for good.
 	if err := t.metrics.Flush(); err != nil {
