@@ -172,7 +172,10 @@ type ForwardOptions struct {
 }
 
 // Quantizer is ForwardOptions.Quant. Embeddings, norms, softmax and the
-// tied head are never shown to it.
+// tied head are never shown to it. Each block runs in a scope of its own:
+// the tensors a Quantizer is shown or creates are released when their block
+// ends, except what Residual returns (the stream that continues), so a
+// Quantizer reads what it needs during the call.
 type Quantizer interface {
 	// Linear receives a layer's input x [N, in] (tokens flattened) and its
 	// effective weight w [in, out] — for Eq. 6 layers the combined
