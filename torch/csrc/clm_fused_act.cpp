@@ -54,13 +54,7 @@ bool is_float(const at::Tensor &t) {
 bool is_reduced(at::ScalarType s) { return s == at::kBFloat16 || s == at::kHalf; }
 at::ScalarType opmath_of(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
 
-bool cuda_kernels() {
-#ifdef CLM_WITH_CUDA_KERNELS
-  return true;
-#else
-  return false;
-#endif
-}
+using clm::cuda_kernels;
 
 bool cuda_autocast() {
 #if CLM_TORCH_AT_LEAST(2, 4)

@@ -52,13 +52,7 @@ constexpr int kLanes = 8;
 // Elements per parallel_for task for the plain elementwise passes.
 constexpr int64_t kGrain = 1 << 15;
 
-bool cuda_kernels() {
-#ifdef CLM_WITH_CUDA_KERNELS
-  return true;
-#else
-  return false;
-#endif
-}
+using clm::cuda_kernels;
 
 // rnd<T>(x): x rounded to T and back to x's type (a no-op when T is x's).
 template <typename T, typename O>

@@ -59,6 +59,16 @@ char *guard(F &&body) {
   }
 }
 
+// cuda_kernels reports whether the shim was built with the fused ops' CUDA
+// kernels (torch/csrc/*.cu, by nvcc).
+inline bool cuda_kernels() {
+#ifdef CLM_WITH_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
 inline clm_tensor wrap(at::Tensor t) { return new clm_tensor_s{std::move(t)}; }
 
 // tresult runs f, which returns a tensor, and wraps the tensor or the error.
