@@ -511,18 +511,7 @@ func BenchmarkFusedAct(b *testing.B) {
 				defer x.Free()
 				defer s.Free()
 				defer up.Free()
-				step := func() {
-					WithScope(func(*Scope) {
-						op.f[kind](x, s).BackwardWith(up)
-						x.ZeroGrad()
-						s.ZeroGrad()
-					})
-				}
-				step()
-				b.ResetTimer()
-				for b.Loop() {
-					step()
-				}
+				benchForwardBackward(b, func() *Tensor { return op.f[kind](x, s) }, up, x, s)
 			})
 		}
 	}

@@ -20,25 +20,12 @@ func BenchmarkFusedCombine(b *testing.B) {
 			}
 			gout := Randn(shape, Float32, CPU)
 			leaves := append(append([]*Tensor{}, gains...), terms...)
-			step := func() {
-				WithScope(func(*Scope) {
-					var out *Tensor
-					if impl == "fused" {
-						out = FusedCombine(gains, terms)
-					} else {
-						out = combineComposite(gains, terms)
-					}
-					out.BackwardWith(gout)
-					for _, l := range leaves {
-						l.ZeroGrad()
-					}
-				})
-			}
-			step()
-			b.ResetTimer()
-			for b.Loop() {
-				step()
-			}
+			benchForwardBackward(b, func() *Tensor {
+				if impl == "fused" {
+					return FusedCombine(gains, terms)
+				}
+				return combineComposite(gains, terms)
+			}, gout, leaves...)
 		})
 	}
 }
@@ -63,25 +50,31 @@ func BenchmarkFusedEpilogue(b *testing.B) {
 			}
 			gout := Randn([]int64{B, H, T, D}, Float32, CPU)
 			leaves := append([]*Tensor{y, vl}, gains...)
-			step := func() {
-				WithScope(func(*Scope) {
-					var out *Tensor
-					if impl == "fused" {
-						out = FusedShapedEpilogue(y, v, gains[0], gains[1], gains[2])
-					} else {
-						out = epilogueComposite(y, v, gains[0], gains[1], gains[2])
-					}
-					out.BackwardWith(gout)
-					for _, l := range leaves {
-						l.ZeroGrad()
-					}
-				})
-			}
-			step()
-			b.ResetTimer()
-			for b.Loop() {
-				step()
+			benchForwardBackward(b, func() *Tensor {
+				if impl == "fused" {
+					return FusedShapedEpilogue(y, v, gains[0], gains[1], gains[2])
+				}
+				return epilogueComposite(y, v, gains[0], gains[1], gains[2])
+			}, gout, leaves...)
+		})
+	}
+}
+
+// benchForwardBackward times forward() and its backward from gout, the
+// gradients of leaves dropped after each, one untimed warm-up first; each
+// iteration's tensors are freed in its own scope.
+func benchForwardBackward(b *testing.B, forward func() *Tensor, gout *Tensor, leaves ...*Tensor) {
+	step := func() {
+		WithScope(func(*Scope) {
+			forward().BackwardWith(gout)
+			for _, l := range leaves {
+				l.ZeroGrad()
 			}
 		})
+	}
+	step()
+	b.ResetTimer()
+	for b.Loop() {
+		step()
 	}
 }
