@@ -74,6 +74,14 @@ void *mapBlock(size_t sz) {
 
 void unmapBlock(void *p, size_t sz) { munmap(p, sz); }
 
+// systemBlock is a new block of sz bytes from the system: mapped when the
+// cache may keep it, from malloc otherwise (nullptr: out of memory).
+void *systemBlock(size_t sz) {
+  if (sz >= kMinCached) return mapBlock(sz);
+  void *p = nullptr;
+  return posix_memalign(&p, kAlign, sz) == 0 ? p : nullptr;
+}
+
 class CachingCPUAllocator final : public c10::Allocator {
  public:
   explicit CachingCPUAllocator(size_t limit) : limit_(limit) {}
@@ -81,14 +89,10 @@ class CachingCPUAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) CLM_ALLOC_CONST override {
     if (n == 0) return {nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU)};
     size_t sz = roundSize(n);
-    void *p = nullptr;
-    if (sz >= kMinCached) p = takeOrMap(sz, &sz);
-    if (sz < kMinCached) {
-      if (posix_memalign(&p, kAlign, sz) != 0) p = nullptr;
-    }
+    void *p = sz >= kMinCached ? takeOrMap(sz, &sz) : systemBlock(sz);
     if (p == nullptr) {
       empty();  // give the cache back and try once more before reporting
-      p = sz >= kMinCached ? mapBlock(sz) : (posix_memalign(&p, kAlign, sz) == 0 ? p : nullptr);
+      p = systemBlock(sz);
       TORCH_CHECK(p != nullptr, "CPU out of memory: tried to allocate ", sz, " bytes");
     }
     {
@@ -157,7 +161,6 @@ class CachingCPUAllocator final : public c10::Allocator {
       }
       low_.clear();
       for (auto &kv : free_) low_[kv.first] = kv.second.size();
-      trims_++;
     }
     for (auto &b : out) unmapBlock(b.first, b.second);
   }
@@ -232,7 +235,7 @@ class CachingCPUAllocator final : public c10::Allocator {
       }
     }
     for (auto &b : out) unmapBlock(b.first, b.second);
-    return mapBlock(sz);
+    return systemBlock(sz);
   }
 
   size_t limit_;
@@ -243,7 +246,7 @@ class CachingCPUAllocator final : public c10::Allocator {
   mutable std::unordered_map<void *, size_t> sizes_;
   mutable size_t cached_ = 0;
   mutable size_t live_ = 0, peak_live_ = 0;  // bytes of cacheable blocks in use, and its largest value
-  mutable int64_t hits_ = 0, misses_ = 0, evicted_ = 0, trims_ = 0;
+  mutable int64_t hits_ = 0, misses_ = 0, evicted_ = 0;
 };
 
 size_t limitFromEnv() {
