@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -44,19 +43,8 @@ func availableMemory(dev torch.Device) (int64, string) {
 		}
 		return free, "free on " + dev.String()
 	}
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0, ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err == nil {
-				return kb << 10, "available in main memory"
-			}
-		}
+	if kb := procKB("/proc/meminfo", "MemAvailable:"); kb > 0 {
+		return kb << 10, "available in main memory"
 	}
 	return 0, ""
 }
@@ -96,12 +84,13 @@ func (m peakMeter) peak() int64 {
 		}
 		return peak
 	}
-	return procStatusKB("VmHWM:") << 10
+	return procKB("/proc/self/status", "VmHWM:") << 10
 }
 
-// procStatusKB reads a "kB" field of /proc/self/status (0: absent).
-func procStatusKB(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+// procKB reads a "kB" field of a /proc file such as /proc/meminfo or
+// /proc/self/status (0: absent).
+func procKB(file, field string) int64 {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0
 	}
