@@ -1,7 +1,6 @@
 package train
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,14 +18,7 @@ func TestCheckpointActivationsTrain(t *testing.T) {
 				extra := fmt.Sprintf("checkpoint_activations = %q\n[report]", ck)
 				e := experiment(t, preset, strings.Replace(resumeTrain, "[report]", extra, 1))
 				e.Model.ResidPdrop = 0.1
-				dir := t.TempDir()
-				m, tr := newRun(t, e, dir, "", &fixedBatches{rows: batches})
-				defer m.Close()
-				defer tr.Close()
-				if err := tr.Run(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				return finalWeights(t, m), readMetrics(t, dir, "train")
+				return trainToEnd(t, e, batches)
 			}
 			wNone, logNone := run("none")
 			wBlock, logBlock := run("block")

@@ -148,6 +148,20 @@ func compareWeights(t *testing.T, name string, got, want map[string][]byte) {
 	}
 }
 
+// trainToEnd trains e on the fixed batches in a fresh run folder and
+// returns the final weights and the train records.
+func trainToEnd(t *testing.T, e *Experiment, batches [][][]int32) (map[string][]byte, []map[string]any) {
+	t.Helper()
+	dir := t.TempDir()
+	m, tr := newRun(t, e, dir, "", &fixedBatches{rows: batches})
+	defer m.Close()
+	defer tr.Close()
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return finalWeights(t, m), readMetrics(t, dir, "train")
+}
+
 // TestDeferredChecksMatchPerStep: the step loop without per-step host
 // synchronisation (nan_check_every 5, as on a GPU) trains to bit-identical
 // weights and logs the same losses as the per-step loop.
@@ -155,14 +169,7 @@ func TestDeferredChecksMatchPerStep(t *testing.T) {
 	batches := makeBatches(8, 4, 32, 512, 4)
 	run := func(every int) (map[string][]byte, []map[string]any) {
 		e := experiment(t, "default", strings.Replace(resumeTrain, "[report]", fmt.Sprintf("nan_check_every = %d\n[report]", every), 1))
-		dir := t.TempDir()
-		m, tr := newRun(t, e, dir, "", &fixedBatches{rows: batches})
-		defer m.Close()
-		defer tr.Close()
-		if err := tr.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return finalWeights(t, m), readMetrics(t, dir, "train")
+		return trainToEnd(t, e, batches)
 	}
 	w1, log1 := run(1)
 	w5, log5 := run(5)
