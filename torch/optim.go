@@ -114,6 +114,22 @@ func (o *AdamW) Step() {
 	runtime.KeepAlive(o)
 }
 
+// PrepareStep is the host half of a step in AdamWGraph mode: it advances
+// the step counts and writes the step's learning rate and bias corrections
+// to the device. Call it outside a CUDA graph capture, before each replay.
+func (o *AdamW) PrepareStep() {
+	check("adamw_prepare", C.clm_adamw_prepare(o.h))
+	runtime.KeepAlive(o)
+}
+
+// ApplyStep is the device half of a step in AdamWGraph mode: the update,
+// from what PrepareStep wrote, reading nothing back to the host (so a CUDA
+// graph can capture it).
+func (o *AdamW) ApplyStep() {
+	check("adamw_apply", C.clm_adamw_apply(o.h))
+	runtime.KeepAlive(o)
+}
+
 // ZeroGrad drops the gradients of every parameter (set to none).
 func (o *AdamW) ZeroGrad() {
 	for _, g := range o.groups {
@@ -176,6 +192,13 @@ const (
 	// evaluates the update in its own order, so results differ from the
 	// loop's in the last bits (within 1e-6).
 	AdamWFused AdamWMode = 3
+	// AdamWGraph runs the foreach op sequence with every value that changes
+	// from step to step (learning rate, bias corrections) in small tensors
+	// on the parameters' device, so that a CUDA graph can capture the
+	// update: Step is PrepareStep then ApplyStep. Every parameter needs a
+	// gradient at each step, and the parameters of a group one step count.
+	// On the CPU the result is bitwise the loop's.
+	AdamWGraph AdamWMode = 4
 )
 
 // String returns the mode's name: loop, foreach, auto or fused.
@@ -189,6 +212,8 @@ func (m AdamWMode) String() string {
 		return "auto"
 	case AdamWFused:
 		return "fused"
+	case AdamWGraph:
+		return "graph"
 	}
 	return fmt.Sprintf("AdamWMode(%d)", int(m))
 }

@@ -23,6 +23,18 @@
 //           evaluates the update in its own order (results within 1e-6 of the
 //           loop in float32, not bitwise). On CUDA always; on the CPU since
 //           libtorch 2.4.
+//  graph    the foreach op sequence with every value that changes from step
+//           to step (the learning rate's decay factor, the step size, the
+//           bias correction) in small tensors on the parameters' device:
+//           prepare() advances the step counts on the host and writes those
+//           tensors; apply() only launches kernels that read them. A CUDA
+//           graph captures apply() once and replays it every step. It needs
+//           every parameter to have a gradient and, within a bucket, one
+//           step count. Scalars that were kernel arguments are tensor
+//           operands, combined in the order (and, for multiply-adds, the
+//           kernels) that the device's addcdiv_ and add_ use: bitwise the
+//           loop on the CPU (tested); on CUDA tested against foreach by
+//           device-check.sh.
 // auto (the default) takes foreach for buckets on CUDA and the loop elsewhere.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -45,17 +57,28 @@ namespace {
 using clm::dup;
 using clm::guard;
 
-enum StepMode { kLoop = 0, kForeach = 1, kAuto = 2, kFused = 3 };
+enum StepMode { kLoop = 0, kForeach = 1, kAuto = 2, kFused = 3, kGraph = 4 };
 
 struct ParamState {
   at::Tensor exp_avg, exp_avg_sq;  // undefined before the first step
   int64_t steps = 0;
 };
 
+// A bucket of the graph mode: parameters of one group on one device and
+// dtype, and their per-step scalars on that device, in the kernels'
+// arithmetic type (float for float, bfloat16 and half; double for double):
+// [decay, −step size, √(bias correction 2)]; decay is 1 − lr·wd (adamw_torch)
+// or −lr·wd (adamw_hf).
+struct GraphBucket {
+  std::vector<size_t> idx;
+  at::Tensor scalars;
+};
+
 struct Group {
   std::vector<at::Tensor> params;
   std::vector<ParamState> state;
   double lr = 0, weight_decay = 0;
+  std::vector<GraphBucket> graph;  // the graph mode's buckets, built by its first prepare
 };
 
 }  // namespace
@@ -215,7 +238,157 @@ struct clm_adamw_s {
                       grp.weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
   }
 
+  // graph_buckets groups every parameter of grp by device and dtype and
+  // creates their state and per-step scalar tensors (once).
+  static void graph_buckets(Group &grp) {
+    if (!grp.graph.empty() || grp.params.empty()) return;
+    for (size_t i = 0; i < grp.params.size(); i++) {
+      const auto &p = grp.params[i];
+      GraphBucket *b = nullptr;
+      for (auto &x : grp.graph) {
+        const auto &q = grp.params[x.idx[0]];
+        if (q.device() == p.device() && q.scalar_type() == p.scalar_type()) {
+          b = &x;
+          break;
+        }
+      }
+      if (b == nullptr) {
+        grp.graph.emplace_back();
+        b = &grp.graph.back();
+        const auto t = p.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+        b->scalars = at::zeros({3}, at::TensorOptions().dtype(t).device(p.device()));
+      }
+      b->idx.push_back(i);
+      auto &s = grp.state[i];
+      if (!s.exp_avg.defined()) {
+        s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
+        s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
+      }
+    }
+  }
+
+  // prepare is the graph mode's host half of a step: it advances every step
+  // count and writes the step's scalars to the device (one small copy per
+  // bucket, ordered before the next apply on the current stream).
+  void prepare() {
+    at::NoGradGuard ng;
+    for (size_t g = 0; g < groups.size(); g++) {
+      auto &grp = groups[g];
+      graph_buckets(grp);
+      for (auto &b : grp.graph) {
+        const int64_t steps = grp.state[b.idx[0]].steps;
+        for (auto i : b.idx)
+          if (grp.state[i].steps != steps)
+            throw std::invalid_argument("adamw: the graph step needs one step count per bucket, but group " +
+                                        std::to_string(g) + " has parameters at steps " + std::to_string(steps) +
+                                        " and " + std::to_string(grp.state[i].steps));
+        for (auto i : b.idx) grp.state[i].steps++;
+        const auto c = corrections(steps + 1);
+        const double lr = grp.lr, wd = grp.weight_decay;
+        double v[3];
+        if (flavour == 0) {
+          v[0] = 1 - lr * wd;
+          v[1] = -(lr / c.bc1);
+          v[2] = std::pow(c.bc2, 0.5);
+        } else {
+          v[0] = -lr * wd;
+          v[1] = -(lr * std::sqrt(c.bc2) / c.bc1);
+          v[2] = 1;
+        }
+        // double → the kernels' type rounds as a Scalar argument would.
+        auto host = at::tensor(at::ArrayRef<double>(v, 3), at::kDouble).to(b.scalars.scalar_type());
+        b.scalars.copy_(host);
+      }
+    }
+  }
+
+  // apply is the graph mode's device half: the update of every parameter
+  // from the scalars prepare wrote. It reads nothing back and creates
+  // nothing but temporaries, so a CUDA graph can capture it.
+  void apply() {
+    at::NoGradGuard ng;
+    require_grads();
+    for (size_t g = 0; g < groups.size(); g++) {
+      auto &grp = groups[g];
+      if (grp.graph.empty() && !grp.params.empty())
+        throw std::logic_error("adamw: the graph step's apply before its first prepare");
+      for (auto &b : grp.graph) {
+        std::vector<at::Tensor> params, grads, m, v;
+        for (auto i : b.idx) {
+          const auto &p = grp.params[i];
+          params.push_back(p);
+          grads.push_back(p.grad());
+          m.push_back(grp.state[i].exp_avg);
+          v.push_back(grp.state[i].exp_avg_sq);
+        }
+        apply_bucket(grp.weight_decay, b.scalars, params, grads, m, v);
+      }
+    }
+  }
+
+  // apply_bucket is the foreach op sequence with the bucket's scalars as
+  // 0-d tensors.
+  void apply_bucket(double wd, const at::Tensor &scalars, at::TensorList params, at::TensorList grads,
+                    at::TensorList m, at::TensorList v) {
+    const auto decay = scalars[0], neg_step = scalars[1], bc2_sqrt = scalars[2];
+    if (flavour == 0) {
+      if (wd != 0) at::_foreach_mul_(params, decay);
+      at::_foreach_lerp_(m, grads, at::Scalar(1 - beta1));
+      at::_foreach_mul_(v, at::Scalar(beta2));
+      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1 - beta2));
+      auto denom = at::_foreach_sqrt(v);
+      at::_foreach_div_(denom, bc2_sqrt);
+      at::_foreach_add_(denom, at::Scalar(eps));
+      add_step(params, m, denom, neg_step);
+    } else {
+      at::_foreach_mul_(m, at::Scalar(beta1));
+      at::_foreach_add_(m, grads, at::Scalar(1.0 - beta1));
+      at::_foreach_mul_(v, at::Scalar(beta2));
+      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1.0 - beta2));
+      auto denom = at::_foreach_sqrt(v);
+      at::_foreach_add_(denom, at::Scalar(eps));
+      add_step(params, m, denom, neg_step);
+      // add_(p, p, −lr·wd) is p + (−lr·wd)·p, one multiply-add: so is
+      // addcmul_(p, p, decay), which add_(p, p·decay) is not.
+      if (wd > 0.0) at::_foreach_addcmul_(params, params, same(decay, params.size()));
+    }
+  }
+
+  // same is n references to one 0-d tensor: a tensor list whose every
+  // element broadcasts to its partner.
+  static std::vector<at::Tensor> same(const at::Tensor &t, size_t n) { return std::vector<at::Tensor>(n, t); }
+
+  // add_step is addcdiv_(params, m, denom, −step size) with the step size a
+  // tensor, rounded as the device's addcdiv kernels round it: on the CPU
+  // p + (s·m)/d; on CUDA p + s·(m/d), a multiply-add, as addcmul_(p, m/d, s)
+  // computes it.
+  static void add_step(at::TensorList params, at::TensorList m, at::TensorList denom, const at::Tensor &neg_step) {
+    if (params[0].is_cpu()) {
+      auto q = at::_foreach_mul(m, neg_step);
+      at::_foreach_div_(q, denom);
+      at::_foreach_add_(params, q);
+      return;
+    }
+    at::_foreach_addcmul_(params, at::_foreach_div(m, denom), same(neg_step, params.size()));
+  }
+
+  // require_grads throws unless every parameter has a gradient (the graph
+  // mode's precondition), before a step changes anything.
+  void require_grads() const {
+    for (size_t g = 0; g < groups.size(); g++)
+      for (size_t i = 0; i < groups[g].params.size(); i++)
+        if (!groups[g].params[i].grad().defined())
+          throw std::invalid_argument("adamw: the graph step needs a gradient for every parameter; parameter " +
+                                      std::to_string(i) + " of group " + std::to_string(g) + " has none");
+  }
+
   void step() {
+    if (mode == kGraph) {
+      require_grads();
+      prepare();
+      apply();
+      return;
+    }
     at::NoGradGuard ng;
     for (auto &grp : groups) {
       if (mode == kLoop) {
@@ -274,6 +447,7 @@ char *clm_adamw_set_foreach(clm_adamw o, int mode) {
       case kLoop:
       case kForeach:
       case kAuto:
+      case kGraph:
         break;
       case kFused:
         if (o->flavour != 0)
@@ -282,7 +456,7 @@ char *clm_adamw_set_foreach(clm_adamw o, int mode) {
         break;
       default:
         throw std::invalid_argument("adamw: unknown step mode " + std::to_string(mode) +
-                                    " (0 loop, 1 foreach, 2 auto, 3 fused)");
+                                    " (0 loop, 1 foreach, 2 auto, 3 fused, 4 graph)");
     }
     o->mode = mode;
   });
@@ -297,6 +471,20 @@ int clm_adamw_has_fused(int device) {
 
 char *clm_adamw_step(clm_adamw o) {
   return guard([&] { o->step(); });
+}
+
+char *clm_adamw_prepare(clm_adamw o) {
+  return guard([&] {
+    if (o->mode != kGraph) throw std::logic_error("adamw: prepare is the graph mode's (clm_adamw_set_foreach 4)");
+    o->prepare();
+  });
+}
+
+char *clm_adamw_apply(clm_adamw o) {
+  return guard([&] {
+    if (o->mode != kGraph) throw std::logic_error("adamw: apply is the graph mode's (clm_adamw_set_foreach 4)");
+    o->apply();
+  });
 }
 
 clm_tresult clm_adamw_state(clm_adamw o, int g, int i, int which) {

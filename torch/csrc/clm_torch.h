@@ -241,10 +241,28 @@ enum {
  * (libtorch's multi-tensor _foreach_ ops; bitwise the loop's result on the
  * CPU), 2 auto (foreach for parameters on CUDA, the loop elsewhere; the
  * default), 3 fused (at::_fused_adamw_, flavour 0 only; within 1e-6 of the
- * loop, not bitwise). An error for an unknown mode, fused with flavour 1, or
- * fused where libtorch lacks it. */
+ * loop, not bitwise), 4 graph (every per-step value in device tensors, so
+ * that a CUDA graph can capture the update; see clm_optim.cpp). An error for
+ * an unknown mode, fused with flavour 1, or fused where libtorch lacks it. */
 char *clm_adamw_set_foreach(clm_adamw o, int mode);
 int clm_adamw_foreach(clm_adamw o);
+/* The graph mode's two halves of clm_adamw_step: prepare advances the step
+ * counts and writes the step's scalars to the device; apply launches the
+ * update, reading back nothing. */
+char *clm_adamw_prepare(clm_adamw o);
+char *clm_adamw_apply(clm_adamw o);
+
+/* ---- CUDA graphs ------------------------------------------------------- */
+/* at::cuda::CUDAGraph. clm_graph_begin synchronises device, makes a side
+ * stream current on the calling thread and begins capturing on it;
+ * clm_graph_end ends the capture and restores the thread's stream (both on
+ * the same OS thread). replay launches the captured work on the current
+ * stream. free ends a capture still under way. An error without CUDA. */
+typedef struct clm_graph_s *clm_graph;
+char *clm_graph_begin(int device, clm_graph *out);
+char *clm_graph_end(clm_graph g);
+char *clm_graph_replay(clm_graph g);
+void clm_graph_free(clm_graph g);
 /* Whether this libtorch has _fused_adamw_ for device (-1 CPU, >= 0 CUDA). */
 int clm_adamw_has_fused(int device);
 
