@@ -5,7 +5,8 @@
 # per step, bf16); and of the strongest PyTorch peer, torch.compile of the
 # model with SDPA attention and fused AdamW (bench_gpu.py --compile), for
 # CLM_BENCH_COMPILE_PRESETS, for which clm also runs without its fused kernels
-# (train.fused_kernels = false: the A/B column). Writes OUT/bench-gpu.md. Run by
+# (train.fused_kernels = false: the A/B column) and with the step replayed
+# from a CUDA graph (train.cuda_graphs = true). Writes OUT/bench-gpu.md. Run by
 # scripts/device-check.sh (needs bin/device/train.test from `make device-bins`
 # and a built shim).
 #
@@ -52,6 +53,13 @@ if [ -n "$compile_presets" ]; then
     -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 3m) \
     | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu-composite.txt"
 fi
+# clm with the step captured once and replayed (train.cuda_graphs = true).
+: > "$out/go-gpu-graphs.txt"
+if [ -n "$compile_presets" ]; then
+  (cd train && CLM_BENCH_GRAPHS=1 CLM_BENCH_PRESETS=$compile_presets ../bin/device/train.test -test.run '^$' \
+    -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 3m) \
+    | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu-graphs.txt"
+fi
 : > "$out/py-gpu-compile.txt"
 if [ -n "$compile_presets" ]; then
   # Compilation takes a minute or so per preset; its time is reported apart.
@@ -69,16 +77,17 @@ field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1)
 {
   echo "GPU: $gpu; $(date -u +%F); precision ${CLM_BENCH_PRECISION:-bf16}; $(( ${CLM_BENCH_MICRO:-128} )) sequences per forward; MFU against $CLM_PEAK_TFLOPS TFLOP/s (the bf16 dense spec-sheet peak); command: scripts/bench-gpu.sh"
   echo
-  echo "| preset | clm tokens/s | reference tokens/s | speed-up | compile tokens/s | clm/compile | clm MFU % | ref MFU % | compile MFU % | clm peak GiB | ref peak GiB | compile peak GiB | compile warm-up s | clm ms/step | clm 1-sequence ms/step | clm composite tokens/s |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| preset | clm tokens/s | reference tokens/s | speed-up | compile tokens/s | clm/compile | clm MFU % | ref MFU % | compile MFU % | clm peak GiB | ref peak GiB | compile peak GiB | compile warm-up s | clm ms/step | clm 1-sequence ms/step | clm composite tokens/s | clm CUDA-graph tokens/s | graph replays |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for p in ${presets//,/ }; do
     g=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu.txt" | tr '\t' ' ')
     r=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/py-gpu.txt" | tr '\t' ' ')
     c=$(grep -P "^BenchmarkGPUTrainStepCompile/$p\t" "$out/py-gpu-compile.txt" | tr '\t' ' ')
     u=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu-composite.txt" | tr '\t' ' ')
+    h=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu-graphs.txt" | tr '\t' ' ')
     gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s) ct=$(field "$c" tokens/s)
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b }'; }
-    echo "| $p | $gt | $rt | $(ratio "$gt" "$rt") | $ct | $(ratio "$gt" "$ct") | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$c" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$c" peakGiB) | $(field "$c" compileS) | $(field "$g" ms/step) | $(field "$g" floorms/step) | $(field "$u" tokens/s) |"
+    echo "| $p | $gt | $rt | $(ratio "$gt" "$rt") | $ct | $(ratio "$gt" "$ct") | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$c" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$c" peakGiB) | $(field "$c" compileS) | $(field "$g" ms/step) | $(field "$g" floorms/step) | $(field "$u" tokens/s) | $(field "$h" tokens/s) | $(field "$h" replays) |"
   done
 } | tee "$out/bench-gpu.md"
 exit "${failed:-0}"

@@ -78,8 +78,13 @@ type Options struct {
 	// FusedKernels computes the MLP activation, RMSNorm, the residual
 	// combinations and the shaped-attention epilogue each in one fused
 	// kernel (true); false uses the composite ops, for A/B checks.
-	FusedKernels bool      `toml:"fused_kernels"`
-	OnNaN        NaNPolicy `toml:"on_nan"` // stop | skip
+	FusedKernels bool `toml:"fused_kernels"`
+	// CUDAGraphs, on a GPU, captures the step (forwards, backwards,
+	// clipping, AdamW) in a CUDA graph after 3 eager steps and replays it
+	// for every later step (false). It needs AdamW, deferred NaN checks,
+	// one process and checkpoint_activations = "none".
+	CUDAGraphs bool      `toml:"cuda_graphs"`
+	OnNaN      NaNPolicy `toml:"on_nan"` // stop | skip
 	// NaNCheckEvery is the number of steps between host synchronisations
 	// that check the loss and gradient norm; 0: every step on the CPU, every
 	// log_every steps on a GPU (fp16 and on_nan = skip always check every

@@ -230,7 +230,7 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 		}
 	}
 	err = torch.Try(func() {
-		t.forwardBackwardRows(batch, nil).Free()
+		t.forwardBackwardIDs(func() *torch.Tensor { return t.ids(batch) }, nil).Free()
 		torch.Synchronize(t.dev)
 	})
 	if err != nil {

@@ -134,7 +134,8 @@ every = 0
 // (bf16) and CLM_BENCH_MICRO (micro-batch, default 128: one micro-batch per
 // step). It reports tokens/s, MFU against CLM_PEAK_TFLOPS (989, the H100/H200
 // bf16 dense peak) and peak memory. CLM_BENCH_FUSED=0 runs the composite
-// ops instead of the fused kernels.
+// ops instead of the fused kernels; CLM_BENCH_GRAPHS=1 replays the step
+// from a CUDA graph (train.cuda_graphs) and reports the replays.
 func BenchmarkGPUTrainStep(b *testing.B) {
 	dev := requireCUDA(b)
 	presets := model.PresetNames()
@@ -157,16 +158,19 @@ accumulation = %d
 max_steps = 1000000
 precision = %q
 fused_kernels = %v
+cuda_graphs = %v
 log_every = 1000000
 eval_every = 1000000
 save_every = 1000000
 [report]
 every = 0
-`, preset, micro, 128/micro, precision, os.Getenv("CLM_BENCH_FUSED") != "0")
+`, preset, micro, 128/micro, precision, os.Getenv("CLM_BENCH_FUSED") != "0", os.Getenv("CLM_BENCH_GRAPHS") == "1")
 			tr, done := benchTrainer(b, src, dev)
 			defer done()
 			e := tr.exp
-			for range 3 { // warm up kernels and the caching allocator
+			// Warm up kernels and the caching allocator (and, with
+			// CLM_BENCH_GRAPHS=1, capture the step: train.cuda_graphs).
+			for range graphWarmup + 2 {
 				if err := tr.step(); err != nil {
 					b.Fatal(err)
 				}
@@ -192,6 +196,9 @@ every = 0
 			b.ReportMetric(sec/float64(n)*1e3, "ms/step")
 			b.ReportMetric(100*flopsPerToken*tokens/sec/(peak*1e12), "MFU%")
 			b.ReportMetric(float64(peakMem)/(1<<30), "peakGiB")
+			if tr.graph != nil {
+				b.ReportMetric(float64(tr.graph.Replayed), "replays")
+			}
 			// The launch-bound floor: the same step on one sequence, where
 			// the GPU's work is negligible and the time is the host's
 			// dispatch of the step's kernels. Far below ms/step, CUDA graphs
@@ -220,4 +227,76 @@ func envOr(k, d string) string {
 		return v
 	}
 	return d
+}
+
+// TestGPUCUDAGraphs: train.cuda_graphs on the GPU (3 eager steps, then the
+// step captured and replayed) trains to the per-step losses of the same
+// steps run eagerly (AdamW's graph mode both times), bit for bit, in fp32
+// and under bf16 autocast, with dropout on; the graph leaves no tensors
+// behind.
+func TestGPUCUDAGraphs(t *testing.T) {
+	dev := requireCUDA(t)
+	batches := makeBatches(16, 8, 32, 512, 6)
+	for _, precision := range []string{"fp32", "bf16"} {
+		t.Run(precision, func(t *testing.T) {
+			e := experiment(t, "default", fmt.Sprintf(`
+[train]
+micro_batch = 8
+accumulation = 2
+max_steps = 10
+lr = 3e-3
+precision = %q
+log_every = 1
+eval_every = 1000
+save_every = 1000
+nan_check_every = 5
+[report]
+every = 0
+`, precision))
+			run := func(capture captureFunc) []float64 {
+				m := seededModel(t, e.Model, dev, 4)
+				defer m.Close()
+				return trainedLosses(t, e, m, batches, model.Pad{}, nil, func(tr *Trainer) {
+					if err := tr.enableGraphs(capture); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+			live := torch.LiveTensors()
+			eager := run(func(torch.Device, func()) (replayer, error) { return nil, fmt.Errorf("eager by request") })
+			var replayed *int
+			graphed := run(func(d torch.Device, f func()) (replayer, error) {
+				g, err := captureCUDA(d, f)
+				n := 0
+				replayed = &n
+				if err != nil {
+					return nil, err
+				}
+				return countingReplayer{g, &n}, nil
+			})
+			if n := torch.LiveTensors(); n != live {
+				t.Errorf("live tensors %d → %d", live, n)
+			}
+			if replayed == nil || *replayed != 10-graphWarmup {
+				t.Fatalf("replays: %v, want %d", replayed, 10-graphWarmup)
+			}
+			for i := range eager {
+				if eager[i] != graphed[i] {
+					t.Errorf("step %d: loss %.9g with CUDA graphs, %.9g eager", i+1, graphed[i], eager[i])
+				}
+			}
+			t.Logf("%s: %d steps, %d replayed, losses bitwise the eager steps' (last %.6f)", precision, len(eager), *replayed, graphed[len(graphed)-1])
+		})
+	}
+}
+
+// countingReplayer counts a graph's replays.
+type countingReplayer struct {
+	replayer
+	n *int
+}
+
+func (c countingReplayer) Replay() error {
+	*c.n++
+	return c.replayer.Replay()
 }

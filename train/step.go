@@ -37,6 +37,11 @@ func (t *Trainer) step() error {
 			return recErr
 		}
 	}
+	if t.graph != nil {
+		if done, err := t.stepGraphed(s, mine); done || err != nil {
+			return err
+		}
+	}
 	lossSum, err := t.forwardBackward(mine)
 	if err != nil {
 		return err
@@ -72,15 +77,26 @@ func (t *Trainer) gather() [][][]int32 {
 // backwards, each loss divided by the accumulation (and scaled under fp16).
 // It returns the sum of the micro-batch mean losses, float64, on the device.
 func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
-	tr := &t.exp.Train
-	rows := t.fwdRows
-	if rows <= 0 { // Run not called (benchmarks of the step alone)
-		rows = tr.MicroBatch
+	plan := planForwards(mine, t.forwardRows(), t.pad)
+	return t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return t.ids(plan[i].rows) })
+}
+
+// forwardRows is the number of sequences per forward: fwdRows, or
+// micro_batch when Run has not fitted it (benchmarks of the step alone).
+func (t *Trainer) forwardRows() int {
+	if t.fwdRows <= 0 {
+		return t.exp.Train.MicroBatch
 	}
+	return t.fwdRows
+}
+
+// forwardBackwardPlan runs the forwards of plan and their backwards; ids
+// gives forward i's token ids.
+func (t *Trainer) forwardBackwardPlan(plan []forward, ids func(i int) *torch.Tensor) (*torch.Tensor, error) {
 	var lossSum *torch.Tensor
-	for _, f := range planForwards(mine, rows, t.pad) {
+	for i, f := range plan {
 		if err := torch.Try(func() {
-			d := t.forwardBackwardRows(f.rows, f.segs).ToDType(torch.Float64)
+			d := t.forwardBackwardIDs(func() *torch.Tensor { return ids(i) }, f.segs).ToDType(torch.Float64)
 			if lossSum == nil {
 				lossSum = d
 			} else {
@@ -93,14 +109,15 @@ func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
 	return lossSum, nil
 }
 
-// forwardBackwardRows is one forward of rows (with the loss segments of a
-// fitted forward) and its backward, in a scope of its own: a micro-batch's
-// activations are released before the next one starts, so that the peak
-// does not grow with the accumulation. It returns the loss, detached.
-func (t *Trainer) forwardBackwardRows(rows [][]int32, segs []model.LossSegment) *torch.Tensor {
+// forwardBackwardIDs is one forward of the token ids that ids returns (with
+// the loss segments of a fitted forward) and its backward, in a scope of its
+// own: a micro-batch's activations are released before the next one
+// starts, so that the peak does not grow with the accumulation. It returns
+// the loss, detached.
+func (t *Trainer) forwardBackwardIDs(ids func() *torch.Tensor, segs []model.LossSegment) *torch.Tensor {
 	s := torch.NewScope()
 	defer s.Close()
-	x := t.ids(rows)
+	x := ids()
 	accum := float64(t.exp.Train.Accumulation)
 	return s.Keep(t.m.ForwardBackward(x,
 		model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true, LossSegments: segs},
@@ -153,7 +170,7 @@ func (t *Trainer) clip(lossSum *torch.Tensor) (stepLoss, norm *torch.Tensor, err
 // applyDeferred applies the update and keeps the check on the device until
 // the next sync.
 func (t *Trainer) applyDeferred(s *torch.Scope, stepLoss, norm *torch.Tensor) error {
-	if err := torch.Try(t.opt.Step); err != nil {
+	if err := torch.Try(t.update); err != nil {
 		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	t.st.SchedStep++
@@ -173,7 +190,7 @@ func (t *Trainer) applyChecked(stepLoss, norm *torch.Tensor) error {
 	t.lastNorm = gnorm
 	switch t.guard.judge(loss, gnorm, t.scaler.on) {
 	case applyStep:
-		if err := torch.Try(t.opt.Step); err != nil {
+		if err := torch.Try(t.update); err != nil {
 			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
 		}
 		t.st.SchedStep++

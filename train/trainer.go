@@ -78,6 +78,8 @@ type Trainer struct {
 	// fwdRows is the number of sequences per forward: micro_batch, or what
 	// micro-batch fitting chose (fit.go).
 	fwdRows int
+	// graph is train.cuda_graphs (graph.go); nil when off.
+	graph *graphStep
 }
 
 // Config of NewTrainer.
@@ -181,11 +183,22 @@ func NewTrainer(c Config) (*Trainer, error) {
 	if b, err := e.TOML(); err == nil {
 		t.st.Experiment = string(b)
 	}
+	if e.Train.CUDAGraphs {
+		err := fmt.Errorf("train.cuda_graphs needs a CUDA device; this run is on %v", t.dev)
+		if t.dev.IsCUDA() {
+			err = t.enableGraphs(captureCUDA)
+		}
+		if err != nil {
+			opt.Close()
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
 // Close releases the optimizer and the metrics files (not the model).
 func (t *Trainer) Close() error {
+	t.graph.close()
 	t.pend.free()
 	t.opt.Close()
 	if t.metrics != nil {

@@ -1,0 +1,210 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+
+	"clm/optim"
+	"clm/torch"
+)
+
+// train.cuda_graphs: on a GPU, the step's forwards, backwards, clipping and
+// AdamW update are captured once in a CUDA graph, after graphWarmup eager
+// steps, and replayed for every later step, so that a step costs one launch
+// instead of the thousands its kernels take one by one. The host keeps
+// what changes from step to step: the batch, copied into the graph's input
+// tensors, and AdamW's learning rate and bias corrections, written to the
+// device by its graph mode (torch.AdamWGraph) before each replay. The NaN
+// checks stay deferred: each replay's loss and gradient norm join the
+// device-side sums that the next synchronisation reads.
+
+// graphWarmup is the number of eager steps before the capture: they create
+// AdamW's state and let libtorch and cuBLAS make their lazy allocations
+// outside the graph (PyTorch's documentation warms up 3 steps too).
+const graphWarmup = 3
+
+// replayer is a captured step: a torch.CUDAGraph, or, in the CPU tests, the
+// captured function run again.
+type replayer interface {
+	Replay() error
+	Close()
+}
+
+// captureFunc captures f on dev into a replayer without running it.
+type captureFunc func(dev torch.Device, f func()) (replayer, error)
+
+// captureCUDA is torch.CaptureCUDAGraph.
+func captureCUDA(dev torch.Device, f func()) (replayer, error) {
+	g, err := torch.CaptureCUDAGraph(dev, f)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// graphStep is train.cuda_graphs' state.
+type graphStep struct {
+	capture captureFunc
+	opt     *optim.AdamW // in torch.AdamWGraph mode
+	g       replayer
+	// key is the captured step's forwards (rows and loss segments of
+	// each): a step whose forwards differ runs eagerly.
+	key string
+	// ids are the graph's inputs, one per forward; loss and norm its
+	// outputs (the step's mean loss and gradient norm), as the latest
+	// replay left them; kept are the outputs of the capture, freed with
+	// the graph.
+	ids        []*torch.Tensor
+	loss, norm *torch.Tensor
+	kept       []*torch.Tensor
+	// prepared says that AdamW's host half of the step already ran (a
+	// capture failed after it): the eager step then applies only the
+	// device half.
+	prepared bool
+	failed   bool // a capture failed: the run goes on eagerly
+	// Eager and Replayed count the steps taken each way.
+	Eager, Replayed int
+}
+
+// enableGraphs switches the trainer to captured steps. They need AdamW
+// (whose graph mode keeps its per-step scalars on the device), deferred NaN
+// checks (a checked step reads its loss back before its update), one
+// process, and no block checkpointing (which saves and restores the RNG
+// state on the host between pieces of the backward).
+func (t *Trainer) enableGraphs(capture captureFunc) error {
+	tr := &t.exp.Train
+	adam, ok := t.opt.(*optim.AdamW)
+	var why []string
+	if !ok {
+		why = append(why, fmt.Sprintf("an AdamW optimizer, not %s", tr.Optimizer))
+	}
+	if !t.guard.deferred() {
+		why = append(why, "deferred NaN checks (nan_check_every > 1, on_nan = \"stop\", not fp16), not a check every step")
+	}
+	if t.world > 1 {
+		why = append(why, fmt.Sprintf("one process, not %d", t.world))
+	}
+	if t.ckpt != 0 {
+		why = append(why, fmt.Sprintf("checkpoint_activations = \"none\", not %q", tr.CheckpointActivations))
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("train.cuda_graphs needs %s", strings.Join(why, "; "))
+	}
+	if err := adam.SetForeach(torch.AdamWGraph); err != nil {
+		return fmt.Errorf("train.cuda_graphs: %w", err)
+	}
+	t.graph = &graphStep{capture: capture, opt: adam}
+	return nil
+}
+
+// close frees the graph, its inputs and outputs.
+func (gs *graphStep) close() {
+	if gs == nil {
+		return
+	}
+	if gs.g != nil {
+		gs.g.Close()
+		gs.g = nil
+	}
+	for _, x := range append(gs.ids, gs.kept...) {
+		x.Free()
+	}
+	gs.ids, gs.kept, gs.loss, gs.norm = nil, nil, nil, nil
+}
+
+// planKey names a step's forwards: the rows and loss segments of each.
+func planKey(plan []forward) string {
+	var b strings.Builder
+	for _, f := range plan {
+		fmt.Fprintf(&b, "%d%v;", len(f.rows), f.segs)
+	}
+	return b.String()
+}
+
+// update applies the optimizer step of an eager step: the whole step, or,
+// after a capture that failed past AdamW's host half, its device half.
+func (t *Trainer) update() {
+	if gs := t.graph; gs != nil && gs.prepared {
+		gs.prepared = false
+		gs.opt.ApplyStep()
+		return
+	}
+	t.opt.Step()
+}
+
+// stepGraphed takes the step by replaying the captured graph, capturing it
+// first once the warm-up is over. It returns false, leaving the step to the
+// eager path, during the warm-up, after a failed capture, and for a step
+// whose forwards differ from the captured ones.
+func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
+	gs := t.graph
+	plan := planForwards(mine, t.forwardRows(), t.pad)
+	key := planKey(plan)
+	if gs.failed || (gs.g == nil && gs.Eager < graphWarmup) || (gs.g != nil && key != gs.key) {
+		gs.Eager++
+		return false, nil
+	}
+	err := torch.Try(func() {
+		if gs.g == nil {
+			for _, f := range plan {
+				gs.ids = append(gs.ids, s.Keep(t.ids(f.rows)))
+			}
+		} else {
+			for i, f := range plan {
+				gs.ids[i].CopyFrom(t.ids(f.rows))
+			}
+		}
+		gs.opt.PrepareStep()
+	})
+	if err != nil {
+		return true, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	if gs.g == nil {
+		if err := t.captureStep(s, plan, key); err != nil {
+			fmt.Fprintf(t.log, "train.cuda_graphs: the capture of step %d failed, training on without graphs: %v\n", t.st.Step+1, err)
+			gs.close()
+			gs.failed, gs.prepared = true, true
+			t.opt.ZeroGrad()
+			gs.Eager++
+			return false, nil
+		}
+	}
+	err = gs.g.Replay()
+	t.opt.ZeroGrad() // a graph's gradients live in its pool; a rerun's are new
+	if err != nil {
+		return true, fmt.Errorf("step %d: CUDA graph replay: %w", t.st.Step+1, err)
+	}
+	gs.Replayed++
+	t.st.SchedStep++
+	err = torch.Try(func() { t.pend.add(s, t.st.Step+1, gs.loss.Clone(), gs.norm.Clone()) })
+	return true, err
+}
+
+// captureStep captures the step's forwards and backwards on the graph's
+// inputs, the clipping and AdamW's device half.
+func (t *Trainer) captureStep(s *torch.Scope, plan []forward, key string) error {
+	gs := t.graph
+	t.opt.ZeroGrad() // the captured backward creates the gradients
+	var ferr error
+	g, err := gs.capture(t.dev, func() {
+		lossSum, err := t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return gs.ids[i] })
+		if err == nil {
+			gs.loss, gs.norm, err = t.clip(lossSum)
+		}
+		if err == nil {
+			err = torch.Try(gs.opt.ApplyStep)
+		}
+		ferr = err
+	})
+	t.opt.ZeroGrad()
+	if err == nil && ferr != nil {
+		g.Close()
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	gs.g, gs.key = g, key
+	gs.kept = []*torch.Tensor{s.Keep(gs.loss), s.Keep(gs.norm)}
+	return nil
+}
