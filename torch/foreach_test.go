@@ -36,6 +36,7 @@ func runAdamW(t *testing.T, flavour AdamWFlavour, mode AdamWMode, dev Device, sk
 	}
 	specs := []spec{
 		{"w1", []int64{8, 6}, Float32, 0}, {"w2", []int64{6, 3}, Float32, 0}, {"w64", []int64{5}, Float64, 0},
+		{"big", []int64{64, 48}, Float32, 0}, // long enough for the kernels' vectorised loops
 		{"b1", []int64{6}, Float32, 1}, {"gain", nil, Float32, 1}, {"b64", []int64{3}, Float64, 1}, {"b2", []int64{3}, Float32, 1},
 	}
 	randn := func(shape []int64, scale float64, dt DType) *Tensor {

@@ -34,47 +34,84 @@ func TestAdamWGraphMatchesLoop(t *testing.T) {
 	}
 }
 
-// TestAdamWGraphRefuses checks the graph mode's preconditions: a gradient
-// for every parameter, one step count per bucket, and its halves only in
-// its own mode.
+// TestAdamWGraphRefuses checks the graph mode's preconditions: the
+// parameters with a gradient stay those of its first step, one step count
+// per group, and its halves only in its own mode, after an eager first
+// step. A refused step changes nothing.
 func TestAdamWGraphRefuses(t *testing.T) {
-	leakCheck(t)
-	WithScope(func(*Scope) {
-		a := FromFloat32([]float32{1, 2}, 2).SetRequiresGrad(true)
-		b := FromFloat32([]float32{3}, 1).SetRequiresGrad(true)
-		o, err := NewAdamW(AdamWHF, 0.9, 0.999, 1e-8, []ParamGroup{{Params: []*Tensor{a, b}, LR: 1e-3}})
-		if err != nil {
-			t.Fatal(err)
+	// grad gives a and/or b a gradient.
+	type params struct{ a, b *Tensor }
+	grad := func(p params, a, b bool) {
+		if a {
+			p.a.Sum(false).Backward()
 		}
-		defer o.Close()
-		wantErr := func(what, sub string, f func()) {
-			t.Helper()
-			err := Try(f)
-			var te *Error
-			if !errors.As(err, &te) || !strings.Contains(te.Msg, sub) {
-				t.Fatalf("%s: %v, want an error mentioning %q", what, err, sub)
-			}
-			t.Logf("%s: %v", what, err)
+		if b {
+			p.b.Sum(false).Backward()
 		}
-		wantErr("PrepareStep in auto mode", "graph mode", o.PrepareStep)
-		if err := o.SetForeach(AdamWGraph); err != nil {
-			t.Fatal(err)
-		}
-		a.Sum(false).Backward() // b has no gradient
-		wantErr("a parameter without gradient", "gradient for every parameter", o.Step)
-		if st := o.State(0, 0); st.Steps != 0 {
-			t.Fatalf("a refused step advanced the step count to %d", st.Steps)
-		}
-		b.Sum(false).Backward()
-		wantErr("ApplyStep before PrepareStep", "before its first prepare", o.ApplyStep)
-		o.ZeroGrad()
-		WithScope(func(*Scope) {
-			if err := o.SetState(0, 1, ParamState{ExpAvg: Zeros([]int64{1}, Float32, CPU), ExpAvgSq: Zeros([]int64{1}, Float32, CPU), Steps: 3}); err != nil {
+	}
+	for _, c := range []struct {
+		name  string
+		setup func(o *AdamW, p params) // runs before the refused call
+		call  func(o *AdamW)
+		want  string
+	}{
+		{"prepare in auto mode", func(o *AdamW, p params) {
+			if err := o.SetForeach(AdamWAuto); err != nil {
 				t.Fatal(err)
 			}
+		}, (*AdamW).PrepareStep, "prepare is the graph mode's"},
+		{"apply before prepare", func(o *AdamW, p params) { grad(p, true, true) }, (*AdamW).ApplyStep, "before its first prepare"},
+		{"a new gradient", func(o *AdamW, p params) {
+			grad(p, true, false)
+			o.Step() // b has no gradient at the first step: a alone is updated
+			o.ZeroGrad()
+			grad(p, true, true)
+		}, (*AdamW).Step, "parameter 1 of group 0 had no gradient at the graph step's first step but has one now"},
+		{"a missing gradient", func(o *AdamW, p params) {
+			grad(p, true, true)
+			o.Step()
+			o.ZeroGrad()
+			grad(p, false, true)
+		}, (*AdamW).ApplyStep, "parameter 0 of group 0 has none now"},
+		{"uneven step counts", func(o *AdamW, p params) {
+			WithScope(func(*Scope) {
+				if err := o.SetState(0, 1, ParamState{ExpAvg: Zeros([]int64{1}, Float32, CPU), ExpAvgSq: Zeros([]int64{1}, Float32, CPU), Steps: 3}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			grad(p, true, true)
+		}, (*AdamW).Step, "group 0 has parameters at steps 0 and 3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			leakCheck(t)
+			WithScope(func(*Scope) {
+				p := params{FromFloat32([]float32{1, 2}, 2).SetRequiresGrad(true), FromFloat32([]float32{3}, 1).SetRequiresGrad(true)}
+				o, err := NewAdamW(AdamWHF, 0.9, 0.999, 1e-8, []ParamGroup{{Params: []*Tensor{p.a, p.b}, LR: 1e-3}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer o.Close()
+				if err := o.SetForeach(AdamWGraph); err != nil {
+					t.Fatal(err)
+				}
+				c.setup(o, p)
+				before := []int64{o.State(0, 0).Steps, o.State(0, 1).Steps}
+				a := p.a.Detach().Clone()
+				err = Try(func() { c.call(o) })
+				var te *Error
+				if !errors.As(err, &te) || !strings.Contains(te.Msg, c.want) {
+					t.Fatalf("%v, want an error mentioning %q", err, c.want)
+				}
+				if after := []int64{o.State(0, 0).Steps, o.State(0, 1).Steps}; after[0] != before[0] || after[1] != before[1] {
+					t.Errorf("the refused call moved the step counts from %v to %v", before, after)
+				}
+				if !bytes.Equal(a.Bytes(), p.a.Detach().Bytes()) {
+					t.Error("the refused call changed a parameter")
+				}
+				t.Log(err)
+			})
 		})
-		wantErr("uneven step counts", "parameters at steps 0 and 3", o.PrepareStep)
-	})
+	}
 }
 
 // TestCUDAGraphNeedsCUDA: capture is refused on the CPU, and f never runs.

@@ -195,8 +195,10 @@ const (
 	// AdamWGraph runs the foreach op sequence with every value that changes
 	// from step to step (learning rate, bias corrections) in small tensors
 	// on the parameters' device, so that a CUDA graph can capture the
-	// update: Step is PrepareStep then ApplyStep. Every parameter needs a
-	// gradient at each step, and the parameters of a group one step count.
+	// update: Step is PrepareStep then ApplyStep. It updates the parameters
+	// that had a gradient at its first step, and those every step (a
+	// gradient appearing or missing later is an error), with one step count
+	// per group.
 	// On the CPU the result is bitwise the loop's.
 	AdamWGraph AdamWMode = 4
 )

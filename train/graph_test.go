@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"clm/model"
 	"clm/torch"
 )
 
@@ -44,24 +45,29 @@ func graphedRun(t *testing.T, e *Experiment, batches [][][]int32, capture captur
 
 // TestGraphStepsMatchEager: steps taken through train.cuda_graphs' path
 // (3 eager, then one captured and replayed, then replays) train to the
-// weights and losses of the plain loop, bit for bit; so does a run whose
-// capture fails after AdamW's host half ran (it goes on eagerly, and says
-// so); and nothing is left allocated.
+// weights and losses of the plain loop, bit for bit, for every preset (so
+// every preset's parameters all take a gradient each step, as AdamW's graph
+// mode needs); so does a run whose capture fails after AdamW's host half
+// ran (it goes on eagerly, and says so); and nothing is left allocated.
 func TestGraphStepsMatchEager(t *testing.T) {
 	batches := makeBatches(8, 4, 32, 512, 4)
-	e := experiment(t, "default", strings.Replace(resumeTrain, "[report]", "nan_check_every = 4\n[report]", 1))
-	want, wantLog := trainToEnd(t, e, batches)
 	refuse := func(torch.Device, func()) (replayer, error) { return nil, errors.New("refused by the test") }
-	for _, c := range []struct {
-		name            string
+	type run struct {
+		name, preset    string
 		capture         captureFunc
 		eager, replayed int
 		log             string
-	}{
-		{"replayed", captureRerun, graphWarmup, 12 - graphWarmup, ""},
-		{"capture failed", refuse, 12, 0, "the capture of step 4 failed, training on without graphs: refused by the test"},
-	} {
+	}
+	var runs []run
+	for _, p := range model.PresetNames() {
+		runs = append(runs, run{p + "/replayed", p, captureRerun, graphWarmup, 12 - graphWarmup, ""})
+	}
+	runs = append(runs, run{"default/capture failed", "default", refuse, 12, 0,
+		"the capture of step 4 failed, training on without graphs: refused by the test"})
+	for _, c := range runs {
 		t.Run(c.name, func(t *testing.T) {
+			e := experiment(t, c.preset, strings.Replace(resumeTrain, "[report]", "nan_check_every = 4\n[report]", 1))
+			want, wantLog := trainToEnd(t, e, batches)
 			live := torch.LiveTensors()
 			got, gotLog, gs, log := graphedRun(t, e, batches, c.capture)
 			if n := torch.LiveTensors(); n != live {

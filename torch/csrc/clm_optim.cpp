@@ -28,9 +28,10 @@
 //           bias correction) in small tensors on the parameters' device:
 //           prepare() advances the step counts on the host and writes those
 //           tensors; apply() only launches kernels that read them. A CUDA
-//           graph captures apply() once and replays it every step. It needs
-//           every parameter to have a gradient and, within a bucket, one
-//           step count. Scalars that were kernel arguments are tensor
+//           graph captures apply() once and replays it every step. It
+//           updates the parameters that had a gradient at its first step
+//           (then every step; a gradient appearing or missing later is an
+//           error), with one step count per bucket. Scalars that were kernel arguments are tensor
 //           operands, combined in the order (and, for multiply-adds, the
 //           kernels) that the device's addcdiv_ and add_ use: bitwise the
 //           loop on the CPU (tested); on CUDA tested against foreach by
@@ -78,7 +79,11 @@ struct Group {
   std::vector<at::Tensor> params;
   std::vector<ParamState> state;
   double lr = 0, weight_decay = 0;
-  std::vector<GraphBucket> graph;  // the graph mode's buckets, built by its first prepare
+  // The graph mode's buckets and which parameters they hold, fixed by its
+  // first prepare.
+  std::vector<GraphBucket> graph;
+  std::vector<char> in_graph;
+  bool graph_built = false;
 };
 
 }  // namespace
@@ -238,12 +243,19 @@ struct clm_adamw_s {
                       grp.weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
   }
 
-  // graph_buckets groups every parameter of grp by device and dtype and
+  // graph_buckets fixes the parameters of grp that the graph mode updates,
+  // the ones with a gradient now (all of them if none has one yet: a
+  // prepare before any backward), groups them by device and dtype and
   // creates their state and per-step scalar tensors (once).
   static void graph_buckets(Group &grp) {
-    if (!grp.graph.empty() || grp.params.empty()) return;
+    if (grp.graph_built) return;
+    bool any = false;
+    for (const auto &p : grp.params) any = any || p.grad().defined();
+    grp.in_graph.assign(grp.params.size(), 0);
     for (size_t i = 0; i < grp.params.size(); i++) {
       const auto &p = grp.params[i];
+      if (any && !p.grad().defined()) continue;
+      grp.in_graph[i] = 1;
       GraphBucket *b = nullptr;
       for (auto &x : grp.graph) {
         const auto &q = grp.params[x.idx[0]];
@@ -265,11 +277,13 @@ struct clm_adamw_s {
         s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
       }
     }
+    grp.graph_built = true;
   }
 
   // prepare is the graph mode's host half of a step: it advances every step
   // count and writes the step's scalars to the device (one small copy per
-  // bucket, ordered before the next apply on the current stream).
+  // bucket, ordered before the next apply on the current stream, without
+  // waiting for the device).
   void prepare() {
     at::NoGradGuard ng;
     for (size_t g = 0; g < groups.size(); g++) {
@@ -295,9 +309,14 @@ struct clm_adamw_s {
           v[1] = -(lr * std::sqrt(c.bc2) / c.bc1);
           v[2] = 1;
         }
-        // double → the kernels' type rounds as a Scalar argument would.
+        // double → the kernels' type rounds as a Scalar argument would. To
+        // CUDA through pinned memory, so that the copy does not wait for
+        // the device (the caching host allocator keeps the block until the
+        // copy has run).
         auto host = at::tensor(at::ArrayRef<double>(v, 3), at::kDouble).to(b.scalars.scalar_type());
-        b.scalars.copy_(host);
+        const bool async = b.scalars.is_cuda();
+        if (async) host = host.pin_memory();
+        b.scalars.copy_(host, async);
       }
     }
   }
@@ -307,11 +326,11 @@ struct clm_adamw_s {
   // nothing but temporaries, so a CUDA graph can capture it.
   void apply() {
     at::NoGradGuard ng;
-    require_grads();
+    for (const auto &grp : groups)
+      if (!grp.graph_built) throw std::logic_error("adamw: the graph step's apply before its first prepare");
+    check_grads();
     for (size_t g = 0; g < groups.size(); g++) {
       auto &grp = groups[g];
-      if (grp.graph.empty() && !grp.params.empty())
-        throw std::logic_error("adamw: the graph step's apply before its first prepare");
       for (auto &b : grp.graph) {
         std::vector<at::Tensor> params, grads, m, v;
         for (auto i : b.idx) {
@@ -372,19 +391,30 @@ struct clm_adamw_s {
     at::_foreach_addcmul_(params, at::_foreach_div(m, denom), same(neg_step, params.size()));
   }
 
-  // require_grads throws unless every parameter has a gradient (the graph
-  // mode's precondition), before a step changes anything.
-  void require_grads() const {
-    for (size_t g = 0; g < groups.size(); g++)
-      for (size_t i = 0; i < groups[g].params.size(); i++)
-        if (!groups[g].params[i].grad().defined())
-          throw std::invalid_argument("adamw: the graph step needs a gradient for every parameter; parameter " +
-                                      std::to_string(i) + " of group " + std::to_string(g) + " has none");
+  // check_grads throws, before a step changes anything, unless the
+  // parameters with a gradient are the ones the graph mode updates (fixed
+  // by its first step).
+  void check_grads() const {
+    for (size_t g = 0; g < groups.size(); g++) {
+      const auto &grp = groups[g];
+      if (!grp.graph_built) continue;
+      for (size_t i = 0; i < grp.params.size(); i++) {
+        const bool has = grp.params[i].grad().defined();
+        if (has == static_cast<bool>(grp.in_graph[i])) continue;
+        const auto which = "parameter " + std::to_string(i) + " of group " + std::to_string(g);
+        if (has)
+          throw std::invalid_argument("adamw: " + which +
+                                      " had no gradient at the graph step's first step but has one now (the graph "
+                                      "step updates the parameters that had one then)");
+        throw std::invalid_argument("adamw: the graph step updates the parameters that had a gradient at its first "
+                                    "step; " + which + " has none now");
+      }
+    }
   }
 
   void step() {
     if (mode == kGraph) {
-      require_grads();
+      check_grads();
       prepare();
       apply();
       return;
