@@ -144,19 +144,7 @@ func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
 		gs.Eager++
 		return false, nil
 	}
-	err := torch.Try(func() {
-		if gs.g == nil {
-			for _, f := range plan {
-				gs.ids = append(gs.ids, s.Keep(t.ids(f.rows)))
-			}
-		} else {
-			for i, f := range plan {
-				gs.ids[i].CopyFrom(t.ids(f.rows))
-			}
-		}
-		gs.opt.PrepareStep()
-	})
-	if err != nil {
+	if err := torch.Try(func() { t.loadGraph(s, plan) }); err != nil {
 		return true, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	if gs.g == nil {
@@ -169,7 +157,7 @@ func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
 			return false, nil
 		}
 	}
-	err = gs.g.Replay()
+	err := gs.g.Replay()
 	t.opt.ZeroGrad() // a graph's gradients live in its pool; a rerun's are new
 	if err != nil {
 		return true, fmt.Errorf("step %d: CUDA graph replay: %w", t.st.Step+1, err)
@@ -178,6 +166,21 @@ func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
 	t.st.SchedStep++
 	err = torch.Try(func() { t.pend.add(s, t.st.Step+1, gs.loss.Clone(), gs.norm.Clone()) })
 	return true, err
+}
+
+// loadGraph copies the step's batch into the graph's inputs (creating them,
+// outside the step's scope, before the capture) and runs AdamW's host half
+// of the step.
+func (t *Trainer) loadGraph(s *torch.Scope, plan []forward) {
+	gs := t.graph
+	for i, f := range plan {
+		if gs.g == nil {
+			gs.ids = append(gs.ids, s.Keep(t.ids(f.rows)))
+		} else {
+			gs.ids[i].CopyFrom(t.ids(f.rows))
+		}
+	}
+	gs.opt.PrepareStep()
 }
 
 // captureStep captures the step's forwards and backwards on the graph's
