@@ -188,6 +188,20 @@ struct clm_adamw_s {
     }
   }
 
+  // update_moments is the moments' part of the loop's op sequence over
+  // lists: m ← lerp(m, g, 1 − β1) (adamw_torch) or β1·m + (1 − β1)·g
+  // (adamw_hf); v ← β2·v + (1 − β2)·g².
+  void update_moments(at::TensorList m, at::TensorList v, at::TensorList grads) const {
+    if (flavour == 0) {
+      at::_foreach_lerp_(m, grads, at::Scalar(1 - beta1));
+    } else {
+      at::_foreach_mul_(m, at::Scalar(beta1));
+      at::_foreach_add_(m, grads, at::Scalar(1.0 - beta1));
+    }
+    at::_foreach_mul_(v, at::Scalar(beta2));
+    at::_foreach_addcmul_(v, grads, grads, at::Scalar(1.0 - beta2));
+  }
+
   // The loop's op sequence over a bucket with _foreach_ ops.
   void step_foreach(Group &grp, Bucket &b) {
     const double lr = grp.lr, wd = grp.weight_decay;
@@ -206,18 +220,13 @@ struct clm_adamw_s {
     at::TensorList params(b.params), grads(b.grads), m(b.exp_avgs), v(b.exp_avg_sqs);
     if (flavour == 0) {
       if (wd != 0) at::_foreach_mul_(params, at::Scalar(1 - lr * wd));
-      at::_foreach_lerp_(m, grads, at::Scalar(1 - beta1));
-      at::_foreach_mul_(v, at::Scalar(beta2));
-      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1 - beta2));
+      update_moments(m, v, grads);
       auto denom = at::_foreach_sqrt(v);
       at::_foreach_div_(denom, at::ArrayRef<at::Scalar>(bc2_sqrt));
       at::_foreach_add_(denom, at::Scalar(eps));
       at::_foreach_addcdiv_(params, m, denom, at::ArrayRef<at::Scalar>(neg_step));
     } else {
-      at::_foreach_mul_(m, at::Scalar(beta1));
-      at::_foreach_add_(m, grads, at::Scalar(1.0 - beta1));
-      at::_foreach_mul_(v, at::Scalar(beta2));
-      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1.0 - beta2));
+      update_moments(m, v, grads);
       auto denom = at::_foreach_sqrt(v);
       at::_foreach_add_(denom, at::Scalar(eps));
       at::_foreach_addcdiv_(params, m, denom, at::ArrayRef<at::Scalar>(neg_step));
@@ -352,18 +361,13 @@ struct clm_adamw_s {
     const auto decay = scalars[0], neg_step = scalars[1], bc2_sqrt = scalars[2];
     if (flavour == 0) {
       if (wd != 0) at::_foreach_mul_(params, decay);
-      at::_foreach_lerp_(m, grads, at::Scalar(1 - beta1));
-      at::_foreach_mul_(v, at::Scalar(beta2));
-      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1 - beta2));
+      update_moments(m, v, grads);
       auto denom = at::_foreach_sqrt(v);
       at::_foreach_div_(denom, bc2_sqrt);
       at::_foreach_add_(denom, at::Scalar(eps));
       add_step(params, m, denom, neg_step);
     } else {
-      at::_foreach_mul_(m, at::Scalar(beta1));
-      at::_foreach_add_(m, grads, at::Scalar(1.0 - beta1));
-      at::_foreach_mul_(v, at::Scalar(beta2));
-      at::_foreach_addcmul_(v, grads, grads, at::Scalar(1.0 - beta2));
+      update_moments(m, v, grads);
       auto denom = at::_foreach_sqrt(v);
       at::_foreach_add_(denom, at::Scalar(eps));
       add_step(params, m, denom, neg_step);
