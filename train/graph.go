@@ -156,6 +156,7 @@ func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
 			gs.Eager++
 			return false, nil
 		}
+		fmt.Fprintf(t.log, "train.cuda_graphs: step %d captured; replaying it from now on\n", t.st.Step+1)
 	}
 	err := gs.g.Replay()
 	t.opt.ZeroGrad() // a graph's gradients live in its pool; a rerun's are new

@@ -60,7 +60,8 @@ func TestGraphStepsMatchEager(t *testing.T) {
 	}
 	var runs []run
 	for _, p := range model.PresetNames() {
-		runs = append(runs, run{p + "/replayed", p, captureRerun, graphWarmup, 12 - graphWarmup, ""})
+		runs = append(runs, run{p + "/replayed", p, captureRerun, graphWarmup, 12 - graphWarmup,
+			"train.cuda_graphs: step 4 captured; replaying it from now on"})
 	}
 	runs = append(runs, run{"default/capture failed", "default", refuse, 12, 0,
 		"the capture of step 4 failed, training on without graphs: refused by the test"})
