@@ -17,7 +17,8 @@ import (
 // clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
 // it reads the loss and gradient norm back (one host synchronisation) and
 // applies the update only if both are finite; otherwise it applies the
-// update and leaves the check to the next sync.
+// update and leaves the check to the next sync. With train.cuda_graphs the
+// forwards to the update are, after the warm-up, one replay (graph.go).
 func (t *Trainer) step() error {
 	if !t.dev.IsCUDA() {
 		// Last, after the step's tensors are gone: what the step no longer
