@@ -23,7 +23,6 @@ var benchSizes = []struct {
 // BenchmarkForwardBackward is one micro-batch's forward and backward for
 // every preset and size (attention per CLM_BENCH_ATTENTION, default auto).
 func BenchmarkForwardBackward(b *testing.B) {
-	benchenv.SetThreads(b)
 	impl, err := ParseAttentionImpl(os.Getenv("CLM_BENCH_ATTENTION"))
 	if err != nil {
 		b.Fatal(err)
@@ -31,6 +30,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 	for _, size := range benchSizes {
 		for _, preset := range PresetNames() {
 			b.Run(fmt.Sprintf("%s/%s", preset, size.name), func(b *testing.B) {
+				benchenv.SetThreads(b)
 				cfg, err := PresetWith(preset, map[string]any{
 					"n_layer": size.layers, "n_embd": size.d, "n_head": size.h,
 					"context_length": size.T, "n_positions": size.T, "vocab_size": size.V,

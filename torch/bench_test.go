@@ -2,14 +2,18 @@ package torch
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 )
 
 // benchThreads applies CLM_BENCH_THREADS (default 1) so that Go and the
 // Python timing script (scripts/reference/bench_torch.py) use the same
-// libtorch thread count.
+// libtorch thread count, and locks the benchmark's goroutine to its OS
+// thread, as benchenv.SetThreads does and for the same reason (call it in
+// every sub-benchmark).
 func benchThreads(b *testing.B) {
+	runtime.LockOSThread() // released when the benchmark's goroutine exits
 	n := 1
 	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
 		n, _ = strconv.Atoi(s)

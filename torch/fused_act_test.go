@@ -487,7 +487,6 @@ func TestFusedActGPU(t *testing.T) {
 // 128 tokens; the MLP's hidden width 1024 for the leaky ReLU, the model
 // width 256 for RMSNorm), float32 on the CPU, CLM_BENCH_THREADS threads.
 func BenchmarkFusedAct(b *testing.B) {
-	benchThreads(b)
 	const rows = 16 * 128
 	for _, op := range []struct {
 		name string
@@ -505,6 +504,7 @@ func BenchmarkFusedAct(b *testing.B) {
 	} {
 		for _, kind := range []string{"fused", "composite"} {
 			b.Run(op.name+"/"+kind, func(b *testing.B) {
+				benchThreads(b)
 				x := Randn([]int64{rows, op.d}, Float32, CPU).SetRequiresGrad(true)
 				s := Ones([]int64{op.d}, Float32, CPU).SetRequiresGrad(true)
 				up := Randn([]int64{rows, op.d}, Float32, CPU)

@@ -497,7 +497,6 @@ func TestLinearCrossEntropyGPU(t *testing.T) {
 // (standard deviation 16) most softmax gradients are float32 subnormals,
 // which slow the CPU's matmuls twentyfold.
 func BenchmarkLinearCrossEntropy(b *testing.B) {
-	benchThreads(b)
 	const n, d, v = 2048, 256, 52000
 	for _, c := range []struct {
 		name string
@@ -507,6 +506,7 @@ func BenchmarkLinearCrossEntropy(b *testing.B) {
 		{"plain", func(h, w, t *Tensor) *Tensor { return CrossEntropy(Linear(h, w, nil), t, -100, ReduceMean) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
+			benchThreads(b)
 			WithScope(func(*Scope) {
 				h0, w, target := lceInputs(3, n, d, v, -100, Float32)
 				h := h0.Detach().MulScalar(1.0 / 16).SetRequiresGrad(true)

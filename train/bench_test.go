@@ -64,13 +64,13 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 // CLM_BENCH_FUSED=0 runs the composite ops instead of the fused kernels,
 // CLM_BENCH_CHECKPOINT=block checkpoints the activations.
 func BenchmarkTrainStep(b *testing.B) {
-	benchenv.SetThreads(b)
 	attention := os.Getenv("CLM_BENCH_ATTENTION")
 	if attention == "" {
 		attention = "auto"
 	}
 	for _, preset := range model.PresetNames() {
 		b.Run(preset, func(b *testing.B) {
+			benchenv.SetThreads(b)
 			src := fmt.Sprintf(midModel, preset) + fmt.Sprintf(`
 [train]
 micro_batch = 16
@@ -107,9 +107,9 @@ every = 0
 // exceeds the default 10000. Its Python side is
 // scripts/reference/bench_optim.py (make bench-optim).
 func BenchmarkOptimizerStep(b *testing.B) {
-	benchenv.SetThreads(b)
 	for _, opt := range []string{"adamw_torch", "soap", "muon"} {
 		b.Run(opt, func(b *testing.B) {
+			benchenv.SetThreads(b)
 			src := fmt.Sprintf(midModel, "default") + fmt.Sprintf(`
 [train]
 micro_batch = 16

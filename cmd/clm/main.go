@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -42,6 +43,10 @@ func register(name, summary string, run func(args []string, stdout io.Writer) er
 var errUsage = errors.New("usage")
 
 func main() {
+	// Every command runs its libtorch work on this goroutine: keep it on one
+	// OS thread, whose OpenMP team and thread count then serve it throughout
+	// (a goroutine that moves starts another team while the old one spins).
+	runtime.LockOSThread()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
