@@ -246,8 +246,8 @@ func TestAdamWForeachGPU(t *testing.T) {
 				t.Logf("%v %v on %v: max abs difference from the loop %.3g", flavour, mode, dev, compareAdamW(t, got, want, 1e-6))
 			})
 		}
-		// The graph mode (train.cuda_graphs' AdamW) needs every gradient at
-		// every step: no skips, for it and its reference.
+		// The graph mode (train.cuda_graphs' AdamW) needs the same gradients
+		// at every step: no skips, for it and its reference.
 		WithScope(func(*Scope) {
 			want := runAdamW(t, flavour, AdamWForeach, dev, false)
 			got := runAdamW(t, flavour, AdamWGraph, dev, false)

@@ -198,7 +198,7 @@ const (
 	// update: Step is PrepareStep then ApplyStep. It updates the parameters
 	// that had a gradient at its first step, and those every step (a
 	// gradient appearing or missing later is an error), with one step count
-	// per group.
+	// among a group's parameters of one device and dtype.
 	// On the CPU the result is bitwise the loop's.
 	AdamWGraph AdamWMode = 4
 )

@@ -31,11 +31,11 @@
 //           graph captures apply() once and replays it every step. It
 //           updates the parameters that had a gradient at its first step
 //           (then every step; a gradient appearing or missing later is an
-//           error), with one step count per bucket. Scalars that were kernel arguments are tensor
-//           operands, combined in the order (and, for multiply-adds, the
-//           kernels) that the device's addcdiv_ and add_ use: bitwise the
-//           loop on the CPU (tested); on CUDA tested against foreach by
-//           device-check.sh.
+//           error), with one step count per bucket. Scalars that were kernel
+//           arguments are tensor operands, combined in the order (and, for
+//           multiply-adds, the kernels) that the device's addcdiv_ and add_
+//           use: bitwise the loop on the CPU (tested); on CUDA tested
+//           against foreach by device-check.sh.
 // auto (the default) takes foreach for buckets on CUDA and the loop elsewhere.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -111,16 +111,33 @@ struct clm_adamw_s {
     return {1 - std::pow(beta1, t), 1 - std::pow(beta2, t)};
   }
 
+  // The per-parameter scalars of the multi-tensor sequences at step count
+  // steps with learning rate lr: −step size, and √(bias correction 2)
+  // (adamw_torch divides the denominator by it; 1 for adamw_hf, which folds
+  // it into the step size).
+  struct StepScalars {
+    double neg_step, bc2_sqrt;
+  };
+  StepScalars step_scalars(double lr, int64_t steps) const {
+    const auto c = corrections(steps);
+    if (flavour == 0) return {-(lr / c.bc1), std::pow(c.bc2, 0.5)};
+    return {-(lr * std::sqrt(c.bc2) / c.bc1), 1};
+  }
+
+  // init_state creates a parameter's moments at its first step.
+  static void init_state(ParamState &s, const at::Tensor &p) {
+    if (s.exp_avg.defined()) return;
+    s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
+    s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
+  }
+
   // Updates parameter i of grp with the loop's op sequence.
   void step_one(Group &grp, size_t i) {
     const double lr = grp.lr, wd = grp.weight_decay;
     auto &p = grp.params[i];
     const auto &g = p.grad();
     auto &s = grp.state[i];
-    if (!s.exp_avg.defined()) {
-      s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
-      s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
-    }
+    init_state(s, p);
     s.steps++;
     const auto c = corrections(s.steps);
     const double bc1 = c.bc1, bc2 = c.bc2;
@@ -143,18 +160,19 @@ struct clm_adamw_s {
   }
 
   // Parameters of one group that share a device and dtype and have a
-  // gradient this step.
+  // gradient this step (with all, every parameter: grads then holds
+  // undefined tensors for those without).
   struct Bucket {
     std::vector<size_t> idx;
     std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
   };
 
-  static std::vector<Bucket> buckets(Group &grp) {
+  static std::vector<Bucket> buckets(Group &grp, bool all = false) {
     std::vector<Bucket> out;
     for (size_t i = 0; i < grp.params.size(); i++) {
       const auto &p = grp.params[i];
       const auto &g = p.grad();
-      if (!g.defined()) continue;
+      if (!g.defined() && !all) continue;
       Bucket *b = nullptr;
       for (auto &x : out)
         if (x.params[0].device() == p.device() && x.params[0].scalar_type() == p.scalar_type()) {
@@ -177,11 +195,7 @@ struct clm_adamw_s {
   static void prepare(Group &grp, Bucket &b) {
     for (size_t k = 0; k < b.idx.size(); k++) {
       auto &s = grp.state[b.idx[k]];
-      const auto &p = b.params[k];
-      if (!s.exp_avg.defined()) {
-        s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
-        s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
-      }
+      init_state(s, b.params[k]);
       s.steps++;
       b.exp_avgs.push_back(s.exp_avg);
       b.exp_avg_sqs.push_back(s.exp_avg_sq);
@@ -209,13 +223,9 @@ struct clm_adamw_s {
     const size_t n = b.idx.size();
     std::vector<at::Scalar> neg_step(n), bc2_sqrt(n);
     for (size_t k = 0; k < n; k++) {
-      const auto c = corrections(grp.state[b.idx[k]].steps);
-      if (flavour == 0) {
-        neg_step[k] = -(lr / c.bc1);
-        bc2_sqrt[k] = std::pow(c.bc2, 0.5);
-      } else {
-        neg_step[k] = -(lr * std::sqrt(c.bc2) / c.bc1);
-      }
+      const auto sc = step_scalars(lr, grp.state[b.idx[k]].steps);
+      neg_step[k] = sc.neg_step;
+      bc2_sqrt[k] = sc.bc2_sqrt;
     }
     at::TensorList params(b.params), grads(b.grads), m(b.exp_avgs), v(b.exp_avg_sqs);
     if (flavour == 0) {
@@ -254,46 +264,30 @@ struct clm_adamw_s {
 
   // graph_buckets fixes the parameters of grp that the graph mode updates,
   // the ones with a gradient now (all of them if none has one yet: a
-  // prepare before any backward), groups them by device and dtype and
+  // prepare before any backward), in buckets by device and dtype, and
   // creates their state and per-step scalar tensors (once).
   static void graph_buckets(Group &grp) {
     if (grp.graph_built) return;
     bool any = false;
     for (const auto &p : grp.params) any = any || p.grad().defined();
     grp.in_graph.assign(grp.params.size(), 0);
-    for (size_t i = 0; i < grp.params.size(); i++) {
-      const auto &p = grp.params[i];
-      if (any && !p.grad().defined()) continue;
-      grp.in_graph[i] = 1;
-      GraphBucket *b = nullptr;
-      for (auto &x : grp.graph) {
-        const auto &q = grp.params[x.idx[0]];
-        if (q.device() == p.device() && q.scalar_type() == p.scalar_type()) {
-          b = &x;
-          break;
-        }
-      }
-      if (b == nullptr) {
-        grp.graph.emplace_back();
-        b = &grp.graph.back();
-        const auto t = p.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-        b->scalars = at::zeros({3}, at::TensorOptions().dtype(t).device(p.device()));
-      }
-      b->idx.push_back(i);
-      auto &s = grp.state[i];
-      if (!s.exp_avg.defined()) {
-        s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
-        s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
+    for (auto &b : buckets(grp, /*all=*/!any)) {
+      const auto &p = b.params[0];
+      const auto t = p.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      grp.graph.push_back({b.idx, at::zeros({3}, at::TensorOptions().dtype(t).device(p.device()))});
+      for (size_t k = 0; k < b.idx.size(); k++) {
+        grp.in_graph[b.idx[k]] = 1;
+        init_state(grp.state[b.idx[k]], b.params[k]);
       }
     }
     grp.graph_built = true;
   }
 
-  // prepare is the graph mode's host half of a step: it advances every step
-  // count and writes the step's scalars to the device (one small copy per
-  // bucket, ordered before the next apply on the current stream, without
-  // waiting for the device).
-  void prepare() {
+  // prepare_graph is the graph mode's host half of a step: it advances
+  // every step count and writes the step's scalars to the device (one small
+  // copy per bucket, ordered before the next apply on the current stream,
+  // without waiting for the device).
+  void prepare_graph() {
     at::NoGradGuard ng;
     for (size_t g = 0; g < groups.size(); g++) {
       auto &grp = groups[g];
@@ -306,18 +300,9 @@ struct clm_adamw_s {
                                         std::to_string(g) + " has parameters at steps " + std::to_string(steps) +
                                         " and " + std::to_string(grp.state[i].steps));
         for (auto i : b.idx) grp.state[i].steps++;
-        const auto c = corrections(steps + 1);
         const double lr = grp.lr, wd = grp.weight_decay;
-        double v[3];
-        if (flavour == 0) {
-          v[0] = 1 - lr * wd;
-          v[1] = -(lr / c.bc1);
-          v[2] = std::pow(c.bc2, 0.5);
-        } else {
-          v[0] = -lr * wd;
-          v[1] = -(lr * std::sqrt(c.bc2) / c.bc1);
-          v[2] = 1;
-        }
+        const auto sc = step_scalars(lr, steps + 1);
+        double v[3] = {flavour == 0 ? 1 - lr * wd : -lr * wd, sc.neg_step, sc.bc2_sqrt};
         // double → the kernels' type rounds as a Scalar argument would. To
         // CUDA through pinned memory, so that the copy does not wait for
         // the device (the caching host allocator keeps the block until the
@@ -330,16 +315,20 @@ struct clm_adamw_s {
     }
   }
 
-  // apply is the graph mode's device half: the update of every parameter
-  // from the scalars prepare wrote. It reads nothing back and creates
-  // nothing but temporaries, so a CUDA graph can capture it.
-  void apply() {
-    at::NoGradGuard ng;
+  // apply_graph is the graph mode's device half: the update of every
+  // parameter from the scalars prepare_graph wrote. It reads nothing back
+  // and creates nothing but temporaries, so a CUDA graph can capture it.
+  void apply_graph() {
     for (const auto &grp : groups)
       if (!grp.graph_built) throw std::logic_error("adamw: the graph step's apply before its first prepare");
     check_grads();
-    for (size_t g = 0; g < groups.size(); g++) {
-      auto &grp = groups[g];
+    apply_buckets();
+  }
+
+  // apply_buckets is apply_graph after its checks.
+  void apply_buckets() {
+    at::NoGradGuard ng;
+    for (auto &grp : groups) {
       for (auto &b : grp.graph) {
         std::vector<at::Tensor> params, grads, m, v;
         for (auto i : b.idx) {
@@ -419,8 +408,8 @@ struct clm_adamw_s {
   void step() {
     if (mode == kGraph) {
       check_grads();
-      prepare();
-      apply();
+      prepare_graph();
+      apply_buckets();
       return;
     }
     at::NoGradGuard ng;
@@ -510,14 +499,14 @@ char *clm_adamw_step(clm_adamw o) {
 char *clm_adamw_prepare(clm_adamw o) {
   return guard([&] {
     if (o->mode != kGraph) throw std::logic_error("adamw: prepare is the graph mode's (clm_adamw_set_foreach 4)");
-    o->prepare();
+    o->prepare_graph();
   });
 }
 
 char *clm_adamw_apply(clm_adamw o) {
   return guard([&] {
     if (o->mode != kGraph) throw std::logic_error("adamw: apply is the graph mode's (clm_adamw_set_foreach 4)");
-    o->apply();
+    o->apply_graph();
   });
 }
 
