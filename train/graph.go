@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"clm/model"
 	"clm/optim"
 	"clm/torch"
 )
@@ -52,11 +53,9 @@ type graphStep struct {
 	key string
 	// ids are the graph's inputs, one per forward; loss and norm its
 	// outputs (the step's mean loss and gradient norm), as the latest
-	// replay left them; kept are the outputs of the capture, freed with
-	// the graph.
+	// replay left them; all are freed with the graph.
 	ids        []*torch.Tensor
 	loss, norm *torch.Tensor
-	kept       []*torch.Tensor
 	// prepared says that AdamW's host half of the step already ran (a
 	// capture failed after it): the eager step then applies only the
 	// device half.
@@ -84,7 +83,7 @@ func (t *Trainer) enableGraphs(capture captureFunc) error {
 	if t.world > 1 {
 		why = append(why, fmt.Sprintf("one process, not %d", t.world))
 	}
-	if t.ckpt != 0 {
+	if t.ckpt != model.CheckpointNone {
 		why = append(why, fmt.Sprintf("checkpoint_activations = \"none\", not %q", tr.CheckpointActivations))
 	}
 	if len(why) > 0 {
@@ -106,10 +105,10 @@ func (gs *graphStep) close() {
 		gs.g.Close()
 		gs.g = nil
 	}
-	for _, x := range append(gs.ids, gs.kept...) {
+	for _, x := range append(gs.ids, gs.loss, gs.norm) {
 		x.Free()
 	}
-	gs.ids, gs.kept, gs.loss, gs.norm = nil, nil, nil, nil
+	gs.ids, gs.loss, gs.norm = nil, nil, nil
 }
 
 // planKey names a step's forwards: the rows and loss segments of each.
@@ -136,9 +135,8 @@ func (t *Trainer) update() {
 // first once the warm-up is over. It returns false, leaving the step to the
 // eager path, during the warm-up, after a failed capture, and for a step
 // whose forwards differ from the captured ones.
-func (t *Trainer) stepGraphed(s *torch.Scope, mine [][][]int32) (bool, error) {
+func (t *Trainer) stepGraphed(s *torch.Scope, plan []forward) (bool, error) {
 	gs := t.graph
-	plan := planForwards(mine, t.forwardRows(), t.pad)
 	key := planKey(plan)
 	if gs.failed || (gs.g == nil && gs.Eager < graphWarmup) || (gs.g != nil && key != gs.key) {
 		gs.Eager++
@@ -209,6 +207,6 @@ func (t *Trainer) captureStep(s *torch.Scope, plan []forward, key string) error 
 		return err
 	}
 	gs.g, gs.key = g, key
-	gs.kept = []*torch.Tensor{s.Keep(gs.loss), s.Keep(gs.norm)}
+	s.Keep(gs.loss, gs.norm) // the graph's outputs outlive the step
 	return nil
 }

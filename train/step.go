@@ -38,12 +38,13 @@ func (t *Trainer) step() error {
 			return recErr
 		}
 	}
+	plan := planForwards(mine, t.forwardRows(), t.pad)
 	if t.graph != nil {
-		if done, err := t.stepGraphed(s, mine); done || err != nil {
+		if done, err := t.stepGraphed(s, plan); done || err != nil {
 			return err
 		}
 	}
-	lossSum, err := t.forwardBackward(mine)
+	lossSum, err := t.forwardBackward(plan)
 	if err != nil {
 		return err
 	}
@@ -74,11 +75,11 @@ func (t *Trainer) gather() [][][]int32 {
 	return mine
 }
 
-// forwardBackward runs forwards of fwdRows sequences (see fit.go) and their
-// backwards, each loss divided by the accumulation (and scaled under fp16).
-// It returns the sum of the micro-batch mean losses, float64, on the device.
-func (t *Trainer) forwardBackward(mine [][][]int32) (*torch.Tensor, error) {
-	plan := planForwards(mine, t.forwardRows(), t.pad)
+// forwardBackward runs the step's forwards (fwdRows sequences each, see
+// fit.go) and their backwards, each loss divided by the accumulation (and
+// scaled under fp16). It returns the sum of the micro-batch mean losses,
+// float64, on the device.
+func (t *Trainer) forwardBackward(plan []forward) (*torch.Tensor, error) {
 	return t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return t.ids(plan[i].rows) })
 }
 
