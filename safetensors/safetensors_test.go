@@ -372,8 +372,11 @@ func TestSource(t *testing.T) {
 	} {
 		bad := []Tensor{{Name: "w", DType: F32, Shape: []int64{2, 2}, Source: src}}
 		err := Write(filepath.Join(t.TempDir(), "x.safetensors"), bad, nil)
-		if err == nil || !strings.Contains(err.Error(), `w`) {
+		if err == nil || !strings.Contains(err.Error(), `tensor "w"`) {
 			t.Errorf("%s: error %v, want one naming the tensor", name, err)
+		}
+		if name == "short" && !errors.Is(err, ErrSize) {
+			t.Errorf("short: error %v, want ErrSize", err)
 		}
 	}
 }

@@ -55,10 +55,10 @@ func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		if data == nil && t.Source != nil {
 			var err error
 			if data, err = t.Source(); err != nil {
-				return fmt.Errorf("%s: %w", t.Name, err)
+				return fmt.Errorf("tensor %q: %w", t.Name, err)
 			}
-			if want := t.byteSize(); int64(len(data)) != want {
-				return fmt.Errorf("%s: %w: %d data bytes for %s %v, want %d", t.Name, ErrSize, len(data), t.DType, t.Shape, want)
+			if err := t.checkSize(data); err != nil {
+				return err
 			}
 		}
 		if _, err := bw.Write(data); err != nil {
@@ -122,6 +122,15 @@ func (t *Tensor) byteSize() int64 {
 	return n * int64(t.DType.Size())
 }
 
+// checkSize returns an ErrSize error naming t unless data has byteSize
+// bytes.
+func (t *Tensor) checkSize(data []byte) error {
+	if want := t.byteSize(); int64(len(data)) != want {
+		return fmt.Errorf("tensor %q: %w: %d data bytes for %s %v, want %d", t.Name, ErrSize, len(data), t.DType, t.Shape, want)
+	}
+	return nil
+}
+
 // header validates tensors and metadata and returns the padded JSON header
 // and the order of the tensors in the data section.
 func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error) {
@@ -140,15 +149,14 @@ func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error)
 		if t.DType.Size() == 0 {
 			return nil, nil, fail(t.Name, "%w %q", ErrDType, string(t.DType))
 		}
-		n, err := numElements(t.Shape)
-		if err != nil {
+		if _, err := numElements(t.Shape); err != nil {
 			return nil, nil, fail(t.Name, "%w: %v", ErrShape, err)
 		}
 		if t.Data == nil && t.Source != nil {
 			continue // checked when written
 		}
-		if want := n * int64(t.DType.Size()); int64(len(t.Data)) != want {
-			return nil, nil, fail(t.Name, "%w: %d data bytes for %s %v, want %d", ErrSize, len(t.Data), t.DType, t.Shape, want)
+		if err := t.checkSize(t.Data); err != nil {
+			return nil, nil, err
 		}
 	}
 	order := make([]int, len(tensors))
