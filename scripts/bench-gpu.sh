@@ -41,24 +41,25 @@ if [ -z "${CLM_PEAK_TFLOPS:-}" ]; then
   esac
 fi
 export CLM_PEAK_TFLOPS
-(cd train && ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 4m) \
-  | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu.txt"
+# go_bench FILE TIMEOUT [VAR=VALUE ...]: clm's BenchmarkGPUTrainStep with the
+# given environment, its result lines into $out/FILE.
+go_bench() {
+  local file=$1 limit=$2
+  shift 2
+  (cd train && env "$@" ../bin/device/train.test -test.run '^$' -test.bench 'GPUTrainStep' -test.benchtime 10x \
+    -test.timeout "$limit") | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/$file"
+}
+go_bench go-gpu.txt 4m
 timeout 240 "$py" scripts/reference/bench_gpu.py "$presets" --precision "${CLM_BENCH_PRECISION:-bf16}" \
   --micro "${CLM_BENCH_MICRO:-128}" > "$out/py-gpu.txt"
 files="go-gpu.txt py-gpu.txt"
 : > "$out/go-gpu-composite.txt"
-if [ -n "$compile_presets" ]; then
-  # clm without its fused kernels (train.fused_kernels = false), for the A/B.
-  (cd train && CLM_BENCH_FUSED=0 CLM_BENCH_PRESETS=$compile_presets ../bin/device/train.test -test.run '^$' \
-    -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 3m) \
-    | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu-composite.txt"
-fi
-# clm with the step captured once and replayed (train.cuda_graphs = true).
 : > "$out/go-gpu-graphs.txt"
 if [ -n "$compile_presets" ]; then
-  (cd train && CLM_BENCH_GRAPHS=1 CLM_BENCH_PRESETS=$compile_presets ../bin/device/train.test -test.run '^$' \
-    -test.bench 'GPUTrainStep' -test.benchtime 10x -test.timeout 3m) \
-    | grep '^BenchmarkGPUTrainStep' | sed -E 's/-[0-9]+[[:space:]]/\t/' > "$out/go-gpu-graphs.txt"
+  # clm without its fused kernels (train.fused_kernels = false), for the A/B,
+  # and with the step captured once and replayed (train.cuda_graphs = true).
+  go_bench go-gpu-composite.txt 3m CLM_BENCH_FUSED=0 CLM_BENCH_PRESETS="$compile_presets"
+  go_bench go-gpu-graphs.txt 3m CLM_BENCH_GRAPHS=1 CLM_BENCH_PRESETS="$compile_presets"
 fi
 : > "$out/py-gpu-compile.txt"
 if [ -n "$compile_presets" ]; then
@@ -80,11 +81,10 @@ field() { awk -v u="$2" '{ for (i = 2; i <= NF; i++) if ($(i) == u) print $(i-1)
   echo "| preset | clm tokens/s | reference tokens/s | speed-up | compile tokens/s | clm/compile | clm MFU % | ref MFU % | compile MFU % | clm peak GiB | ref peak GiB | compile peak GiB | compile warm-up s | clm ms/step | clm 1-sequence ms/step | clm composite tokens/s | clm CUDA-graph tokens/s | graph replays |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for p in ${presets//,/ }; do
-    g=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu.txt" | tr '\t' ' ')
-    r=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/py-gpu.txt" | tr '\t' ' ')
-    c=$(grep -P "^BenchmarkGPUTrainStepCompile/$p\t" "$out/py-gpu-compile.txt" | tr '\t' ' ')
-    u=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu-composite.txt" | tr '\t' ' ')
-    h=$(grep -P "^BenchmarkGPUTrainStep/$p\t" "$out/go-gpu-graphs.txt" | tr '\t' ' ')
+    row() { grep -P "^$1/$p\t" "$out/$2" | tr '\t' ' '; }
+    g=$(row BenchmarkGPUTrainStep go-gpu.txt) r=$(row BenchmarkGPUTrainStep py-gpu.txt)
+    c=$(row BenchmarkGPUTrainStepCompile py-gpu-compile.txt)
+    u=$(row BenchmarkGPUTrainStep go-gpu-composite.txt) h=$(row BenchmarkGPUTrainStep go-gpu-graphs.txt)
     gt=$(field "$g" tokens/s) rt=$(field "$r" tokens/s) ct=$(field "$c" tokens/s)
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b }'; }
     echo "| $p | $gt | $rt | $(ratio "$gt" "$rt") | $ct | $(ratio "$gt" "$ct") | $(field "$g" MFU%) | $(field "$r" MFU%) | $(field "$c" MFU%) | $(field "$g" peakGiB) | $(field "$r" peakGiB) | $(field "$c" peakGiB) | $(field "$c" compileS) | $(field "$g" ms/step) | $(field "$g" floorms/step) | $(field "$u" tokens/s) | $(field "$h" tokens/s) | $(field "$h" replays) |"
