@@ -30,7 +30,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 	for _, size := range benchSizes {
 		for _, preset := range PresetNames() {
 			b.Run(fmt.Sprintf("%s/%s", preset, size.name), func(b *testing.B) {
-				benchenv.SetThreads(b)
+				benchenv.SetThreads(b, torch.SetNumThreads)
 				cfg, err := PresetWith(preset, map[string]any{
 					"n_layer": size.layers, "n_embd": size.d, "n_head": size.h,
 					"context_length": size.T, "n_positions": size.T, "vocab_size": size.V,

@@ -1,32 +1,15 @@
 package torch
 
 import (
-	"os"
-	"runtime"
-	"strconv"
 	"testing"
-)
 
-// benchThreads applies CLM_BENCH_THREADS (default 1) so that Go and the
-// Python timing script (scripts/reference/bench_torch.py) use the same
-// libtorch thread count, and locks the benchmark's goroutine to its OS
-// thread, as benchenv.SetThreads does and for the same reason (call it in
-// every sub-benchmark).
-func benchThreads(b *testing.B) {
-	runtime.LockOSThread() // released when the benchmark's goroutine exits
-	n := 1
-	if s := os.Getenv("CLM_BENCH_THREADS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
-	if err := SetNumThreads(n); err != nil {
-		b.Fatal(err)
-	}
-}
+	"clm/internal/benchenv"
+)
 
 // BenchmarkOpDispatch is the per-op overhead: a + b on one-element tensors,
 // result freed each time (Python: `a + b`).
 func BenchmarkOpDispatch(b *testing.B) {
-	benchThreads(b)
+	benchenv.SetThreads(b, SetNumThreads)
 	a := Ones([]int64{1}, Float32, CPU)
 	c := Ones([]int64{1}, Float32, CPU)
 	defer a.Free()
@@ -40,7 +23,7 @@ func BenchmarkOpDispatch(b *testing.B) {
 // BenchmarkOpDispatchScoped is the same op under a scope per 100 ops, as a
 // training step uses them.
 func BenchmarkOpDispatchScoped(b *testing.B) {
-	benchThreads(b)
+	benchenv.SetThreads(b, SetNumThreads)
 	a := Ones([]int64{1}, Float32, CPU)
 	c := Ones([]int64{1}, Float32, CPU)
 	defer a.Free()
@@ -60,7 +43,7 @@ func BenchmarkOpDispatchScoped(b *testing.B) {
 // BenchmarkMLPStep is one training step (forward, backward, clip, AdamW) of
 // a 512→1024→512 MLP on a batch of 64 (Python: the same in eager PyTorch).
 func BenchmarkMLPStep(b *testing.B) {
-	benchThreads(b)
+	benchenv.SetThreads(b, SetNumThreads)
 	m := newMLP(512, 1024, 512)
 	defer m.free()
 	x := Randn([]int64{64, 512}, Float32, CPU)

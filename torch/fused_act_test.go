@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"clm/internal/benchenv"
 )
 
 // The composites that FusedLeakyReLU and FusedRMSNorm replace, as
@@ -504,7 +506,7 @@ func BenchmarkFusedAct(b *testing.B) {
 	} {
 		for _, kind := range []string{"fused", "composite"} {
 			b.Run(op.name+"/"+kind, func(b *testing.B) {
-				benchThreads(b)
+				benchenv.SetThreads(b, SetNumThreads)
 				x := Randn([]int64{rows, op.d}, Float32, CPU).SetRequiresGrad(true)
 				s := Ones([]int64{op.d}, Float32, CPU).SetRequiresGrad(true)
 				up := Randn([]int64{rows, op.d}, Float32, CPU)

@@ -1,6 +1,10 @@
 package torch
 
-import "testing"
+import (
+	"testing"
+
+	"clm/internal/benchenv"
+)
 
 // BenchmarkFusedCombine is the residual combination of a parallel block,
 // mlp_resid·mlp + attn_resid·attn + skip·x at [16, 128, 256] with trainable
@@ -10,7 +14,7 @@ func BenchmarkFusedCombine(b *testing.B) {
 	shape := []int64{16, 128, 256}
 	for _, impl := range []string{"fused", "composite"} {
 		b.Run(impl, func(b *testing.B) {
-			benchThreads(b)
+			benchenv.SetThreads(b, SetNumThreads)
 			s := NewScope()
 			defer s.Close()
 			var gains, terms []*Tensor
@@ -38,7 +42,7 @@ func BenchmarkFusedEpilogue(b *testing.B) {
 	const B, H, T, D = 16, 8, 128, 32
 	for _, impl := range []string{"fused", "composite"} {
 		b.Run(impl, func(b *testing.B) {
-			benchThreads(b)
+			benchenv.SetThreads(b, SetNumThreads)
 			s := NewScope()
 			defer s.Close()
 			y := Randn([]int64{B, H, T, D}, Float32, CPU).SetRequiresGrad(true)

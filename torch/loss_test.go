@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"clm/internal/benchenv"
 	"clm/internal/pyref"
 	"clm/safetensors"
 )
@@ -506,7 +507,7 @@ func BenchmarkLinearCrossEntropy(b *testing.B) {
 		{"plain", func(h, w, t *Tensor) *Tensor { return CrossEntropy(Linear(h, w, nil), t, -100, ReduceMean) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			benchThreads(b)
+			benchenv.SetThreads(b, SetNumThreads)
 			WithScope(func(*Scope) {
 				h0, w, target := lceInputs(3, n, d, v, -100, Float32)
 				h := h0.Detach().MulScalar(1.0 / 16).SetRequiresGrad(true)

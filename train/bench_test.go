@@ -70,7 +70,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	for _, preset := range model.PresetNames() {
 		b.Run(preset, func(b *testing.B) {
-			benchenv.SetThreads(b)
+			benchenv.SetThreads(b, torch.SetNumThreads)
 			src := fmt.Sprintf(midModel, preset) + fmt.Sprintf(`
 [train]
 micro_batch = 16
@@ -109,7 +109,7 @@ every = 0
 func BenchmarkOptimizerStep(b *testing.B) {
 	for _, opt := range []string{"adamw_torch", "soap", "muon"} {
 		b.Run(opt, func(b *testing.B) {
-			benchenv.SetThreads(b)
+			benchenv.SetThreads(b, torch.SetNumThreads)
 			src := fmt.Sprintf(midModel, "default") + fmt.Sprintf(`
 [train]
 micro_batch = 16
