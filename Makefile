@@ -42,8 +42,13 @@ check-cuda-shim: $(SHIM)
 	@scripts/check-cuda-shim.sh
 
 # A short fuzzing budget per target (CI runs it; found inputs land in
-# testdata/fuzz and become regression cases).
-FUZZTIME ?= 10s
+# testdata/fuzz and become regression cases). The budget is a count of
+# executions, not a duration: Go 1.26's fuzz coordinator can fail a target
+# with a bare "context deadline exceeded" when a -fuzztime duration runs out
+# while a worker is mid-input (go.dev/issue/75804, fixed in Go 1.27). A count
+# sets no deadline. 200000 executions take 5-15 s per target on 2 cores;
+# FUZZTIME=10m (or 5000000x) fuzzes longer.
+FUZZTIME ?= 200000x
 fuzz: $(SHIM)
 	$(GO) test ./data/bpe -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./data/bpe -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME)
