@@ -12,6 +12,12 @@ configuration's.
       model in torch.compile (Inductor, default mode). W warm-up steps (for
       compile: the compilation) are timed apart from the S steady steps.
       Prints one `result` line of key=value fields.
+  bench_peers.py pair --size mid|paper --preset P --threads N --warmup W --steps S
+      eager PyTorch and torch.compile in one process, from the same weights,
+      alternating steps (W warm-up steps each, then S measured); prints one
+      `pair` line with each one's median step time and compile's speed-up
+      over eager (the median's and the per-step pairs' range). Finer than
+      comparing separate processes on a noisy machine, for these two peers.
   bench_peers.py measure -- CMD [ARG...]
       runs CMD, then prints `measure peak_rss_kib=N wall_s=X rc=R` (the
       child's own peak resident set size, from wait4's rusage).
@@ -52,47 +58,71 @@ def polynomial(warmup, total, lr, lr_end=1e-7, power=1.0):
     return factor
 
 
-def cmd_peer(a):
+class Peer:
+    """One peer's model, optimizer and schedule, and its training step."""
+
+    def __init__(self, net, mode, total, accum):
+        import torch
+
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import train as T
+
+        self.net, self.accum = net, accum
+        groups = T.param_groups(net, 0.1)
+        plain = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+        self.opt = torch.optim.AdamW(plain, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, polynomial(math.ceil(0.05 * total), total, 1e-3))
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.fwd = torch.compile(net) if mode == "compile" else net
+
+    def step(self, batches):
+        import torch
+
+        loss = 0.0
+        for ids in batches:
+            out = self.fwd(ids, labels=ids)
+            (out["loss"] / self.accum).backward()
+            loss += out["loss"].item()
+        grads = [p for p in self.params if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(grads, 1.0, foreach=True).item()
+        self.opt.step()
+        self.sched.step()
+        self.net.zero_grad(set_to_none=True)
+        return loss / self.accum
+
+
+def build_net(a):
+    """The reference model of a.size and a.preset with SDPA attention, and
+    the size's random batches."""
     import torch
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import model as M
-    import train as T
 
     torch.set_num_threads(a.threads)
     L, D, H, V, CTX, B, ACCUM = SIZES[a.size]
-    t_build = time.perf_counter()
     cfg = M.preset(a.preset, n_layer=L, n_embd=D, n_head=H, vocab_size=V, context_length=CTX)
     net = M.set_attention(M.build(cfg), "sdpa")
     net.train()
-    groups = T.param_groups(net, 0.1)
-    plain = [{k: v for k, v in g.items() if k != "names"} for g in groups]
-    opt = torch.optim.AdamW(plain, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, foreach=True)
-    total = a.warmup + a.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, polynomial(math.ceil(0.05 * total), total, 1e-3))
-    params = [p for p in net.parameters() if p.requires_grad]
-    fwd = torch.compile(net) if a.mode == "compile" else net
     g = torch.Generator().manual_seed(7)
     batches = [torch.randint(0, V, (B, CTX), generator=g) for _ in range(ACCUM)]
-    build_s = time.perf_counter() - t_build
+    return net, batches
 
-    def step():
-        loss = 0.0
-        for ids in batches:
-            out = fwd(ids, labels=ids)
-            (out["loss"] / ACCUM).backward()
-            loss += out["loss"].item()
-        grads = [p for p in params if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(grads, 1.0, foreach=True).item()
-        opt.step()
-        sched.step()
-        net.zero_grad(set_to_none=True)
-        return loss / ACCUM
+
+def cmd_peer(a):
+    import torch
+
+    t_build = time.perf_counter()
+    net, batches = build_net(a)
+    B, CTX, ACCUM = SIZES[a.size][5], SIZES[a.size][4], SIZES[a.size][6]
+    total = a.warmup + a.steps
+    peer = Peer(net, a.mode, total, ACCUM)
+    build_s = time.perf_counter() - t_build
 
     times = []
     for _ in range(total):
         t0 = time.perf_counter()
-        loss = step()
+        loss = peer.step(batches)
         times.append(time.perf_counter() - t0)
     steady = times[a.warmup:]
     tokens = a.steps * B * ACCUM * CTX
@@ -104,6 +134,31 @@ def cmd_peer(a):
           f"tokens_per_s={tokens / sum(steady):.1f} step_s={sum(steady) / len(steady):.4f} "
           f"warmup_s={sum(times[:a.warmup]):.2f} build_s={build_s:.2f} steps={a.steps} warmup={a.warmup} "
           f"loss={loss:.4f} graph_breaks={breaks} torch={torch.__version__}", flush=True)
+
+
+def cmd_pair(a):
+    """Eager and torch.compile in one process, from the same weights, one
+    step of each in turn: machine-wide slow spells hit both alike, which
+    separate processes cannot promise."""
+    import copy
+    import statistics
+
+    net, batches = build_net(a)
+    total = a.warmup + a.steps
+    peers = {m: Peer(copy.deepcopy(net), m, total, SIZES[a.size][6]) for m in ("eager", "compile")}
+    times = {m: [] for m in peers}
+    for i in range(total):
+        for m, peer in peers.items():
+            t0 = time.perf_counter()
+            peer.step(batches)
+            if i >= a.warmup:
+                times[m].append(time.perf_counter() - t0)
+    ratios = [e / c for e, c in zip(times["eager"], times["compile"])]
+    med = {m: statistics.median(t) for m, t in times.items()}
+    print(f"pair size={a.size} preset={a.preset} threads={a.threads} steps={a.steps} "
+          f"eager_step_s={med['eager']:.4f} compile_step_s={med['compile']:.4f} "
+          f"compile_speedup={med['eager'] / med['compile']:.3f} "
+          f"per_step_speedup_min={min(ratios):.3f} per_step_speedup_max={max(ratios):.3f}", flush=True)
 
 
 def cmd_measure(a):
@@ -172,6 +227,13 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=4)
     p.set_defaults(fn=cmd_peer)
+    q = sub.add_parser("pair")
+    q.add_argument("--size", choices=sorted(SIZES), required=True)
+    q.add_argument("--preset", required=True)
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--warmup", type=int, default=3)
+    q.add_argument("--steps", type=int, default=8)
+    q.set_defaults(fn=cmd_pair)
     m = sub.add_parser("measure")
     m.add_argument("cmd", nargs=argparse.REMAINDER)
     m.set_defaults(fn=cmd_measure)
