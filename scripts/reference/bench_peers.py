@@ -37,6 +37,10 @@ import subprocess
 import sys
 import time
 
+# model.py and train.py, the reference beside this script (imported where
+# needed, with torch).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 # name -> (n_layer, n_embd, n_head, vocab_size, context, micro_batch, accumulation)
 SIZES = {
     "mid": (6, 256, 8, 8192, 128, 16, 2),
@@ -64,7 +68,6 @@ class Peer:
     def __init__(self, net, mode, total, accum):
         import torch
 
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import train as T
 
         self.net, self.accum = net, accum
@@ -96,7 +99,6 @@ def build_net(a):
     the size's random batches."""
     import torch
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import model as M
 
     torch.set_num_threads(a.threads)
@@ -194,7 +196,6 @@ def cmd_clm_metrics(a):
 def cmd_check(a):
     import torch
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import model as M
 
     worst = 0.0
