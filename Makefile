@@ -21,9 +21,15 @@ setup:
 $(SHIM): CMakeLists.txt torch/csrc/*.cpp torch/csrc/*.h $(wildcard torch/csrc/*.cu)
 	@scripts/setup.sh
 
+# The commit clm reports (`clm version`, the run folder); "+dirty" when the
+# tree has uncommitted changes. Docker builds pass it as a build argument.
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+MODIFIED ?= $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true)
+LDFLAGS := -X clm/internal/version.commit=$(COMMIT) -X clm/internal/version.modified=$(MODIFIED)
+
 build: $(SHIM)
 	@mkdir -p bin
-	$(GO) build -o bin/clm ./cmd/clm
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/clm ./cmd/clm
 	@echo "built bin/clm"
 
 # staticcheck, pinned; `go run` fetches it through the module proxy.
@@ -139,7 +145,7 @@ DEVICE_PKGS ?= torch model train
 device-bins: $(SHIM)
 	@mkdir -p bin/device
 	@for p in $(DEVICE_PKGS); do $(GO) test -c -o bin/device/$$p.test ./$$p || exit 1; done
-	@$(GO) build -o bin/device/clm ./cmd/clm
+	@$(GO) build -ldflags '$(LDFLAGS)' -o bin/device/clm ./cmd/clm
 	@ls bin/device
 
 clean:

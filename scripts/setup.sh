@@ -54,9 +54,5 @@ fi
 [ -d "$cache/gpt2" ] && ln -sfn "$cache/gpt2" .clm/gpt2
 
 # --- 3. the shim ---------------------------------------------------------------
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >build.cmake.log 2>&1 || {
-  cat build.cmake.log >&2; echo "setup: cmake configure failed (log above)" >&2; exit 1; }
-cmake --build build -j "$(nproc)" >build.make.log 2>&1 || {
-  tail -50 build.make.log >&2; echo "setup: shim build failed (log above)" >&2; exit 1; }
-rm -f build.cmake.log build.make.log
+scripts/build-shim.sh auto "$prefix" build
 log "ready: shim in $root/build, libtorch from $prefix"

@@ -7,11 +7,14 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 #include <torch/cuda.h>
+
+#include <dlfcn.h>
 
 #include <cmath>
 #include <cstdio>
@@ -65,6 +68,62 @@ std::vector<at::Tensor> tensors(const clm_tensor *ts, int n) {
   return v;
 }
 
+// library_file is the path of the shared library that holds addr.
+std::string library_file(void *addr) {
+  Dl_info info{};
+  if (dladdr(addr, &info) == 0 || info.dli_fname == nullptr) return "unknown";
+  return info.dli_fname;
+}
+
+// parallel_backend names ATen's intra-op backend ("OpenMP", "native thread pool").
+std::string parallel_backend() {
+  const std::string info = at::get_parallel_info();
+  const std::string key = "parallel backend: ";
+  auto at_key = info.find(key);
+  if (at_key == std::string::npos) return "unknown";
+  auto start = at_key + key.size();
+  return info.substr(start, info.find('\n', start) - start);
+}
+
+#ifdef CLM_WITH_CUDA
+// dotted writes a CUDA-style version number (13020 -> "13.2").
+std::string dotted(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+
+// cuda_report adds the CUDA runtime, driver, cuDNN and the devices to a build
+// report; with no device, device_error says why (no driver, no GPU, ...).
+template <class KV>
+void cuda_report(KV &kv) {
+  kv("cuda_compiled", dotted(CUDART_VERSION));
+  int runtime = 0, driver = 0;
+  if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) kv("cuda_runtime", dotted(runtime));
+  if (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0) kv("cuda_driver", dotted(driver));
+  try {
+    const auto &hooks = at::detail::getCUDAHooks();
+    if (hooks.compiledWithCuDNN()) {
+      long v = hooks.versionRuntimeCuDNN();
+      kv("cudnn", std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100));
+    }
+  } catch (...) {
+  }
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    kv("device_error", cudaGetErrorString(e));
+    cudaGetLastError();  // clear the sticky error
+    n = 0;
+  }
+  kv("devices", std::to_string(n));
+  for (int i = 0; i < n; i++) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    char line[512];
+    std::snprintf(line, sizeof line, "%d %s sm_%d%d %.1f GiB", i, p.name, p.major, p.minor,
+                  static_cast<double>(p.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+    kv("device", line);
+  }
+}
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -82,6 +141,31 @@ void clm_capabilities(char *buf, size_t n) {
   int autocast_api_24 = CLM_TORCH_AT_LEAST(2, 4);
   std::snprintf(buf, n, "torch=%s cuda_build=%d cuda_available=%d autocast_device_api=%d fused_adamw_cpu=%d",
                 TORCH_VERSION, cuda_build, clm_cuda_is_available(), autocast_api_24, clm_adamw_has_fused(-1));
+}
+
+char *clm_build_report(char **out) {
+  return guard([&] {
+    std::string r;
+    auto kv = [&r](const char *k, const std::string &v) { r += std::string(k) + "=" + v + "\n"; };
+    kv("torch", TORCH_VERSION);
+    kv("shim", library_file(reinterpret_cast<void *>(&clm_build_report)));
+    kv("libtorch", library_file(reinterpret_cast<void *>(&at::get_num_threads)));
+    kv("threads", std::to_string(at::get_num_threads()));
+    kv("parallel", parallel_backend());
+#ifdef CLM_WITH_CUDA
+    kv("cuda_build", "1");
+#ifdef CLM_WITH_CUDA_KERNELS
+    kv("cuda_kernels", "1");
+#else
+    kv("cuda_kernels", "0");
+#endif
+    cuda_report(kv);
+#else
+    kv("cuda_build", "0");
+    kv("cuda_kernels", "0");
+#endif
+    *out = dup(r);
+  });
 }
 
 char *clm_set_num_threads(int n) {

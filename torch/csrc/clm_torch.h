@@ -38,6 +38,11 @@ void clm_tensor_free(clm_tensor t);
 /* Writes a NUL-terminated description of the build ("torch=2.15.0
  * cuda_build=0 ...") into buf (at most n bytes). */
 void clm_capabilities(char *buf, size_t n);
+/* A report of the build and the machine for `clm version`: "key=value"
+ * lines (the shim's and libtorch's files, libtorch's and CUDA's versions,
+ * cuDNN, the devices seen and why none, the thread count). The caller frees
+ * *out with clm_free_string. */
+char *clm_build_report(char **out);
 char *clm_set_num_threads(int n);
 int clm_get_num_threads(void);
 int clm_cuda_is_available(void);

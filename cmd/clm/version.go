@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"clm/internal/version"
+	"clm/torch"
+)
+
+func init() {
+	register("version", "clm's version and commit, the libtorch it runs, CUDA and the devices it sees (paste it into a bug report)", runVersion)
+}
+
+func runVersion(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	asJSON := fs.Bool("json", false, "print one JSON object instead of lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("version: unexpected argument %q", fs.Arg(0))
+	}
+	v := version.Get()
+	r, err := torch.ReadReport()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Clm   version.Info `json:"clm"`
+			Torch torch.Report `json:"libtorch"`
+			CPUs  int          `json:"cpus"`
+		}{v, r, runtime.NumCPU()})
+	}
+	kind := "CPU build"
+	if r.CUDABuild {
+		kind = "CUDA build"
+		if r.CUDAKernels {
+			kind += " with clm's CUDA kernels"
+		}
+	}
+	fmt.Fprintf(stdout, "clm       %s\n", v)
+	fmt.Fprintf(stdout, "libtorch  %s  %s\n", r.Torch, r.Libtorch)
+	fmt.Fprintf(stdout, "shim      %s  %s\n", kind, r.Shim)
+	fmt.Fprintf(stdout, "CUDA      %s\n", cudaLine(r))
+	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
+	fmt.Fprintf(stdout, "threads   %d (%s) on %d CPUs\n", r.Threads, r.Parallel, runtime.NumCPU())
+	return nil
+}
+
+func cudaLine(r torch.Report) string {
+	if !r.CUDABuild {
+		return "none: this shim was built without CUDA"
+	}
+	driver := r.CUDADriver
+	if driver == "" {
+		driver = "none"
+	}
+	cudnn := r.CuDNN
+	if cudnn == "" {
+		cudnn = "none"
+	}
+	return fmt.Sprintf("compiled %s, runtime %s, driver %s, cuDNN %s", r.CUDA, r.CUDARuntime, driver, cudnn)
+}
+
+func devicesLine(r torch.Report) string {
+	switch {
+	case len(r.Devices) > 0:
+		return strings.Join(r.Devices, "; ")
+	case !r.CUDABuild:
+		return "CPU only"
+	case r.CUDADriver == "":
+		return "CPU only: no NVIDIA driver (in Docker: --gpus all, with the NVIDIA container toolkit on the host); the CUDA runtime says: " + r.DeviceError
+	case r.DeviceError != "":
+		return "CPU only: " + r.DeviceError
+	}
+	return "CPU only: no CUDA device"
+}
