@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
+.PHONY: all setup build test vet docker-build docker-check bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op of
 
 all: build
@@ -38,9 +38,29 @@ vet: $(SHIM)
 	  if [ -n "$$unformatted" ]; then echo "gofmt -w these files: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	@scripts/hadolint.sh Dockerfile
 
 test: $(SHIM) vet
 	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
+
+# The images (see Dockerfile): VARIANT=cuda (clm) or cpu (clm:cpu), from
+# BASE_IMAGE and GO_IMAGE when given (scripts/docker-bases.sh makes stand-ins
+# where Docker Hub is out of reach).
+VARIANT ?= cuda
+DOCKER ?= docker
+IMAGE ?= $(if $(filter cpu,$(VARIANT)),clm:cpu,clm)
+RELEASE := $(shell sed -n 's/^const Release = "\(.*\)"/\1/p' internal/version/version.go)
+docker-build:
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host --build-arg VARIANT=$(VARIANT) \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) \
+	  --build-arg CLM_VERSION=$(RELEASE) --build-arg CLM_COMMIT=$(COMMIT) --build-arg CLM_MODIFIED=$(MODIFIED) \
+	  -t $(IMAGE) $(DOCKER_BUILD_ARGS) .
+
+# Both images built by a private docker daemon and checked in containers
+# (cmd/clm/image_test.go); CI runs it. Needs root; installs docker.io and
+# mmdebstrap when missing. See scripts/docker-check.sh.
+docker-check: $(SHIM)
+	@scripts/docker-check.sh
 
 # The CUDA shim compiled against the wheel's CUDA libtorch (no GPU or nvcc
 # needed) and the binding's tests run against it on the CPU; CI runs it.

@@ -24,7 +24,7 @@ case $kind in
   cpu) args+=(-DCLM_CPU_SHIM=ON) ;;
   cuda)
     site=$(cd "$prefix/../../.." && pwd)   # PREFIX is SITE/torch/share/cmake
-    nvcc=${CLM_NVCC:-}
+    nvcc=${CLM_NVCC:-}   # else the wheel toolkit ($CUDA_TOOLKIT_DIR when set: the image)
     [ -n "$nvcc" ] || nvcc=$(scripts/cuda-toolkit.sh "$site")
     inc=$(cd "$(dirname "$nvcc")/../include" && pwd)
     args+=(-DCLM_DIRECT_LINK=ON -DCLM_CUDA_INCLUDE_DIRS="$inc" -DCLM_NVCC="$nvcc") ;;

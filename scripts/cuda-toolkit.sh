@@ -29,6 +29,7 @@ case "$rt" in
   *) log "CUDA runtime $rt: the toolkit wheels installed here are CUDA 13's (nvidia-cuda-nvcc, nvidia-nvvm, ...)"; exit 1 ;;
 esac
 cccl=$(wheel_version nvidia_cuda_cccl)
+[ -n "$cccl" ] || cccl=$rt   # none beside PyTorch: the runtime's own
 
 cache=${CLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clm}
 tk=${CUDA_TOOLKIT_DIR:-$cache/cuda-toolkit-$rt}
@@ -36,7 +37,7 @@ if [ ! -f "$tk/.complete" ]; then
   log "fetching CUDA $rt's nvcc, nvvm, crt, runtime and cccl wheels into $tk (about 300 MB, once)"
   rm -rf "$tk"
   "$py" -m pip install --quiet --no-deps --no-cache-dir --target "$tk" "nvidia-cuda-nvcc==$rt" "nvidia-nvvm==$rt" \
-    "nvidia-cuda-crt==$rt" "nvidia-cuda-runtime==$rt" "nvidia-cuda-cccl${cccl:+==$cccl}" >&2
+    "nvidia-cuda-crt==$rt" "nvidia-cuda-runtime==$rt" "nvidia-cuda-cccl==$cccl" >&2
   touch "$tk/.complete"
 fi
 nvcc=$(find "$tk" -path '*/bin/nvcc' -type f | head -1)
