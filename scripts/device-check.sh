@@ -61,6 +61,11 @@ log "$(grep -o 'clm: CUDA kernels: .*\|clm: no nvcc.*' "$out/cmake.log" | tail -
 export CLM_REQUIRE_FUSED_KERNELS=1
 
 export LD_LIBRARY_PATH="$PWD/build:$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# What the build is and sees, first: a CUDA build, with its kernels, on this GPU.
+if [ -x bin/device/clm ]; then
+  bin/device/clm version >"$out/version.txt" 2>&1 || log "clm version FAILED"
+  tee -a "$out/summary.txt" <"$out/version.txt"
+fi
 export CLM_PYTHON="$(command -v "$py")" CLM_REQUIRE_REFERENCE=1
 status=0
 for bin in bin/device/*.test; do
