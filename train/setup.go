@@ -93,8 +93,9 @@ func (r *Run) Close() error {
 func (r *Run) onClose(f func() error) { r.closers = append(r.closers, f) }
 
 // lock takes the run folder (one writer per folder: rank 0 of a
-// data-parallel run holds it) and refuses to start over a folder that
-// already has checkpoints.
+// data-parallel run holds it). A new run into a folder that holds one
+// continues it when it is the same experiment, and is refused with the
+// differences when it is another.
 func (r *Run) lock() error {
 	if rank := os.Getenv("RANK"); rank == "" || rank == "0" {
 		l, err := LockRun(r.Dir)
@@ -103,7 +104,20 @@ func (r *Run) lock() error {
 		}
 		r.onClose(func() error { l.Release(); return nil })
 	}
-	if ck, _ := LatestCheckpoint(r.Dir); ck != "" && !r.opts.Resume {
+	if r.opts.Resume {
+		return nil
+	}
+	run, err := CheckFolder(r.Dir, r.Exp)
+	if err != nil {
+		return err
+	}
+	if run != nil {
+		r.Exp.adoptDerived(run)
+		r.opts.Resume = true
+		fmt.Fprintf(r.log, "run folder %s holds this experiment: continuing it\n", r.Dir)
+		return nil
+	}
+	if ck, _ := LatestCheckpoint(r.Dir); ck != "" {
 		return fmt.Errorf("run folder %s already has checkpoints; continue it with `clm -resume %s`, or pick another with -run-dir", r.Dir, r.Dir)
 	}
 	return nil
@@ -136,18 +150,23 @@ func (r *Run) joinGroup() error {
 	return nil
 }
 
-// pickDevice chooses train.device (auto: the local rank's GPU, or the
-// default device), checks that the model fits, and sets train.threads.
+// pickDevice chooses train.device (auto: the local rank's GPU, or the CPU
+// on a machine without NVIDIA GPUs), checks that the model fits, and sets
+// train.threads.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
-	dev := torch.DefaultDevice()
-	if r.group != nil && dev.IsCUDA() {
-		dev = torch.CUDA(r.group.LocalRank())
-	}
+	var dev torch.Device
+	var err error
 	if t.Device != "auto" && t.Device != "" {
-		var err error
 		if dev, err = torch.ParseDevice(t.Device); err != nil {
 			return fmt.Errorf("train.device: %v", err)
+		}
+	} else {
+		if dev, err = torch.AutoDevice(); err != nil {
+			return fmt.Errorf("train.device = \"auto\": %v; or train on the CPU: -set train.device=cpu", err)
+		}
+		if r.group != nil && dev.IsCUDA() {
+			dev = torch.CUDA(r.group.LocalRank())
 		}
 	}
 	if err := torch.CheckDevice(dev); err != nil {

@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"clm/torch"
 )
 
 // command is one `clm <name>` subcommand. Files of this package register
@@ -70,13 +72,25 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			fmt.Fprintf(stderr, "clm: unknown command %q (see `clm help`)\n", name)
 			return 2
 		}
+		if name != "version" {
+			warnUnusedGPUs(stderr)
+		}
 		return report(c.run(args[1:], stdout), stderr)
 	}
 	if c, ok := commands["train"]; ok {
+		warnUnusedGPUs(stderr)
 		return report(c.run(args, stdout), stderr)
 	}
 	usage(stderr)
 	return 2
+}
+
+// warnUnusedGPUs says so, loudly, when this machine has NVIDIA GPUs that
+// this build cannot use: whatever the command computes runs on the CPU.
+func warnUnusedGPUs(stderr io.Writer) {
+	if err := torch.UnusedGPUs(); err != nil {
+		fmt.Fprintf(stderr, "clm: WARNING: %v\n", err)
+	}
 }
 
 func report(err error, stderr io.Writer) int {

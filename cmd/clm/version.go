@@ -35,10 +35,11 @@ func runVersion(args []string, stdout io.Writer) error {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Clm   version.Info `json:"clm"`
-			Torch torch.Report `json:"libtorch"`
-			CPUs  int          `json:"cpus"`
-		}{v, r, runtime.NumCPU()})
+			Clm        version.Info `json:"clm"`
+			Torch      torch.Report `json:"libtorch"`
+			CPUs       int          `json:"cpus"`
+			NVIDIAGPUs []string     `json:"nvidia_gpus"` // as the kernel driver lists them, usable or not
+		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs()})
 	}
 	kind := "CPU build"
 	if r.CUDABuild {
@@ -75,6 +76,8 @@ func devicesLine(r torch.Report) string {
 	switch {
 	case len(r.Devices) > 0:
 		return strings.Join(r.Devices, "; ")
+	case torch.UnusedGPUs() != nil:
+		return "CPU only: " + torch.UnusedGPUs().Error()
 	case !r.CUDABuild:
 		return "CPU only"
 	case r.CUDADriver == "":
