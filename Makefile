@@ -120,13 +120,14 @@ demo: build
 	$(CLM) plot -out runs/demo/figures runs/demo
 	@echo "figures: runs/demo/figures/loss.png (and kurtosis, gains, max-median, entropy)"
 
-# One target per figure of the papers: each trains (or resumes) its runs in
-# runs/<experiment> and draws figures/<target>/. ARGS passes extra flags to
-# every run, e.g. make fig9 ARGS='-set train.precision=bf16'.
-run_experiments = @set -e; for e in $(2); do \
-	  if [ -f runs/$$e/config.toml ]; then $(CLM) -resume runs/$$e $(ARGS); \
-	  else $(CLM) -config experiments/$$e.toml -run-dir runs/$$e $(ARGS); fi; \
-	done; $(CLM) plot -out figures/$(1) $(addprefix runs/,$(2))
+# One target per figure of the papers: each trains its runs in
+# runs/<experiment> (continuing a run folder that holds the same experiment;
+# one that holds another, e.g. a smoke run, is refused with the differences)
+# and draws figures/<target>/. ARGS passes extra flags to every run, e.g.
+# make fig9 ARGS='-set train.precision=bf16', or ARGS=-fresh to move old runs aside.
+train_one = $(CLM) -config experiments/$(1).toml -run-dir runs/$(1) $(ARGS)
+run_experiments = @set -e; for e in $(2); do $(call train_one,$$e); done; \
+	$(CLM) plot -out figures/$(1) $(addprefix runs/,$(2))
 
 fig2: build      ## Pre-LN vs the simplified blocks (eval loss)
 	$(call run_experiments,fig2,default skipless skipless-parallel)
@@ -155,8 +156,7 @@ OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-
 QUANT_ARGS ?=
 of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
 	@set -e; for e in $(OF_RUNS); do \
-	  if [ -f runs/$$e/config.toml ]; then $(CLM) -resume runs/$$e $(ARGS); \
-	  else $(CLM) -config experiments/$$e.toml -run-dir runs/$$e $(ARGS); fi; \
+	  $(call train_one,$$e); \
 	  $(CLM) quant -ckpt runs/$$e $(QUANT_ARGS); \
 	done; $(CLM) plot -out figures/of $(addprefix runs/,$(OF_RUNS))
 

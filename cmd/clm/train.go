@@ -24,7 +24,8 @@ func runTrain(args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "experiment file (TOML), e.g. experiments/skipless.toml")
 	resume := fs.String("resume", "", "run folder to continue from its latest checkpoint")
-	runDir := fs.String("run-dir", "", "run folder (default runs/<experiment name>)")
+	runDir := fs.String("run-dir", "", "run folder (default runs/<experiment name>); one that holds this experiment is continued, another is refused")
+	fresh := fs.Bool("fresh", false, "move a run folder that holds a run aside (to DIR.old-<time>, never deleted) and start afresh")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a key, e.g. -set model.n_layer=18 -set train.lr=3e-4 (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -43,6 +44,18 @@ func runTrain(args []string, stdout io.Writer) error {
 	exp, dir, err := loadExperiment(*configPath, *resume, *runDir, sets.values)
 	if err != nil {
 		return err
+	}
+	if *fresh {
+		if *resume != "" {
+			return errors.New("give -fresh or -resume, not both")
+		}
+		aside, err := train.MoveAside(dir)
+		if err != nil {
+			return err
+		}
+		if aside != "" {
+			fmt.Fprintf(os.Stderr, "moved the old run aside: %s\n", aside)
+		}
 	}
 	ctx, stop := signalContext()
 	defer stop()
