@@ -39,7 +39,7 @@ var supportedFormats = map[string]bool{"png": true, "svg": true, "pdf": true}
 //   - entropy-RUN: per run, the mean attention entropy per layer.
 //
 // A figure without data (a run that logged no statistics) is not written.
-// RUN is the run's label (config.toml's [experiment] name, else the folder
+// RUN is the run's label (config.toml's name, else the folder
 // name) made safe for file names. Malformed lines of metrics.jsonl are
 // skipped with one warning per run (log/slog) giving their count; a
 // missing run folder or metrics file is an error naming it. Figures returns
@@ -127,19 +127,38 @@ func checkFormats(formats []string) ([]string, error) {
 	return out, nil
 }
 
-// uniqueLabels appends the folder name to labels that several runs share.
+// uniqueLabels tells apart runs that share a label by the shortest tail of
+// their folders' paths that differs: "tiny (seedA/run)", "tiny (seedB/run)".
 func uniqueLabels(runs []*Run) {
-	count := map[string]int{}
+	groups := map[string][]*Run{}
 	for _, r := range runs {
-		count[r.Label]++
+		groups[r.Label] = append(groups[r.Label], r)
 	}
-	for _, r := range runs {
-		if count[r.Label] > 1 {
+	for label, group := range groups {
+		if len(group) < 2 {
+			continue
+		}
+		paths := make([][]string, len(group))
+		for i, r := range group {
 			abs, err := filepath.Abs(r.Dir)
 			if err != nil {
 				abs = r.Dir
 			}
-			r.Label += " (" + filepath.Base(abs) + ")"
+			paths[i] = strings.Split(filepath.ToSlash(abs), "/")
+		}
+		for n := 1; ; n++ {
+			tails := map[string]bool{}
+			longest := true
+			for _, p := range paths {
+				tails[strings.Join(p[max(0, len(p)-n):], "/")] = true
+				longest = longest && n >= len(p)
+			}
+			if len(tails) == len(group) || longest {
+				for i, r := range group {
+					r.Label = label + " (" + strings.Join(paths[i][max(0, len(paths[i])-n):], "/") + ")"
+				}
+				break
+			}
 		}
 	}
 }

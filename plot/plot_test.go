@@ -24,7 +24,7 @@ func writeRun(t *testing.T, dir, name string, layers, steps int, outlier float64
 		t.Fatal(err)
 	}
 	if name != "" {
-		cfg := fmt.Sprintf("[experiment]\nname = %q\n\n[model]\nn_layer = %d\n", name, layers)
+		cfg := fmt.Sprintf("name = %q\n\n[model]\nn_layer = %d\n", name, layers) // as train writes it
 		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@
 //
 // A run folder holds metrics.jsonl, the run log that package runlog
 // defines (one JSON object per line with a "kind" of "train", "eval" or
-// "stats"), and config.toml, whose [experiment] name labels the run. The
+// "stats"), and config.toml, whose name labels the run. The
 // package reads those files only; it does not depend on libtorch.
 //
 // figures.go builds the papers' figures from runs; layout.go is the
@@ -37,8 +37,8 @@ const (
 type Run struct {
 	// Dir is the run folder.
 	Dir string
-	// Label names the run: config.toml's [experiment] name, else the
-	// folder's base name.
+	// Label names the run: config.toml's name, else the folder's base
+	// name.
 	Label string
 	runlog.Log
 	// Quant is the run's quant.json (clm quant), or nil.
@@ -76,15 +76,14 @@ func ReadRun(dir string) (*Run, error) {
 	return &Run{Dir: dir, Label: runLabel(dir), Log: *l, Quant: q}, nil
 }
 
-// runLabel returns config.toml's [experiment] name, else the folder name.
+// runLabel returns config.toml's name (the experiment's), else the folder
+// name.
 func runLabel(dir string) string {
 	var cfg struct {
-		Experiment struct {
-			Name string `toml:"name"`
-		} `toml:"experiment"`
+		Name string `toml:"name"`
 	}
-	if _, err := toml.DecodeFile(filepath.Join(dir, ConfigFile), &cfg); err == nil && cfg.Experiment.Name != "" {
-		return cfg.Experiment.Name
+	if _, err := toml.DecodeFile(filepath.Join(dir, ConfigFile), &cfg); err == nil && cfg.Name != "" {
+		return cfg.Name
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

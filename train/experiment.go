@@ -2,12 +2,12 @@ package train
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"sort"
@@ -530,26 +530,20 @@ func (v *validator) data(d *DataOptions) {
 	}
 }
 
-// TOML renders the resolved experiment (every key, the model fully
-// resolved) for the run folder; Load reads it back to the same experiment.
+// TOML renders the resolved experiment for the run folder; Load reads it
+// back to the same experiment. The model is its preset and the keys whose
+// values differ from the preset's, integers as integers; where that would
+// not load back to the same model (a key the preset has and the model
+// lacks), every key is written over the default preset instead. A
+// checkpoint keeps the model in full as well (resume compares the two).
 func (e *Experiment) TOML() ([]byte, error) {
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "# Resolved experiment %q (model preset %q): every key, as the run used it.\n", e.Name, e.Preset)
-	fmt.Fprintf(&buf, "# The model is written in full over the default preset, whose optional\n# keys are null; an absent optional key is null.\nname = %q\n\n", e.Name)
-	mj, err := e.Model.JSON()
+	m, err := e.modelTable()
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(mj, &m); err != nil {
-		return nil, err
-	}
-	m["preset"] = "default"
-	for k, v := range m {
-		if v == nil {
-			delete(m, k) // TOML has no null: an absent optional key is null
-		}
-	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# Experiment %q as the run resolved it: every [train], [data] and [report]\n", e.Name)
+	fmt.Fprintf(&buf, "# key, and the model as preset %q with the keys that differ from it.\nname = %q\n\n", m["preset"], e.Name)
 	enc := toml.NewEncoder(&buf)
 	enc.Indent = ""
 	if err := enc.Encode(map[string]any{"model": m}); err != nil {
@@ -564,4 +558,42 @@ func (e *Experiment) TOML() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// modelTable is the [model] table of TOML: preset plus the differing keys,
+// checked to resolve to e.Model, else the full model over "default".
+func (e *Experiment) modelTable() (map[string]any, error) {
+	cur, err := configTable(e.Model)
+	if err != nil {
+		return nil, err
+	}
+	base, err := model.PresetWith(e.Preset, nil)
+	if err == nil {
+		var baseT map[string]any
+		if baseT, err = configTable(base); err == nil {
+			diff := map[string]any{}
+			for k, v := range cur {
+				if !reflect.DeepEqual(baseT[k], v) {
+					diff[k] = v
+				}
+			}
+			if back, err := model.PresetWith(e.Preset, diff); err == nil && reflect.DeepEqual(back, e.Model) {
+				diff["preset"] = e.Preset
+				return diff, nil
+			}
+		}
+	}
+	cur["preset"] = "default" // optional keys the model lacks are absent: null
+	return cur, nil
+}
+
+// configTable is a model configuration as TOML values (absent: null).
+func configTable(c model.Config) (map[string]any, error) {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return nil, err
+	}
+	t := map[string]any{}
+	_, err := toml.Decode(buf.String(), &t)
+	return t, err
 }

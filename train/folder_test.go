@@ -1,8 +1,12 @@
 package train
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+
+	"clm/model"
 )
 
 func TestDifferences(t *testing.T) {
@@ -52,5 +56,44 @@ func TestDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigTOMLRoundTrip: a run folder's config.toml keeps the preset and
+// only the model keys that differ from it, integers as integers, and loads
+// back to the same experiment, for every preset with and without overrides.
+func TestConfigTOMLRoundTrip(t *testing.T) {
+	overrides := []map[string]any{nil,
+		{"model.n_layer": int64(3), "model.n_embd": int64(64), "model.n_head": int64(2), "train.lr": 3e-4},
+		{"model.mlp_block_resid_gain": 0.25, "model.vocab_size": int64(1000), "model.activation_function": "gelu_new"},
+	}
+	for _, preset := range model.PresetNames() {
+		for i, sets := range overrides {
+			t.Run(fmt.Sprintf("%s/%d", preset, i), func(t *testing.T) {
+				src := fmt.Sprintf("[model]\npreset = %q\n", preset)
+				e, err := Parse("x.toml", []byte(src), "x", sets)
+				if err != nil {
+					t.Skipf("%s does not take these overrides: %v", preset, err)
+				}
+				b, err := e.TOML()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(b), fmt.Sprintf("preset = %q", preset)) || strings.Contains(string(b), "n_positions") {
+					t.Errorf("config.toml does not name preset %q with only the differing keys:\n%s", preset, b)
+				}
+				if strings.Contains(string(b), "n_layer = 3.0") || strings.Contains(string(b), "vocab_size = 1000.0") {
+					t.Errorf("integers written as floats:\n%s", b)
+				}
+				back, err := Parse("config.toml", b, "x", nil)
+				if err != nil {
+					t.Fatalf("config.toml does not load: %v\n%s", err, b)
+				}
+				if !reflect.DeepEqual(back.Model, e.Model) || back.Preset != e.Preset || !reflect.DeepEqual(back.Train, e.Train) ||
+					!reflect.DeepEqual(back.Data, e.Data) || back.Report != e.Report {
+					t.Errorf("config.toml loads to another experiment:\n%s", b)
+				}
+			})
+		}
 	}
 }
