@@ -31,6 +31,8 @@ type SetupOptions struct {
 	Log io.Writer
 	// Progress shows a progress display on rank 0's Log.
 	Progress bool
+	// Command is the command line, recorded in the run folder's StartsFile.
+	Command []string
 }
 
 // Run is an experiment ready to train in its run folder: the process group
@@ -69,7 +71,7 @@ func Setup(ctx context.Context, exp *Experiment, o SetupOptions) (*Run, error) {
 		r.log = io.Discard
 	}
 	steps := []func() error{r.lock, r.joinGroup, r.pickDevice, func() error { return r.prepareData(ctx) },
-		r.writeConfig, r.buildModel, r.buildTrainer}
+		r.writeConfig, r.buildModel, r.buildTrainer, r.recordStart}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			r.Close()

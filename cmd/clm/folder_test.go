@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"clm/internal/version"
+	"clm/torch"
 	"clm/train"
 )
 
@@ -52,6 +55,25 @@ func TestRunFolderIsWhatItSays(t *testing.T) {
 	}
 	if st, err := train.ReadState(mustLatest(t, olds[0])); err != nil || st.Step != 4 {
 		t.Errorf("the smoke run moved aside: step %d, %v", st.Step, err)
+	}
+	// Each start is recorded: the smoke run and its continuation in the old
+	// folder, the fresh run in the new one.
+	for _, c := range []struct {
+		dir   string
+		steps []int
+	}{{olds[0], []int{0, 4}}, {filepath.Join(dir, "runs/fig"), []int{0}}} {
+		b, err := os.ReadFile(filepath.Join(c.dir, train.StartsFile))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if err != nil || len(lines) != len(c.steps) {
+			t.Fatalf("%s: %d starts recorded (%v), want %d", c.dir, len(lines), err, len(c.steps))
+		}
+		for i, l := range lines {
+			var s train.Start
+			if err := json.Unmarshal([]byte(l), &s); err != nil || s.Step != c.steps[i] || s.Libtorch != torch.Version() ||
+				s.Clm.Release != version.Release || s.Device != "cpu" || s.Host == "" || len(s.Command) < 3 || s.Threads != 1 {
+				t.Errorf("%s start %d: %v %+v", c.dir, i, err, s)
+			}
+		}
 	}
 	if _, _, code := clm(t, dir, "-resume", "runs/fig", "-fresh"); code == 0 {
 		t.Errorf("-resume with -fresh was accepted")

@@ -59,7 +59,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	r, err := train.Setup(ctx, exp, train.SetupOptions{Dir: dir, Resume: *resume != "", Log: os.Stderr, Progress: true})
+	r, err := train.Setup(ctx, exp, train.SetupOptions{Dir: dir, Resume: *resume != "", Log: os.Stderr, Progress: true, Command: os.Args})
 	if errors.Is(err, train.ErrDataInterrupted) {
 		fmt.Fprintf(os.Stderr, "clm: %v\n", err)
 		return errInterrupted
