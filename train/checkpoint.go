@@ -44,6 +44,9 @@ type State struct {
 	Experiment string `json:"experiment"`
 	// LibTorch is the libtorch version that wrote the checkpoint.
 	LibTorch string `json:"libtorch"`
+	// PendingEval: the evaluation of this step was interrupted; a resumed
+	// run does it first, so that the run log is the uninterrupted run's.
+	PendingEval bool `json:"pending_eval,omitempty"`
 }
 
 const (

@@ -286,9 +286,20 @@ func (t *Trainer) Run(ctx context.Context) error {
 	}
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
 	defer t.progress.Finish()
-	if t.st.Step == 0 && !t.resumed && t.valid != nil {
-		if err := t.evaluate(); err != nil {
+	if (t.st.Step == 0 && !t.resumed && t.valid != nil) || t.st.PendingEval {
+		if err := t.evaluate(ctx); err != nil {
+			if errors.Is(err, errEvalInterrupted) {
+				return flushed(t.metrics, ErrInterrupted) // the checkpoint, if any, stands with its pending evaluation
+			}
 			return err
+		}
+		if t.st.PendingEval {
+			// The checkpoint again, without the pending evaluation, so that a
+			// later resume does not record it twice.
+			t.st.PendingEval = false
+			if _, err := t.checkpoint(); err != nil {
+				return err
+			}
 		}
 	}
 	tr := &t.exp.Train
@@ -387,7 +398,13 @@ func (t *Trainer) afterStep(ctx context.Context, w *window) error {
 		}
 	}
 	if evalStep {
-		if err := t.evaluate(); err != nil {
+		if err := t.evaluate(ctx); errors.Is(err, errEvalInterrupted) {
+			t.st.PendingEval = true
+			if _, err := t.checkpoint(); err != nil {
+				return err
+			}
+			return flushed(t.metrics, ErrInterrupted)
+		} else if err != nil {
 			return err
 		}
 	}
@@ -449,6 +466,7 @@ func (t *Trainer) checkpoint() (string, error) {
 	if err := t.metrics.Flush(); err != nil {
 		return "", err
 	}
+	t.progress.Phase(fmt.Sprintf("saving the checkpoint of step %d", t.st.Step), 0, 0)
 	path, err := SaveCheckpoint(t.dir, t.m, t.opt, t.st, t.rngDevices())
 	if err != nil {
 		return "", err
@@ -490,7 +508,10 @@ func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
 }
 
 // evaluate writes the mean loss per sequence over the validation chunks.
-func (t *Trainer) evaluate() error {
+// errEvalInterrupted: the context was cancelled during an evaluation.
+var errEvalInterrupted = errors.New("evaluation interrupted")
+
+func (t *Trainer) evaluate(ctx context.Context) error {
 	tr := &t.exp.Train
 	n := t.valid.Len()
 	if tr.EvalBatches > 0 {
@@ -500,6 +521,7 @@ func (t *Trainer) evaluate() error {
 		return nil
 	}
 	var total float64
+	interrupted := false
 	var sum *torch.Tensor // Σ loss·rows on the device: one host sync per evaluation
 	defer func() { sum.Free() }()
 	start := time.Now()
@@ -530,10 +552,18 @@ func (t *Trainer) evaluate() error {
 				sum = s.Keep(l)
 				rows = rows[:0]
 			}
+			batches := (n + tr.EvalBatch - 1) / tr.EvalBatch
 			for i := 0; i < n; i++ {
 				rows = append(rows, t.valid.Chunk(i, nil))
 				if len(rows) == tr.EvalBatch {
 					flush()
+					t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), batch, batches)
+					// One process stops between batches (data-parallel
+					// ranks finish together: their sums meet in a collective).
+					if t.group == nil && ctx.Err() != nil {
+						interrupted = true
+						return
+					}
 				}
 			}
 			flush()
@@ -544,6 +574,10 @@ func (t *Trainer) evaluate() error {
 	})
 	if err != nil {
 		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
+	}
+	if interrupted {
+		t.progress.Log(fmt.Sprintf("step %d/%d  evaluation interrupted: it runs first when the run is resumed", t.st.Step, t.st.TotalSteps))
+		return errEvalInterrupted
 	}
 	if t.group != nil {
 		sum := torch.FromFloat64([]float64{total})

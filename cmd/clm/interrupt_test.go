@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bufio"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"clm/train"
+)
+
+// longEvalExperiment is microExperiment whose evaluations take seconds:
+// the whole validation set, one sequence per forward.
+var longEvalExperiment = strings.NewReplacer("eval_batches = 2", "eval_batches = 0\neval_batch = 1",
+	"valid_docs = 20", "valid_docs = 100", "log_every = 3", "log_every = 6").Replace(microExperiment)
+
+// TestInterruptDuringEvaluation: Ctrl-C during a long evaluation stops the
+// run within 2 s with the checkpoint of the step reached; the resumed run
+// does that evaluation first and ends with the uninterrupted run's weights
+// and records.
+func TestInterruptDuringEvaluation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := write(t, filepath.Join(dir, "long-eval.toml"), longEvalExperiment)
+	if _, stderr, code := clm(t, dir, "-config", cfg, "-run-dir", "straight"); code != 0 {
+		t.Fatalf("uninterrupted run: %d\n%s", code, stderr)
+	}
+	if _, ok := readRecords(t, filepath.Join(dir, "straight"))["eval@12"]; !ok {
+		t.Fatal("the uninterrupted run recorded no evaluation at step 12")
+	}
+
+	cmd, pipe := startClm(t, dir, nil, "-config", cfg, "-run-dir", "stopped")
+	var stderr strings.Builder
+	var signalled time.Time
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+		// The log line of step 6 comes just before its evaluation starts.
+		if signalled.IsZero() && strings.Contains(sc.Text(), "step 6/12  loss") {
+			time.Sleep(200 * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGINT)
+			signalled = time.Now()
+		}
+	}
+	err := cmd.Wait()
+	took := time.Since(signalled)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130\n%s", err, stderr.String())
+	}
+	if signalled.IsZero() || took > 2*time.Second {
+		t.Errorf("exited %v after Ctrl-C during the evaluation, want under 2 s\n%s", took, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "evaluation interrupted") {
+		t.Fatalf("the signal did not land in the evaluation:\n%s", stderr.String())
+	}
+	st, err := train.ReadState(mustLatest(t, filepath.Join(dir, "stopped")))
+	if err != nil || st.Step != 6 || !st.PendingEval {
+		t.Fatalf("checkpoint after the interrupted evaluation: step %d, pending %v (%v)", st.Step, st.PendingEval, err)
+	}
+	t.Logf("stopped %v after Ctrl-C, at step %d with the evaluation pending", took.Round(time.Millisecond), st.Step)
+
+	if _, stderr, code := clm(t, dir, "-resume", "stopped"); code != 0 {
+		t.Fatalf("resume: %d\n%s", code, stderr)
+	}
+	want, got := weights(t, train.CheckpointPath(filepath.Join(dir, "straight"), 12)), weights(t, train.CheckpointPath(filepath.Join(dir, "stopped"), 12))
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("tensor %s differs from the uninterrupted run", k)
+		}
+	}
+	compareRecords(t, readRecords(t, filepath.Join(dir, "straight")), readRecords(t, filepath.Join(dir, "stopped")))
+}
