@@ -53,6 +53,7 @@ type Trainer struct {
 	valid    EvalSet
 	metrics  *runlog.Writer
 	progress Progress
+	cost     costMeter
 	log      io.Writer
 	st       State
 	pad      model.Pad
@@ -286,6 +287,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	}
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
 	defer t.progress.Finish()
+	t.progress.Log(t.plan())
 	if (t.st.Step == 0 && !t.resumed && t.valid != nil) || t.st.PendingEval {
 		if err := t.evaluate(ctx); err != nil {
 			if errors.Is(err, errEvalInterrupted) {
@@ -306,6 +308,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
 	w := window{start: time.Now()}
 	t.meter.reset()
+	t.cost.begin(t.st.Step)
 	for t.st.Step < t.st.TotalSteps {
 		if ctx.Err() != nil {
 			if _, err := t.checkpoint(); err != nil {
@@ -322,6 +325,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 		w.tokens += tokensPerStep
 		if err := t.afterStep(ctx, &w); err != nil {
 			return err
+		}
+		if t.cost.due(t.st.Step, t.st.TotalSteps) {
+			if err := t.sync(); err != nil {
+				return err
+			}
+			t.progress.Log(t.estimate())
 		}
 	}
 	if _, err := t.checkpoint(); err != nil {
@@ -590,6 +599,7 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 			return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
 		}
 	}
+	t.cost.evaluated(time.Since(start))
 	loss := total / float64(n)
 	if err := t.metrics.Record(runlog.Eval{Step: int64(t.st.Step), EvalLoss: loss, EvalSequences: n}); err != nil {
 		return err
