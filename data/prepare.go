@@ -50,8 +50,10 @@ type Options struct {
 	ValidFraction float64 `json:"valid_fraction"`
 	// Seed of the document shuffle (default 0).
 	Seed int64 `json:"seed"`
-	// CacheDir holds the token cache (default: $CLM_CACHE/data/<corpus> or
-	// the user cache directory).
+	// CacheDir holds the token cache (default: a folder of $CLM_CACHE/data,
+	// or of the user cache directory, named after the settings and the
+	// tokenizer's content; the least recently used beyond
+	// CLM_TOKEN_CACHE_LIMIT are removed).
 	CacheDir string `json:"-"`
 	// Workers tokenizing in parallel (default: all cores).
 	Workers int `json:"-"`
@@ -65,6 +67,8 @@ type Options struct {
 	// Origins records the Hub commits that Resolve used ("train", "valid",
 	// "tokenizer").
 	Origins map[string]Origin `json:"-"`
+
+	cacheRoot string // the root whose caches share the limit (default CacheDir only)
 }
 
 // WithDefaults returns o with defaults filled in.
@@ -113,13 +117,6 @@ func (o Options) WithDefaults() (Options, error) {
 	case o.Seed < 0:
 		return o, fmt.Errorf("seed %d: must not be negative (NumPy's default_rng refuses it)", o.Seed)
 	}
-	if o.CacheDir == "" {
-		base, err := CacheRoot()
-		if err != nil {
-			return o, err
-		}
-		o.CacheDir = filepath.Join(base, "data", cacheName(o))
-	}
 	return o, nil
 }
 
@@ -133,22 +130,6 @@ func CacheRoot() (string, error) {
 		return "", fmt.Errorf("no cache directory: %v (set CLM_CACHE)", err)
 	}
 	return filepath.Join(d, "clm"), nil
-}
-
-// cacheName names the cache directory after the corpus and the context
-// length (for Hub datasets: repository, revision and split, so that a
-// moved branch rebuilds the same cache).
-func cacheName(o Options) string {
-	h := fnv.New32a()
-	if o.Train.Kind == corpus.KindHub {
-		fmt.Fprintf(h, "%s|%s|%s", o.Train.Repo, o.Train.Revision, o.Train.Split)
-		if o.Valid != nil {
-			fmt.Fprintf(h, "|%s|%s|%s", o.Valid.Repo, o.Valid.Revision, o.Valid.Split)
-		}
-	} else {
-		fmt.Fprintf(h, "%s|%s", o.Train.Path, strings.Join(o.Train.Extensions, ","))
-	}
-	return fmt.Sprintf("%s-%08x-ctx%d", o.Train.Kind, h.Sum32(), o.ContextLength)
 }
 
 // Manifest records what a token cache was built from, and its shards.
@@ -197,10 +178,13 @@ type Dataset struct {
 	Manifest     Manifest
 	Tokenizer    *bpe.Tokenizer
 	Dir          string
+
+	use *useLock // held while the cache is read: no other process removes it
 }
 
-// Close releases the mapped shards.
+// Close releases the mapped shards and the cache.
 func (d *Dataset) Close() error {
+	defer d.use.release()
 	err := d.Train.Close()
 	if e := d.Valid.Close(); err == nil {
 		err = e
@@ -228,6 +212,11 @@ func (o Options) resolve(ctx context.Context) (Options, *bpe.Tokenizer, Manifest
 		return o, nil, Manifest{}, err
 	}
 	want, err := expectedManifest(o, tok)
+	if err == nil && o.CacheDir == "" {
+		if o.cacheRoot, err = CacheRoot(); err == nil {
+			o.CacheDir = filepath.Join(o.cacheRoot, "data", cacheName(o, want.TokenizerSHA256))
+		}
+	}
 	return o, tok, want, err
 }
 
@@ -238,21 +227,92 @@ func Prepare(ctx context.Context, o Options) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ds, reason := openCache(o.CacheDir, want, tok); ds != nil {
-		return ds, nil
-	} else if reason != "" {
+	ds, reason, err := openShared(o.CacheDir, want, tok)
+	if ds != nil || err != nil {
+		return ds, err
+	}
+	// Build (or rebuild) it, alone.
+	l, ok, err := lockCache(o.CacheDir, true)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("token cache %s %s, and another process reads or builds it now; wait for it to finish and start again", o.CacheDir, orMissing(reason))
+	}
+	if reason != "" {
 		fmt.Fprintf(o.Log, "data: token cache %s %s; rebuilding\n", o.CacheDir, reason)
 	} else {
 		fmt.Fprintf(o.Log, "data: building token cache %s\n", o.CacheDir)
 	}
-	if err := build(ctx, o, tok, want); err != nil {
+	err = build(ctx, o, tok, want)
+	l.release()
+	if err != nil {
 		return nil, err
 	}
-	ds, reason := openCache(o.CacheDir, want, tok)
-	if ds == nil {
-		return nil, fmt.Errorf("token cache %s: %s right after building it", o.CacheDir, reason)
+	ds, reason, err = openShared(o.CacheDir, want, tok)
+	if err == nil && ds == nil {
+		err = fmt.Errorf("token cache %s: %s right after building it", o.CacheDir, reason)
 	}
-	return ds, nil
+	if err == nil && o.cacheRoot != "" {
+		err = o.evict()
+	}
+	if err != nil && ds != nil {
+		ds.Close()
+		ds = nil
+	}
+	return ds, err
+}
+
+func orMissing(reason string) string {
+	if reason == "" {
+		return "does not exist yet"
+	}
+	return reason
+}
+
+// openShared opens the cache at dir (as openCache) holding its use lock
+// shared, and records the use.
+func openShared(dir string, want Manifest, tok *bpe.Tokenizer) (*Dataset, string, error) {
+	l, ok, err := lockCache(dir, false)
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, "", fmt.Errorf("token cache %s is being built by another process; wait for it to finish and start again", dir)
+	}
+	ds, reason := openCache(dir, want, tok)
+	if ds == nil {
+		l.release()
+		return nil, reason, nil
+	}
+	ds.use = l
+	markUsed(dir)
+	return ds, "", nil
+}
+
+// evict keeps the token caches under the limit, saying what it removed.
+func (o Options) evict() error {
+	limit, err := CacheLimit()
+	if err != nil {
+		return err
+	}
+	removed, err := evictCaches(o.cacheRoot, o.CacheDir, limit)
+	for _, c := range removed {
+		fmt.Fprintf(o.Log, "data: token caches over %s: removed %s (%s, last used %s)\n",
+			humanBytes(limit), c.Dir, humanBytes(c.Bytes), c.LastUsed.Format("2006-01-02 15:04"))
+	}
+	return err
+}
+
+// humanBytes writes a size in GiB, MiB or bytes.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // expectedManifest is the manifest fields that identify a valid cache.
@@ -757,7 +817,10 @@ func Open(ctx context.Context, o Options) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds, reason := openCache(o.CacheDir, want, tok)
+	ds, reason, err := openShared(o.CacheDir, want, tok)
+	if err != nil {
+		return nil, err
+	}
 	if ds == nil {
 		if reason == "" {
 			reason = "does not exist"

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"clm/data"
 	"clm/data/corpus"
@@ -26,8 +28,64 @@ func runData(args []string, stdout io.Writer) error {
 		return dataPrepare(sub, args, stdout)
 	case "download":
 		return dataDownload(args, stdout)
+	case "cache":
+		return dataCache(args, stdout)
 	}
-	return fmt.Errorf("data: unknown subcommand %q (want prepare, inspect or download)", sub)
+	return fmt.Errorf("data: unknown subcommand %q (want prepare, inspect, download or cache)", sub)
+}
+
+// dataCache lists the token caches: one per content, least recently used
+// first (the first to go beyond CLM_TOKEN_CACHE_LIMIT).
+func dataCache(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("clm data cache", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("data cache: unexpected argument %q", fs.Arg(0))
+	}
+	root, err := data.CacheRoot()
+	if err != nil {
+		return err
+	}
+	caches, err := data.TokenCaches(root)
+	if err != nil {
+		return err
+	}
+	limit, err := data.CacheLimit()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "cache\tsize\tlast used\tcorpus\ttokenizer\tcontext\ttrain docs\tvalid docs\tseed\t")
+	var total int64
+	for _, c := range caches {
+		total += c.Bytes
+		name := filepath.Base(c.Dir)
+		if c.InUse {
+			name += " (in use)"
+		}
+		corpusName, tok, ctx, train, valid, seed := "?", "?", "?", "?", "?", "?"
+		if m := c.Manifest; m != nil {
+			corpusName, tok = m.Settings.Train.String(), fmt.Sprintf("%.12s", m.TokenizerSHA256)
+			ctx, seed = fmt.Sprint(m.Settings.ContextLength), fmt.Sprint(m.Settings.Seed)
+			if sp := m.Splits["train"]; sp != nil {
+				train = fmt.Sprint(sp.Documents)
+			}
+			if sp := m.Splits["valid"]; sp != nil {
+				valid = fmt.Sprint(sp.Documents)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.1f MB\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, float64(c.Bytes)/1e6,
+			c.LastUsed.Format("2006-01-02 15:04"), corpusName, tok, ctx, train, valid, seed)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d token caches in %s, %.1f MB of the %.1f GiB limit (CLM_TOKEN_CACHE_LIMIT); the least recently used go first\n",
+		len(caches), filepath.Join(root, "data"), float64(total)/1e6, float64(limit)/(1<<30))
+	return nil
 }
 
 // validFlags registers the flags of a separate validation corpus.
