@@ -211,7 +211,7 @@ func badInputCases(good string, b brokenRuns) []badInputCase {
 		{"missing corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=/no/such/corpus", "-run-dir", "r1"}, "", "/no/such/corpus"},
 		{"empty corpus", []string{"-config", good, "-set", "data.source=dir", "-set", "data.path=" + b.emptyCorpus, "-run-dir", "r2"}, "", "empty"},
 		{"missing tokenizer", []string{"-config", good, "-set", "data.tokenizer=/no/tokenizer.json", "-run-dir", "r3"}, "", "/no/tokenizer.json"},
-		{"existing run", []string{"-config", good, "-run-dir", "run"}, "", "-resume run"},
+		{"existing run of another experiment", []string{"-config", good, "-run-dir", "run", "-set", "model.n_layer=3"}, "", "holds another experiment (model.n_layer: 2 in the run, 3 asked); continue that run as it was with `clm -resume run`"},
 		{"not a run folder", []string{"-resume", "nowhere"}, "", "nowhere"},
 		{"corrupt checkpoint", []string{"-resume", b.corrupt}, "", "model.safetensors"},
 		{"incompatible resume", []string{"-resume", "run", "-set", "model.n_layer=3"}, "", "differs"},
