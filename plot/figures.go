@@ -180,12 +180,12 @@ func lossFigure(runs []*Run) *figure {
 	evalMax := math.Inf(-1)
 	hasEval := false
 	for i, r := range runs {
-		c := runColor(i)
-		tr := &series{name: r.Label + " (train)", color: lighter(c, 0.6), width: vg.Points(1)}
+		tr := runSeries(i, r.Label+" (train)", vg.Points(1))
+		tr.color, tr.marker = lighter(runColor(i), 0.6), nil
 		for _, p := range r.Train {
 			tr.add(float64(p.Step), p.Loss)
 		}
-		ev := &series{name: r.Label + " (eval)", color: c, width: vg.Points(2)}
+		ev := runSeries(i, r.Label+" (eval)", vg.Points(2))
 		for _, p := range r.Eval {
 			ev.add(float64(p.Step), p.EvalLoss)
 			if !math.IsNaN(p.EvalLoss) && !math.IsInf(p.EvalLoss, 0) {

@@ -30,12 +30,15 @@ type series struct {
 	color color.Color
 	width vg.Length
 	dash  []vg.Length
+	// marker, when set, marks some of the points (all of a short series),
+	// so that a single point shows and overlapping curves stay apart.
+	marker draw.GlyphDrawer
 }
 
 func (s *series) add(x, y float64) { s.xy = append(s.xy, plotter.XY{X: x, Y: y}) }
 
-// line returns the gonum line, or nil when no point is drawable.
-func (s *series) line(logY bool) *plotter.Line {
+// points are the drawable points: finite, and positive on a log axis.
+func (s *series) points(logY bool) plotter.XYs {
 	var xy plotter.XYs
 	for _, p := range s.xy {
 		if math.IsNaN(p.Y) || math.IsInf(p.Y, 0) || math.IsNaN(p.X) || math.IsInf(p.X, 0) || (logY && p.Y <= 0) {
@@ -43,21 +46,64 @@ func (s *series) line(logY bool) *plotter.Line {
 		}
 		xy = append(xy, p)
 	}
-	if len(xy) == 0 {
-		return nil
-	}
-	l, err := plotter.NewLine(xy)
-	if err != nil {
-		return nil
-	}
-	l.Color = s.color
-	l.Width = s.width
-	if l.Width == 0 {
-		l.Width = vg.Points(1.5)
-	}
-	l.Dashes = s.dash
-	return l
+	return xy
 }
+
+// visible reports whether any point of s shows within y ≤ yMax.
+func (s *series) visible(logY bool, yMax float64) bool {
+	for _, p := range s.points(logY) {
+		if math.IsInf(yMax, 1) || math.IsNaN(yMax) || p.Y <= yMax {
+			return true
+		}
+	}
+	return false
+}
+
+// lineStyle is the series' pen.
+func (s *series) lineStyle() draw.LineStyle {
+	w := s.width
+	if w == 0 {
+		w = vg.Points(1.5)
+	}
+	return draw.LineStyle{Color: s.color, Width: w, Dashes: s.dash}
+}
+
+// plotters returns the gonum line (two points or more) and markers of s,
+// none when no point is drawable.
+func (s *series) plotters(logY bool) []gplot.Plotter {
+	xy := s.points(logY)
+	var out []gplot.Plotter
+	if len(xy) >= 2 {
+		if l, err := plotter.NewLine(xy); err == nil {
+			l.LineStyle = s.lineStyle()
+			out = append(out, l)
+		}
+	}
+	if s.marker != nil && len(xy) > 0 {
+		step := max(1, len(xy)/maxMarkers)
+		var marked plotter.XYs
+		for i := 0; i < len(xy); i += step {
+			marked = append(marked, xy[i])
+		}
+		if last := xy[len(xy)-1]; marked[len(marked)-1] != last {
+			marked = append(marked, last)
+		}
+		if sc, err := plotter.NewScatter(marked); err == nil {
+			sc.GlyphStyle = draw.GlyphStyle{Color: s.color, Radius: vg.Points(2.8), Shape: s.marker}
+			out = append(out, sc)
+		}
+	} else if len(xy) == 1 {
+		// A lone point without a marker still shows, as a dot.
+		if sc, err := plotter.NewScatter(xy); err == nil {
+			sc.GlyphStyle = draw.GlyphStyle{Color: s.color, Radius: vg.Points(2.5), Shape: draw.CircleGlyph{}}
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// maxMarkers is about how many points of a long series are marked.
+const maxMarkers = 16
 
 // runColors are distinguishable colours for runs (Tableau 10).
 var runColors = []color.RGBA{
@@ -67,6 +113,18 @@ var runColors = []color.RGBA{
 }
 
 func runColor(i int) color.RGBA { return runColors[i%len(runColors)] }
+
+// runDashes and runMarkers tell runs apart where their curves overlap (a
+// block whose curve hides under another's): run i has colour i, dashes
+// i mod 4 and marker i mod 5.
+var runDashes = [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}
+
+var runMarkers = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.TriangleGlyph{}, draw.SquareGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}}
+
+// runSeries is a series in run i's style.
+func runSeries(i int, name string, width vg.Length) *series {
+	return &series{name: name, color: runColor(i), width: width, dash: runDashes[i%len(runDashes)], marker: runMarkers[i%len(runMarkers)]}
+}
 
 // lighter blends c towards white.
 func lighter(c color.RGBA, f float64) color.RGBA {
@@ -256,12 +314,37 @@ func (f *figure) draw(c draw.Canvas) error {
 		l.XOffs = padding
 		l.Padding = vg.Points(1.5)
 		for _, s := range f.legend {
-			th := &plotter.Line{LineStyle: draw.LineStyle{Color: s.color, Width: max(s.width, vg.Points(2)), Dashes: s.dash}}
-			l.Add(s.name, th)
+			if !f.drawn(s) {
+				continue
+			}
+			sty := s.lineStyle()
+			sty.Width = max(sty.Width, vg.Points(2))
+			thumbs := []gplot.Thumbnailer{&plotter.Line{LineStyle: sty}}
+			if s.marker != nil {
+				thumbs = append(thumbs, &plotter.Scatter{GlyphStyle: draw.GlyphStyle{Color: s.color, Radius: vg.Points(2.8), Shape: s.marker}})
+			}
+			l.Add(s.name, thumbs...)
 		}
 		l.Draw(lc)
 	}
 	return nil
+}
+
+// drawn reports whether a legend entry shows in some panel: a caption (a
+// series of no panel) always does; a series only with a point in view.
+func (f *figure) drawn(s *series) bool {
+	inPanel := false
+	for _, pn := range f.panels {
+		for _, x := range pn.series {
+			if x == s {
+				inPanel = true
+				if s.visible(pn.logY, pn.yMax) {
+					return true
+				}
+			}
+		}
+	}
+	return !inPanel
 }
 
 // plot builds the gonum plot of a panel (nil when nothing is drawable).
@@ -280,13 +363,13 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	drawable := false
 	yMin, yMax := math.Inf(1), math.Inf(-1)
 	for _, s := range pn.series {
-		l := s.line(pn.logY)
-		if l == nil {
+		ps := s.plotters(pn.logY)
+		if len(ps) == 0 {
 			continue
 		}
 		drawable = true
-		p.Add(l)
-		for _, q := range l.XYs {
+		p.Add(ps...)
+		for _, q := range s.points(pn.logY) {
 			yMin, yMax = math.Min(yMin, q.Y), math.Max(yMax, q.Y)
 		}
 	}

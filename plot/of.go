@@ -17,7 +17,7 @@ func ofKurtosisFigure(runs []*Run) *figure {
 	pn := &panel{xLabel: "step", yLabel: "mean kurtosis over layers (log)", logY: true, yMax: math.Inf(1)}
 	f := &figure{stem: "of-kurtosis", title: "Outlier features during training", panels: []*panel{pn}, cols: 1}
 	for i, r := range runs {
-		s := &series{name: r.Label, color: runColor(i), width: vg.Points(2)}
+		s := runSeries(i, r.Label, vg.Points(2))
 		for _, st := range r.Stats {
 			if len(st.Layers) == 0 {
 				continue

@@ -146,7 +146,7 @@ type DataOptions struct {
 
 // ReportOptions are the [report] keys: the statistics logged during training.
 type ReportOptions struct {
-	Every    int  `toml:"every"`    // steps between statistics (100); 0: never
+	Every    int  `toml:"every"`    // steps between statistics (100), plus the first and last step; 0: never
 	Outliers bool `toml:"outliers"` // kurtosis, max/median, correlations per layer
 	Entropy  bool `toml:"entropy"`  // attention entropy per layer
 	Gains    bool `toml:"gains"`    // every trained gain

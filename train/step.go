@@ -29,7 +29,7 @@ func (t *Trainer) step() error {
 	defer s.Close()
 	t.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))
 	mine := t.gather()
-	if t.exp.Report.Every > 0 && (t.st.Step+1)%t.exp.Report.Every == 0 { // on each rank's first micro-batch
+	if t.statsDue() { // on each rank's first micro-batch
 		var recErr error
 		if err := torch.Try(func() { recErr = t.recordStats(t.ids(mine[0])) }); err != nil {
 			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
@@ -81,6 +81,14 @@ func (t *Trainer) gather() [][][]int32 {
 // float64, on the device.
 func (t *Trainer) forwardBackward(plan []forward) (*torch.Tensor, error) {
 	return t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return t.ids(plan[i].rows) })
+}
+
+// statsDue reports whether this step records the papers' statistics: every
+// report.every steps, and at the first (the initial weights) and the last
+// step, so that every run's figures have a start and an end.
+func (t *Trainer) statsDue() bool {
+	every, next := t.exp.Report.Every, t.st.Step+1
+	return every > 0 && (next%every == 0 || next == 1 || next == t.st.TotalSteps)
 }
 
 // forwardRows is the number of sequences per forward: fwdRows, or
