@@ -176,10 +176,11 @@ type bars struct {
 // barGroup is one bar per category, in one colour; notes, when set, follow
 // each bar's value in its label.
 type barGroup struct {
-	name   string
-	values []float64
-	notes  []string
-	color  color.Color
+	name    string
+	values  []float64
+	notes   []string
+	missing []bool // a category without a value (drawn as 0, labelled by its note alone)
+	color   color.Color
 }
 
 // plotBars draws pn's bars, grouped around each category.
@@ -200,7 +201,10 @@ func (pn *panel) plotBars(p *gplot.Plot) error {
 		for j, v := range g.values {
 			xy.XYs[j] = plotter.XY{X: float64(j), Y: v}
 			xy.Labels[j] = strconv.FormatFloat(v, 'g', 4, 64)
-			if j < len(g.notes) {
+			switch {
+			case j < len(g.missing) && g.missing[j]:
+				xy.Labels[j] = g.notes[j] // no bar: only why
+			case j < len(g.notes):
 				xy.Labels[j] += "\n" + g.notes[j]
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"gonum.org/v1/plot/vg"
+
+	"clm/runlog"
 )
 
 // The outlier-features study's figures (He et al., NeurIPS 2024): outlier
@@ -39,37 +41,75 @@ func ofKurtosisFigure(runs []*Run) *figure {
 	return f
 }
 
-// quantFigure compares the full-precision and int8 perplexity of the runs
-// that have a quant.json (clm quant), side by side per run. Nil when none
+// quantFigure compares the full-precision perplexity of the runs that have
+// a quant.json (clm quant) with each int8 scheme evaluated on them, side by
+// side per run, at each run's latest quantised checkpoint. Nil when none
 // has.
 func quantFigure(runs []*Run) *figure {
 	fp := barGroup{name: "full precision", color: runColor(0)}
-	q := barGroup{name: "int8 (weights and activations)", color: runColor(1)}
-	var labels []string
-	scheme := ""
+	var labels, schemes []string
+	byScheme := map[string]map[int]*runlog.Quant{} // scheme -> run index -> result
 	for _, r := range runs {
-		if r.Quant == nil {
+		latest := latestQuants(r.Quants)
+		if len(latest) == 0 {
 			continue
 		}
-		sc := r.Quant.Scheme
-		text := "int8 weights " + sc.Weights + ", activations " + sc.Acts
-		if sc.Residual {
-			text += ", residual stream too"
-		}
-		if scheme == "" {
-			scheme = text
-		} else if scheme != text {
-			scheme = "schemes differ between runs (see each quant.json)"
-		}
+		i := len(labels)
 		labels = append(labels, r.Label)
-		fp.values = append(fp.values, r.Quant.FP.Perplexity)
-		q.values = append(q.values, r.Quant.Int8.Perplexity)
-		q.notes = append(q.notes, fmt.Sprintf("×%.3g", r.Quant.Int8.Perplexity/r.Quant.FP.Perplexity))
+		fp.values = append(fp.values, latest[0].FP.Perplexity)
+		for _, q := range latest {
+			name := schemeName(q.Scheme)
+			if byScheme[name] == nil {
+				byScheme[name] = map[int]*runlog.Quant{}
+				schemes = append(schemes, name)
+			}
+			byScheme[name][i] = q
+		}
 	}
 	if len(labels) == 0 {
 		return nil
 	}
-	pn := &panel{title: scheme, xLabel: "run", yLabel: "eval perplexity", yMax: math.Inf(1),
-		bars: &bars{categories: labels, groups: []barGroup{fp, q}}}
+	groups := []barGroup{fp}
+	for k, name := range schemes {
+		g := barGroup{name: "int8 " + name, color: runColor(k + 1)}
+		for i := range labels {
+			q := byScheme[name][i]
+			if q != nil {
+				g.values = append(g.values, q.Int8.Perplexity)
+				g.notes = append(g.notes, fmt.Sprintf("×%.3g", q.Int8.Perplexity/q.FP.Perplexity))
+			} else {
+				g.values = append(g.values, 0)
+				g.notes = append(g.notes, "not run")
+			}
+			g.missing = append(g.missing, q == nil)
+		}
+		groups = append(groups, g)
+	}
+	pn := &panel{xLabel: "run", yLabel: "eval perplexity", yMax: math.Inf(1),
+		bars: &bars{categories: labels, groups: groups}}
 	return &figure{stem: "of-quant", title: "What int8 quantisation costs", panels: []*panel{pn}, cols: 1}
+}
+
+// latestQuants are the results of the latest checkpoint among qs.
+func latestQuants(qs []*runlog.Quant) []*runlog.Quant {
+	last := ""
+	for _, q := range qs {
+		last = max(last, q.Checkpoint)
+	}
+	var out []*runlog.Quant
+	for _, q := range qs {
+		if q.Checkpoint == last {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// schemeName is "weights per_channel, activations static" (", residual").
+func schemeName(sc runlog.QuantScheme) string {
+	s := "weights " + sc.Weights + ", activations " + sc.Acts
+	if sc.Residual {
+		s += ", residual"
+	}
+	return s
 }

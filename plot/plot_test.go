@@ -93,6 +93,12 @@ func TestFigures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A second scheme on one run only: its bar on the other reads "not run".
+	dyn := &runlog.Quant{Scheme: runlog.QuantScheme{Weights: "per_tensor", Acts: "dynamic"},
+		FP: runlog.QuantEval{Loss: 2, Perplexity: math.Exp(2)}, Int8: runlog.QuantEval{Loss: 2.4, Perplexity: math.Exp(2.4)}}
+	if err := runlog.WriteQuant(runA, dyn); err != nil {
+		t.Fatal(err)
+	}
 
 	var logs bytes.Buffer
 	old := slog.Default()

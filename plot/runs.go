@@ -41,8 +41,8 @@ type Run struct {
 	// name.
 	Label string
 	runlog.Log
-	// Quant is the run's quant.json (clm quant), or nil.
-	Quant *runlog.Quant
+	// Quants are the results of the run's quant.json (clm quant), if any.
+	Quants []*runlog.Quant
 }
 
 // ReadRun reads dir/metrics.jsonl and dir/config.toml. A missing folder or
@@ -69,11 +69,11 @@ func ReadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plot: %s: %w", path, err)
 	}
-	q, err := runlog.ReadQuant(dir)
+	q, err := runlog.ReadQuants(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("plot: %w", err)
 	}
-	return &Run{Dir: dir, Label: runLabel(dir), Log: *l, Quant: q}, nil
+	return &Run{Dir: dir, Label: runLabel(dir), Log: *l, Quants: q}, nil
 }
 
 // runLabel returns config.toml's name (the experiment's), else the folder

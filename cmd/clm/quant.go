@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"clm/quant"
 	"clm/runlog"
@@ -15,15 +16,15 @@ import (
 )
 
 func init() {
-	register("quant", "int8 post-training quantisation of a run's checkpoint: clm quant -ckpt RUN_DIR -weights per_channel -acts static", runQuant)
+	register("quant", "int8 post-training quantisation of a run's checkpoint: clm quant -ckpt RUN_DIR -weights per_channel -acts static,dynamic", runQuant)
 }
 
 func runQuant(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("clm quant", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	ckptFlag := fs.String("ckpt", "", "run folder (its latest checkpoint) or a checkpoint folder")
-	weights := fs.String("weights", "per_channel", "weight quantisation: none, per_tensor or per_channel")
-	acts := fs.String("acts", "static", "activation quantisation: none, static (per tensor, calibrated) or dynamic (per token)")
+	weights := fs.String("weights", "per_channel", "weight quantisation: none, per_tensor or per_channel; a comma-separated list evaluates each")
+	acts := fs.String("acts", "static", "activation quantisation: none, static (per tensor, calibrated) or dynamic (per token); a list evaluates each")
 	calib := fs.Int("calib-batches", 8, "training batches (of eval_batch rows) that calibrate static ranges")
 	residual := fs.Bool("residual", false, "also quantise the residual stream between blocks")
 	evalBatches := fs.Int("eval-batches", -1, "validation batches to evaluate (-1: the run's train.eval_batches; 0: all)")
@@ -39,7 +40,7 @@ func runQuant(args []string, stdout io.Writer) error {
 	if *ckptFlag == "" {
 		return errors.New("quant: -ckpt RUN_DIR is required")
 	}
-	scheme, err := quantScheme(*weights, *acts, *residual)
+	schemes, err := quantSchemes(*weights, *acts, *residual)
 	if err != nil {
 		return err
 	}
@@ -59,35 +60,51 @@ func runQuant(args []string, stdout io.Writer) error {
 		return fmt.Errorf("quant: %w", err)
 	}
 	defer ds.Close()
-	o := quant.Options{Scheme: scheme, CalibBatches: *calib, Batch: tr.Exp.Train.EvalBatch, EvalBatches: *evalBatches, Pad: train.EvalPad(ds)}
-	if o.EvalBatches < 0 {
-		o.EvalBatches = tr.Exp.Train.EvalBatches
-	}
-	r, err := quant.Evaluate(tr.Model, ds.Train, ds.Valid, o)
-	if err != nil {
-		return fmt.Errorf("quant: %w", err)
-	}
 	runDir := filepath.Dir(filepath.Dir(tr.Checkpoint))
-	r.Checkpoint, _ = filepath.Rel(runDir, tr.Checkpoint)
-	if err := r.WriteTable(stdout); err != nil {
-		return err
+	for i, scheme := range schemes {
+		o := quant.Options{Scheme: scheme, CalibBatches: *calib, Batch: tr.Exp.Train.EvalBatch, EvalBatches: *evalBatches, Pad: train.EvalPad(ds)}
+		if o.EvalBatches < 0 {
+			o.EvalBatches = tr.Exp.Train.EvalBatches
+		}
+		r, err := quant.Evaluate(tr.Model, ds.Train, ds.Valid, o)
+		if err != nil {
+			return fmt.Errorf("quant: %v: %w", scheme, err)
+		}
+		r.Checkpoint, _ = filepath.Rel(runDir, tr.Checkpoint)
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		if err := r.WriteTable(stdout); err != nil {
+			return err
+		}
+		// Each scheme is kept as soon as it is done, beside the others.
+		if err := runlog.WriteQuant(runDir, r.Record()); err != nil {
+			return err
+		}
 	}
-	return runlog.WriteQuant(runDir, r.Record())
+	return nil
 }
 
-// quantScheme parses the scheme flags; an error names the flag.
-func quantScheme(weights, acts string, residual bool) (quant.Scheme, error) {
-	w, err := quant.ParseWeights(weights)
-	if err != nil {
-		return quant.Scheme{}, fmt.Errorf("quant: -weights: %v", err)
+// quantSchemes parses the scheme flags, lists of weights and activation
+// schemes evaluated in every combination; an error names the flag.
+func quantSchemes(weights, acts string, residual bool) ([]quant.Scheme, error) {
+	var out []quant.Scheme
+	for _, wn := range strings.Split(weights, ",") {
+		w, err := quant.ParseWeights(strings.TrimSpace(wn))
+		if err != nil {
+			return nil, fmt.Errorf("quant: -weights: %v", err)
+		}
+		for _, an := range strings.Split(acts, ",") {
+			a, err := quant.ParseActs(strings.TrimSpace(an))
+			if err != nil {
+				return nil, fmt.Errorf("quant: -acts: %v", err)
+			}
+			s := quant.Scheme{Weights: w, Acts: a, Residual: residual}
+			if err := s.Validate(); err != nil {
+				return nil, fmt.Errorf("quant: -residual: %v", err)
+			}
+			out = append(out, s)
+		}
 	}
-	a, err := quant.ParseActs(acts)
-	if err != nil {
-		return quant.Scheme{}, fmt.Errorf("quant: -acts: %v", err)
-	}
-	s := quant.Scheme{Weights: w, Acts: a, Residual: residual}
-	if err := s.Validate(); err != nil {
-		return quant.Scheme{}, fmt.Errorf("quant: -residual: %v", err)
-	}
-	return s, nil
+	return out, nil
 }
