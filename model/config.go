@@ -673,7 +673,7 @@ func decodeStrict(data []byte, c *Config) error {
 	if err := dec.Decode(c); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("model.%s: cannot use JSON %s as %s", te.Field, te.Value, te.Type)
+			return fmt.Errorf("model.%s: want %s, not %s", te.Field, te.Type, te.Value)
 		}
 		return fmt.Errorf("model config: %w", err)
 	}

@@ -169,9 +169,9 @@ func TestOverridesFollowLinks(t *testing.T) {
 		want string
 	}{
 		{map[string]any{"n_layers": 3}, "model.n_layers: unknown key"},
-		{map[string]any{"n_layer": "3"}, "model.n_layer: cannot use JSON string as int"},
-		{map[string]any{"n_layer": 2.5}, "model.n_layer: cannot use JSON number 2.5 as int"},
-		{map[string]any{"centre_attn": 1}, "model.centre_attn: cannot use JSON number as bool"},
+		{map[string]any{"n_layer": "3"}, "model.n_layer: want int, not string"},
+		{map[string]any{"n_layer": 2.5}, "model.n_layer: want int, not number 2.5"},
+		{map[string]any{"centre_attn": 1}, "model.centre_attn: want bool, not number"},
 	} {
 		if _, err := PresetWith("default", bad.o); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("overrides %v: error %v, want %q", bad.o, err, bad.want)

@@ -209,19 +209,25 @@ func Parse(file string, src []byte, name string, sets map[string]any) (*Experime
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		var bad []string
+		seen := map[string]bool{}
 		for _, k := range und {
 			ks := k.String()
 			if strings.HasPrefix(ks, "model.") {
 				continue // model keys are checked against model.Config below
 			}
-			bad = append(bad, fmt.Sprintf("%s:%d: unknown key %q", file, keyLine(src, k), ks))
+			if parent := ks[:max(0, strings.LastIndex(ks, "."))]; seen[parent] {
+				seen[ks] = true
+				continue // inside an unknown table: the table is the mistake
+			}
+			seen[ks] = true
+			bad = append(bad, fmt.Sprintf("%s:%d: unknown key %q%s", file, keyLine(src, k), ks, didYouMean(ks)))
 		}
 		if len(bad) > 0 {
-			return nil, errors.New(strings.Join(bad, "\n"))
+			return nil, errors.New(strings.Join(bad, "; "))
 		}
 	}
 	if err := applySets(&doc, sets); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, err // it names the -set flag
 	}
 	e.Name, e.Train, e.Data, e.Report = doc.Name, doc.Train, doc.Data, doc.Report
 	e.ModelOverrides = map[string]any{}
@@ -238,11 +244,20 @@ func Parse(file string, src []byte, name string, sets map[string]any) (*Experime
 	}
 	cfg, err := model.PresetWith(e.Preset, e.ModelOverrides)
 	if err != nil {
-		// Point at the first offending key's line when the message names one.
+		// Point at the first offending key: the -set flag that gave it, else
+		// its line in the file.
 		if m := regexp.MustCompile(`model\.([a-z_0-9]+)`).FindStringSubmatch(err.Error()); m != nil {
-			if line := keyLine(src, toml.Key{"model", m[1]}); line > 0 {
-				return nil, fmt.Errorf("%s:%d: %v", file, line, err)
+			hint := ""
+			if strings.Contains(err.Error(), "unknown key") {
+				hint = didYouMean("model." + m[1])
 			}
+			if v, set := sets["model."+m[1]]; set {
+				return nil, fmt.Errorf("-set model.%s=%v: %v%s", m[1], v, err, hint)
+			}
+			if line := keyLine(src, toml.Key{"model", m[1]}); line > 0 {
+				return nil, fmt.Errorf("%s:%d: %v%s", file, line, err, hint)
+			}
+			return nil, fmt.Errorf("%s: %v%s", file, err, hint)
 		}
 		return nil, fmt.Errorf("%s: %v", file, err)
 	}
@@ -276,7 +291,7 @@ func applySets(doc *fileDoc, sets map[string]any) error {
 			continue
 		}
 		if !ok {
-			return fmt.Errorf("-set %s: want section.key (model., train., data., report.)", k)
+			return fmt.Errorf("-set %s: want section.key (model., train., data., report.)%s", k, didYouMean(k))
 		}
 		switch section {
 		case "model":
@@ -286,10 +301,14 @@ func applySets(doc *fileDoc, sets map[string]any) error {
 			doc.Model[key] = v
 		case "train", "data", "report":
 			if err := setField(doc, section, key, v); err != nil {
-				return fmt.Errorf("-set %s: %w", k, err)
+				hint := ""
+				if strings.Contains(err.Error(), "unknown key") {
+					hint = didYouMean(k)
+				}
+				return fmt.Errorf("-set %s: %w%s", k, err, hint)
 			}
 		default:
-			return fmt.Errorf("-set %s: unknown section %q (model, train, data, report)", k, section)
+			return fmt.Errorf("-set %s: unknown section %q (model, train, data, report)%s", k, section, didYouMean(k))
 		}
 	}
 	return nil
@@ -328,6 +347,9 @@ func keyLine(src []byte, key toml.Key) int {
 		t := strings.TrimSpace(l)
 		if strings.HasPrefix(t, "[") {
 			table = strings.Trim(t, "[] ")
+			if table == strings.Join(key, ".") {
+				return i + 1 // the key is a table
+			}
 			continue
 		}
 		k, _, ok := strings.Cut(t, "=")

@@ -65,29 +65,52 @@ type graphStep struct {
 	Eager, Replayed int
 }
 
+// graphNeeds returns why train.cuda_graphs cannot run with these settings
+// and process count, or nil (the device aside: see checkGraphs).
+func graphNeeds(tr *Options, p Precision, dev torch.Device, world int) error {
+	var why []string
+	if tr.Optimizer != AdamWHF && tr.Optimizer != AdamWTorch {
+		why = append(why, fmt.Sprintf("an AdamW optimizer, not %s", tr.Optimizer))
+	}
+	if !newNaNGuard(tr, p.on(dev), dev).deferred() {
+		why = append(why, "deferred NaN checks (nan_check_every > 1, on_nan = \"stop\", not fp16), not a check every step")
+	}
+	if world > 1 {
+		why = append(why, fmt.Sprintf("one process, not %d", world))
+	}
+	if ck, err := model.ParseCheckpointing(tr.CheckpointActivations); err == nil && ck != model.CheckpointNone {
+		why = append(why, fmt.Sprintf("checkpoint_activations = \"none\", not %q", tr.CheckpointActivations))
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("train.cuda_graphs needs %s", strings.Join(why, "; "))
+	}
+	return nil
+}
+
+// checkGraphs refuses train.cuda_graphs where it cannot run: Setup asks
+// before the data are prepared, NewTrainer again.
+func checkGraphs(tr *Options, dev torch.Device, world int) error {
+	if !tr.CUDAGraphs {
+		return nil
+	}
+	if !dev.IsCUDA() {
+		return fmt.Errorf("train.cuda_graphs needs a CUDA device; this run is on %v", dev)
+	}
+	return graphNeeds(tr, tr.Precision, dev, world)
+}
+
 // enableGraphs switches the trainer to captured steps. They need AdamW
 // (whose graph mode keeps its per-step scalars on the device), deferred NaN
 // checks (a checked step reads its loss back before its update), one
 // process, and no block checkpointing (which saves and restores the RNG
 // state on the host between pieces of the backward).
 func (t *Trainer) enableGraphs(capture captureFunc) error {
-	tr := &t.exp.Train
+	if err := graphNeeds(&t.exp.Train, t.precision, t.dev, t.world); err != nil {
+		return err
+	}
 	adam, ok := t.opt.(*optim.AdamW)
-	var why []string
 	if !ok {
-		why = append(why, fmt.Sprintf("an AdamW optimizer, not %s", tr.Optimizer))
-	}
-	if !t.guard.deferred() {
-		why = append(why, "deferred NaN checks (nan_check_every > 1, on_nan = \"stop\", not fp16), not a check every step")
-	}
-	if t.world > 1 {
-		why = append(why, fmt.Sprintf("one process, not %d", t.world))
-	}
-	if t.ckpt != model.CheckpointNone {
-		why = append(why, fmt.Sprintf("checkpoint_activations = \"none\", not %q", tr.CheckpointActivations))
-	}
-	if len(why) > 0 {
-		return fmt.Errorf("train.cuda_graphs needs %s", strings.Join(why, "; "))
+		return fmt.Errorf("train.cuda_graphs needs an AdamW optimizer, not %T", t.opt)
 	}
 	if err := adam.SetForeach(torch.AdamWGraph); err != nil {
 		return fmt.Errorf("train.cuda_graphs: %w", err)

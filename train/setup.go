@@ -175,6 +175,14 @@ func (r *Run) pickDevice() error {
 		return fmt.Errorf("train.device: %v", err)
 	}
 	r.Device = dev
+	world := 1
+	if r.group != nil {
+		world = r.group.Size()
+	}
+	// Refusals that depend on the device come before the data are prepared.
+	if err := checkGraphs(t, dev, world); err != nil {
+		return err
+	}
 	if err := CheckMemory(r.Exp, dev); err != nil {
 		return err
 	}

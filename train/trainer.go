@@ -185,8 +185,8 @@ func NewTrainer(c Config) (*Trainer, error) {
 		t.st.Experiment = string(b)
 	}
 	if e.Train.CUDAGraphs {
-		err := fmt.Errorf("train.cuda_graphs needs a CUDA device; this run is on %v", t.dev)
-		if t.dev.IsCUDA() {
+		err := checkGraphs(&e.Train, t.dev, t.world)
+		if err == nil {
 			err = t.enableGraphs(captureCUDA)
 		}
 		if err != nil {

@@ -201,10 +201,14 @@ func badInputCases(good string, b brokenRuns) []badInputCase {
 		{"missing config", []string{"-config", "nope.toml"}, "", "nope.toml"},
 		{"syntax error", []string{"-config", "bad.toml"}, "name = \"x\"\n[train\nlr = 1\n", "table name"},
 		{"unknown key", []string{"-config", "bad.toml"}, "[train]\nlr = 1e-3\nlearning_rate = 1\n", `bad.toml:3: unknown key "train.learning_rate"`},
-		{"unknown model key", []string{"-config", "bad.toml"}, "[model]\nn_layers = 3\n", "n_layers"},
+		{"unknown model key", []string{"-config", "bad.toml"}, "[model]\nn_layers = 3\n", `bad.toml:2: model.n_layers: unknown key (did you mean "model.n_layer"?)`},
+		{"table typo", []string{"-config", "bad.toml"}, "name = \"x\"\n[trian]\nlr = 1\nwarmup_ratio = 0\n", `bad.toml:2: unknown key "trian" (did you mean "train"?)`},
 		{"wrong type", []string{"-config", "bad.toml"}, "[train]\nlr = \"fast\"\n", "bad.toml"},
 		{"bad -set syntax", []string{"-config", good, "-set", "train.lr"}, "", `-set "train.lr": want key=value`},
 		{"bad -set key", []string{"-config", good, "-set", "train.nope=1"}, "", "nope"},
+		{"-set typo", []string{"-config", good, "-set", "train.lrr=1"}, "", `-set train.lrr: unknown key "train.lrr" (did you mean "train.lr"?)`},
+		{"-set model value of the wrong type", []string{"-config", good, "-set", "model.n_layer=four"}, "", "-set model.n_layer=four: model.n_layer: want int, not string"},
+		{"cuda graphs on the CPU", []string{"-config", good, "-set", "train.cuda_graphs=true", "-set", "train.device=cpu", "-run-dir", "r4"}, "", "train.cuda_graphs needs a CUDA device; this run is on cpu"},
 		{"bad -set section", []string{"-config", good, "-set", "optim.lr=1"}, "", "optim"},
 		{"invalid model", []string{"-config", good, "-set", "model.n_embd=30", "-set", "model.n_head=4"}, "", "model.n_embd: 30 is not divisible by n_head 4"},
 		{"invalid train value", []string{"-config", good, "-set", "train.precision=fp8"}, "", "train.precision"},
@@ -250,6 +254,14 @@ func checkBadInput(t *testing.T, dir string, c badInputCase) {
 	last := lastLine(stderr)
 	if !strings.Contains(last, c.want) {
 		t.Errorf("last stderr line %q lacks %q", last, c.want)
+	}
+	// A refused start leaves no run folder behind.
+	for i, a := range c.args {
+		if a == "-run-dir" && i+1 < len(c.args) && c.args[i+1] != "run" {
+			if _, err := os.Stat(filepath.Join(dir, c.args[i+1])); err == nil {
+				t.Errorf("the refused start left %s behind", c.args[i+1])
+			}
+		}
 	}
 	if !strings.HasPrefix(last, "clm: ") {
 		t.Errorf("error line %q does not start with \"clm: \"", last)

@@ -1,0 +1,95 @@
+package train
+
+import (
+	"reflect"
+	"sort"
+	"strings"
+
+	"clm/model"
+)
+
+// Keys lists every key an experiment file may set, as "section.key"
+// ("name", "model.n_layer", "train.optim.momentum"), sorted.
+func Keys() []string {
+	keys := []string{"name", "model.preset"}
+	keys = append(keys, tomlKeys("model.", reflect.TypeOf(model.Config{}))...)
+	keys = append(keys, tomlKeys("train.", reflect.TypeOf(Options{}))...)
+	keys = append(keys, tomlKeys("data.", reflect.TypeOf(DataOptions{}))...)
+	keys = append(keys, tomlKeys("report.", reflect.TypeOf(ReportOptions{}))...)
+	sort.Strings(keys)
+	return keys
+}
+
+// tomlKeys lists the toml-tagged fields of a struct type, tables (struct
+// fields) as prefix.key.sub.
+func tomlKeys(prefix string, t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			out = append(out, tomlKeys(prefix+name+".", ft)...)
+			continue
+		}
+		out = append(out, prefix+name)
+	}
+	return out
+}
+
+// didYouMean is ` (did you mean "train.lr"?)` for the known key nearest to
+// key, within an edit distance that makes it a likely typo; else "".
+func didYouMean(key string) string {
+	best, bestD := "", 1<<30
+	for _, k := range Keys() {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+		// A typo of the section alone ("trian") or of a table's name.
+		if sec, _, _ := strings.Cut(k, "."); !strings.Contains(key, ".") && sec != k {
+			if d := editDistance(key, sec); d < bestD {
+				best, bestD = sec, d
+			}
+		}
+	}
+	if best == "" || bestD > max(2, len(key)/3) {
+		// A key cut short: "train.warmup" for "train.warmup_ratio".
+		best = ""
+		for _, k := range Keys() {
+			if strings.HasPrefix(k, key+"_") && (best == "" || len(k) < len(best)) {
+				best = k
+			}
+		}
+		if best == "" {
+			return ""
+		}
+	}
+	return ` (did you mean "` + best + `"?)`
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
