@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"clm/data/corpus"
 )
 
 // The token caches of $CLM_CACHE/data: one folder per content, named after
@@ -37,6 +39,16 @@ const DefaultCacheLimit = 50 << 30
 // content. Hub datasets are named by branch, not commit: a moved branch
 // rebuilds its cache in place.
 func cacheName(o Options, tokenizerSHA256 string) string {
+	// A Hub dataset resolves to its commit's snapshot folder: name it by
+	// repository, branch and split instead.
+	if o.Train.Kind == corpus.KindHub {
+		o.Train.Path = ""
+	}
+	if o.Valid != nil && o.Valid.Kind == corpus.KindHub {
+		v := *o.Valid
+		v.Path = ""
+		o.Valid = &v
+	}
 	h := fnv.New64a()
 	io.WriteString(h, settingsJSON(o))
 	io.WriteString(h, "|"+tokenizerSHA256)
