@@ -157,7 +157,7 @@ QUANT_ARGS ?=
 of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
 	@set -e; for e in $(OF_RUNS); do \
 	  $(call train_one,$$e); \
-	  $(CLM) quant -ckpt runs/$$e $(QUANT_ARGS); \
+	  $(CLM) quant runs/$$e $(QUANT_ARGS); \
 	done; $(CLM) plot -out figures/of $(addprefix runs/,$(OF_RUNS))
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.

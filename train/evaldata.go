@@ -19,6 +19,16 @@ func PrepareData(ctx context.Context, exp *Experiment, log io.Writer) (*data.Dat
 	return ds, nil
 }
 
+// OpenData opens the token cache of a run's experiment without building it:
+// an error says why it is missing or stale.
+func OpenData(ctx context.Context, exp *Experiment, log io.Writer) (*data.Dataset, error) {
+	ds, err := data.Open(ctx, dataOptions(exp, log))
+	if err != nil {
+		return nil, dataErr(ctx, exp, err)
+	}
+	return ds, nil
+}
+
 // EvalPad is the padding token whose labels a run's loss ignores: the
 // tokenizer's <|endoftext|>, if it has one.
 func EvalPad(ds *data.Dataset) model.Pad {

@@ -37,7 +37,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := torch.ParseDevice(device)
+	dev, err := pickDevice(device)
 	if err != nil {
 		return nil, err
 	}
@@ -58,3 +58,17 @@ func OpenTrained(path, device string) (*Trained, error) {
 
 // Close frees the model.
 func (t *Trained) Close() { t.Model.Close() }
+
+// pickDevice parses a device flag: "auto" (or "") is a usable GPU, else the
+// CPU, refused on a machine with GPUs that CUDA cannot use (see
+// torch.AutoDevice); a named device must be usable.
+func pickDevice(device string) (torch.Device, error) {
+	if device == "" || device == "auto" {
+		return torch.AutoDevice()
+	}
+	dev, err := torch.ParseDevice(device)
+	if err != nil {
+		return dev, err
+	}
+	return dev, torch.CheckDevice(dev)
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -12,13 +13,25 @@ import (
 
 	"clm/data"
 	"clm/data/corpus"
+	"clm/train"
 )
 
 func init() {
 	register("data", "prepare, inspect or download data: the token cache, the selected documents, Hub datasets", runData)
 }
 
+var dataSubs = [][2]string{
+	{"prepare", "select, tokenize and cache a corpus (the default subcommand)"},
+	{"inspect", "describe a token cache (of a run: clm data inspect RUN), or list the selected documents"},
+	{"download", "fetch the original's datasets and tokenizer from the Hub into its cache"},
+	{"cache", "list the token caches, least recently used first"},
+}
+
 func runData(args []string, stdout io.Writer) error {
+	if isHelp(args) {
+		subcommands(stdout, "data", dataSubs)
+		return nil
+	}
 	sub := "prepare"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
@@ -31,19 +44,21 @@ func runData(args []string, stdout io.Writer) error {
 	case "cache":
 		return dataCache(args, stdout)
 	}
-	return fmt.Errorf("data: unknown subcommand %q (want prepare, inspect, download or cache)", sub)
+	return fmt.Errorf("data: unknown subcommand %q (want prepare, inspect, download or cache; see clm data -h)", sub)
 }
 
 // dataCache lists the token caches: one per content, least recently used
 // first (the first to go beyond CLM_TOKEN_CACHE_LIMIT).
 func dataCache(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm data cache", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags(stdout, "data cache", "clm data cache",
+		"Lists the token caches of $CLM_CACHE/data: one per corpus, tokenizer and selection, least recently used first "+
+			"(the first removed beyond CLM_TOKEN_CACHE_LIMIT, default 50G; a cache in use is never removed).", "clm data cache")
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("data cache: unexpected argument %q", fs.Arg(0))
+	if err := fs.atMost(pos, 0); err != nil {
+		return err
 	}
 	root, err := data.CacheRoot()
 	if err != nil {
@@ -111,12 +126,19 @@ func validFlags(fs *flag.FlagSet) func(train corpus.Source) (*corpus.Source, err
 }
 
 func dataPrepare(sub string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm data "+sub, flag.ContinueOnError)
-	src := corpusFlags(fs, "")
-	valid := validFlags(fs)
+	synopsis, about, examples := "clm data prepare [flags]", "Selects, tokenizes and caches a corpus as a run would (a run does this itself; this prepares ahead).",
+		[]string{"clm data prepare -tokenizer stdlib-4096.json -num-token-mult 1", "clm data prepare -corpus hub -dataset huggingface-course/codeparrot-ds-train -valid-dataset huggingface-course/codeparrot-ds-valid -tokenizer hub:huggingface-course/code-search-net-tokenizer"}
+	if sub == "inspect" {
+		synopsis, about, examples = "clm data inspect [flags] [RUN]",
+			"Describes the token cache of RUN's experiment, or of the corpus and tokenizer the flags name, without building it; -list prints the selected documents.",
+			[]string{"clm data inspect runs/demo", "clm data inspect -corpus stdlib -tokenizer stdlib-4096.json -list valid"}
+	}
+	fs := newFlags(stdout, "data "+sub, synopsis, about, examples...)
+	src := corpusFlags(fs.FlagSet, "")
+	valid := validFlags(fs.FlagSet)
 	tok := fs.String("tokenizer", "", "tokenizer.json (or directory / vocab.json:merges.txt, or hub:org/name[@revision]); required")
 	ctxLen := fs.Int("context", 128, "chunk length in tokens")
-	mult := fs.Float64("num-token-mult", 1, "take num-token-mult x 100000 training documents")
+	mult := fs.Float64("num-token-mult", 2, "take num-token-mult x 100000 training documents (2, as data.num_token_mult)")
 	validDocs := fs.Int("valid-docs", 2000, "validation documents")
 	validFrac := fs.Float64("valid-fraction", 0.05, "share of documents held out for validation without a validation corpus")
 	seed := fs.Int64("seed", 0, "document shuffle seed (the original's Dataset.shuffle(seed))")
@@ -126,15 +148,18 @@ func dataPrepare(sub string, args []string, stdout io.Writer) error {
 	if sub == "inspect" {
 		fs.StringVar(&list, "list", "", "list the selected documents of a split (train or valid) in selection order, as <file>:<row>")
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("data %s: unexpected argument %q", sub, fs.Arg(0))
+	if sub == "inspect" && len(pos) == 1 && list == "" {
+		return inspectRun(pos[0], stdout)
+	}
+	if err := fs.atMost(pos, 0); err != nil {
+		return err
 	}
 	o := data.Options{Train: src(), Tokenizer: *tok, ContextLength: *ctxLen, NumTokenMult: *mult, ValidDocs: *validDocs,
 		ValidFraction: *validFrac, Seed: *seed, CacheDir: *cache, Workers: *workers, Log: os.Stderr}
-	var err error
 	if o.Valid, err = valid(o.Train); err != nil {
 		return fmt.Errorf("data %s: %v", sub, err)
 	}
@@ -168,8 +193,25 @@ func dataPrepare(sub string, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// inspectRun describes the token cache of a run's experiment.
+func inspectRun(run string, stdout io.Writer) error {
+	exp, err := train.Load(filepath.Join(run, "config.toml"), nil)
+	if err != nil {
+		return fmt.Errorf("data inspect: %s is not a run folder: %w", run, err)
+	}
+	ds, err := train.OpenData(context.Background(), exp, os.Stderr)
+	if err != nil {
+		return fmt.Errorf("data inspect: %w", err)
+	}
+	defer ds.Close()
+	fmt.Fprint(stdout, ds.Summary())
+	return nil
+}
+
 func dataDownload(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm data download", flag.ContinueOnError)
+	fs := newFlags(stdout, "data download", "clm data download [flags]",
+		"Fetches the original's datasets and tokenizer (or those the flags name) into the Hub cache, for offline runs (HF_HUB_OFFLINE=1) here or on a machine the cache is copied to.",
+		"clm data download", "HF_HOME=/mnt/shared/hf clm data download -dataset \"\" -valid-dataset \"\"")
 	repo := fs.String("dataset", data.PaperTrainDataset, "training dataset repository (\"\" for none)")
 	rev := fs.String("revision", "main", "its branch, tag or commit")
 	split := fs.String("split", "train", "its split")
@@ -178,11 +220,12 @@ func dataDownload(args []string, stdout io.Writer) error {
 	validSplit := fs.String("valid-split", "validation", "its split")
 	col := fs.String("column", "content", "text column")
 	tok := fs.String("tokenizer", data.PaperTokenizer, "tokenizer model repository (\"\" for none)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("data download: unexpected argument %q", fs.Arg(0))
+	if err := fs.atMost(pos, 0); err != nil {
+		return err
 	}
 	train := corpus.Source{Kind: corpus.KindHub, Repo: *repo, Revision: *rev, Split: *split, Column: *col}
 	var sources []corpus.Source

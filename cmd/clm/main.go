@@ -109,8 +109,8 @@ func report(err error, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: clm -config FILE [-set key=value ...]   (train)")
-	fmt.Fprintln(w, "       clm <command> [flags]")
+	fmt.Fprintln(w, "usage: clm -config FILE [-set key=value ...]   (train; clm -h for its flags)")
+	fmt.Fprintln(w, "       clm <command> [flags] [RUN]")
 	fmt.Fprintln(w, "\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -120,4 +120,5 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(w, "\nclm <command> -h shows a command's flags and examples. RUN is a run folder (runs/<name>).")
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,28 +14,24 @@ func init() {
 	register("plot", "draw figures from run folders", runPlot)
 }
 
-// runPlot is `clm plot [-out DIR] [-format png,svg] RUN_DIR...`: it draws
+// runPlot is `clm plot [-out DIR] [-format png,svg] RUN...`: it draws
 // the loss, kurtosis, gains, max/median and entropy figures of the runs
 // (see package plot) and prints the paths it wrote, one per line.
 func runPlot(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm plot", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	out := fs.String("out", "", "output folder (default: RUN_DIR/figures for one run, ./figures for several)")
+	fs := newFlags(stdout, "plot", "clm plot [flags] RUN...",
+		"Draws the figures of one or more run folders: eval and training loss, and per run the kurtosis, max/median ratio, "+
+			"attention entropy and gains per layer; with several runs, the outlier-features and int8 comparisons.",
+		"clm plot runs/demo",
+		"clm plot -out figures/fig2 runs/default runs/skipless runs/skipless-parallel",
+		"clm plot -format pdf runs/op")
+	out := fs.String("out", "", "output folder (default: RUN/figures for one run, ./figures for several)")
 	formats := fs.String("format", strings.Join(plot.DefaultFormats, ","), "comma-separated formats: png, svg, pdf")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: clm plot [-out DIR] [-format png,svg] RUN_DIR...")
-		fs.PrintDefaults()
+	runs, err := fs.parse(args)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	runs := fs.Args()
 	if len(runs) == 0 {
-		fs.Usage()
-		return errUsage
+		return errors.New("plot: which runs? (usage: clm plot [flags] RUN...)")
 	}
 	dir := *out
 	if dir == "" {

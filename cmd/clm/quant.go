@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,29 +15,33 @@ import (
 )
 
 func init() {
-	register("quant", "int8 post-training quantisation of a run's checkpoint: clm quant -ckpt RUN_DIR -weights per_channel -acts static,dynamic", runQuant)
+	register("quant", "int8 post-training quantisation of a run's checkpoint: clm quant RUN -weights per_channel -acts static,dynamic", runQuant)
 }
 
 func runQuant(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm quant", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	ckptFlag := fs.String("ckpt", "", "run folder (its latest checkpoint) or a checkpoint folder")
+	fs := newFlags(stdout, "quant", "clm quant [flags] RUN",
+		"Quantises the weights and activations of RUN's checkpoint (a run folder, its latest) to int8 and evaluates it on the run's "+
+			"validation set beside full precision; every scheme is kept in RUN/quant.json. With -weights none -acts none it is a plain evaluation.",
+		"clm quant runs/of-op-soap",
+		"clm quant runs/of-op-soap -weights per_tensor,per_channel -acts static,dynamic",
+		"clm quant runs/default -acts dynamic -residual")
+	ckptFlag := fs.String("ckpt", "", "the run, as the positional RUN (kept for older scripts)")
 	weights := fs.String("weights", "per_channel", "weight quantisation: none, per_tensor or per_channel; a comma-separated list evaluates each")
 	acts := fs.String("acts", "static", "activation quantisation: none, static (per tensor, calibrated) or dynamic (per token); a list evaluates each")
 	calib := fs.Int("calib-batches", 8, "training batches (of eval_batch rows) that calibrate static ranges")
-	residual := fs.Bool("residual", false, "also quantise the residual stream between blocks")
+	residual := fs.Bool("residual", false, "also quantise the residual stream between blocks and after the last")
 	evalBatches := fs.Int("eval-batches", -1, "validation batches to evaluate (-1: the run's train.eval_batches; 0: all)")
-	device := fs.String("device", "cpu", "cpu, cuda or cuda:N")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return fmt.Errorf("quant: %v", err)
+	device := fs.String("device", "auto", "auto (a GPU when CUDA can use one, else the CPU), cpu, cuda or cuda:N")
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
 	}
-	if *ckptFlag == "" {
-		return errors.New("quant: -ckpt RUN_DIR is required")
+	run, err := fs.runArg(pos, "ckpt", *ckptFlag)
+	if err != nil {
+		return err
+	}
+	if run == "" {
+		return errors.New("quant: which run? (usage: clm quant [flags] RUN)")
 	}
 	schemes, err := quantSchemes(*weights, *acts, *residual)
 	if err != nil {
@@ -50,7 +53,7 @@ func runQuant(args []string, stdout io.Writer) error {
 	if *evalBatches < -1 || *evalBatches > 1<<30 {
 		return fmt.Errorf("quant: -eval-batches %d is outside [-1, %d]", *evalBatches, 1<<30)
 	}
-	tr, err := train.OpenTrained(*ckptFlag, *device)
+	tr, err := train.OpenTrained(run, *device)
 	if err != nil {
 		return fmt.Errorf("quant: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,29 +14,31 @@ import (
 )
 
 func init() {
-	register("sample", "generate code from a run's checkpoint: clm sample -ckpt RUN_DIR -prompt 'def '", runSample)
+	register("sample", "generate code from a run's checkpoint: clm sample RUN -prompt 'def '", runSample)
 }
 
 func runSample(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm sample", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	ckptFlag := fs.String("ckpt", "", "run folder (its latest checkpoint) or a checkpoint folder")
+	fs := newFlags(stdout, "sample", "clm sample [flags] RUN",
+		"Continues a prompt with the model of RUN: a run folder (its latest checkpoint) or one of its checkpoint folders.",
+		"clm sample runs/demo -prompt 'def fib(n):' -n 60",
+		"clm sample runs/demo/checkpoints/step-00000100 -temperature 0.8 -top-k 40 -seed 1")
+	ckptFlag := fs.String("ckpt", "", "the run, as the positional RUN (kept for older scripts)")
 	prompt := fs.String("prompt", "def ", "text to continue")
 	n := fs.Int("n", 100, "tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
 	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0: all)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
-	device := fs.String("device", "cpu", "cpu, cuda or cuda:N")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return fmt.Errorf("sample: %v", err)
+	device := fs.String("device", "auto", "auto (a GPU when CUDA can use one, else the CPU), cpu, cuda or cuda:N")
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
 	}
-	if *ckptFlag == "" {
-		return errors.New("sample: -ckpt RUN_DIR is required")
+	run, err := fs.runArg(pos, "ckpt", *ckptFlag)
+	if err != nil {
+		return err
+	}
+	if run == "" {
+		return errors.New("sample: which run? (usage: clm sample [flags] RUN)")
 	}
 	if *n < 0 || *n > 1<<20 {
 		return fmt.Errorf("sample: -n %d is outside [0, %d]", *n, 1<<20)
@@ -46,7 +47,7 @@ func runSample(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("sample: -%v", err) // names the flag
 	}
-	tr, err := train.OpenTrained(*ckptFlag, *device)
+	tr, err := train.OpenTrained(run, *device)
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}

@@ -21,15 +21,19 @@ func init() {
 	register("tokenizer", "train a byte-level BPE tokenizer, or encode files with one", runTokenizer)
 }
 
+var tokenizerSubs = [][2]string{
+	{"train", "train a byte-level BPE tokenizer on a corpus, as tokenizers' BpeTrainer does"},
+	{"encode", "print the token ids of files (or stdin)"},
+	{"decode", "print the text of token ids"},
+}
+
 func runTokenizer(args []string, stdout io.Writer) error {
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: clm tokenizer train [-corpus stdlib|dir|hf] [-path P] [-vocab-size 52000] -o tokenizer.json")
-		fmt.Fprintln(w, "       clm tokenizer encode -tokenizer PATH [FILE...]")
-		fmt.Fprintln(w, "       clm tokenizer decode -tokenizer PATH [IDS...]")
-	}
-	if len(args) == 0 {
-		usage(os.Stderr)
-		return errUsage
+	if len(args) == 0 || isHelp(args) {
+		subcommands(stdout, "tokenizer", tokenizerSubs)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
 	}
 	switch args[0] {
 	case "train":
@@ -38,12 +42,8 @@ func runTokenizer(args []string, stdout io.Writer) error {
 		return tokenizerEncode(args[1:], stdout)
 	case "decode":
 		return tokenizerDecode(args[1:], stdout)
-	case "-h", "-help", "--help", "help":
-		usage(stdout)
-		return nil
 	}
-	usage(os.Stderr)
-	return fmt.Errorf("tokenizer: unknown subcommand %q", args[0])
+	return fmt.Errorf("tokenizer: unknown subcommand %q (want train, encode or decode; see clm tokenizer -h)", args[0])
 }
 
 // corpusFlags registers the flags that describe a corpus.Source.
@@ -70,13 +70,20 @@ func corpusFlags(fs *flag.FlagSet, prefix string) func() corpus.Source {
 }
 
 func tokenizerTrain(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm tokenizer train", flag.ContinueOnError)
-	src := corpusFlags(fs, "")
+	fs := newFlags(stdout, "tokenizer train", "clm tokenizer train [flags]",
+		"Trains a byte-level BPE tokenizer (GPT-2's pre-tokenizer and byte map, Hugging Face's merge order) and writes tokenizer.json.",
+		"clm tokenizer train -vocab-size 4096 -o stdlib-4096.json",
+		"clm tokenizer train -corpus dir -path ~/src/myproject -ext .py,.go -o mine.json")
+	src := corpusFlags(fs.FlagSet, "")
 	vocab := fs.Int("vocab-size", 52000, "vocabulary size, special tokens and the 256 bytes included")
 	minFreq := fs.Int64("min-frequency", 0, "pairs seen fewer times are not merged")
 	special := fs.String("special", "<|endoftext|>", "comma-separated special tokens, first in the vocabulary")
 	out := fs.String("o", "tokenizer.json", "output tokenizer.json")
-	if err := fs.Parse(args); err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := fs.atMost(pos, 0); err != nil {
 		return err
 	}
 	s, err := src().Normalize()
@@ -119,9 +126,13 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 }
 
 func tokenizerEncode(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm tokenizer encode", flag.ContinueOnError)
+	fs := newFlags(stdout, "tokenizer encode", "clm tokenizer encode -tokenizer PATH [FILE...]",
+		"Prints the token ids of each file (of stdin without files), one line per file.",
+		"clm tokenizer encode -tokenizer stdlib-4096.json setup.py",
+		"echo 'def f(x):' | clm tokenizer encode -tokenizer hub:huggingface-course/code-search-net-tokenizer")
 	path := fs.String("tokenizer", "", "tokenizer.json, vocab.json:merges.txt, a directory holding them, or hub:org/name[@revision] (required)")
-	if err := fs.Parse(args); err != nil {
+	files, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if *path == "" {
@@ -145,7 +156,7 @@ func tokenizerEncode(args []string, stdout io.Writer) error {
 		}
 		w.WriteString("]\n")
 	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		b, err := io.ReadAll(os.Stdin)
 		if err != nil {
 			return fmt.Errorf("standard input: %w", err)
@@ -153,7 +164,7 @@ func tokenizerEncode(args []string, stdout io.Writer) error {
 		write(b)
 		return w.Flush()
 	}
-	for _, f := range fs.Args() {
+	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err
@@ -164,9 +175,12 @@ func tokenizerEncode(args []string, stdout io.Writer) error {
 }
 
 func tokenizerDecode(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm tokenizer decode", flag.ContinueOnError)
+	fs := newFlags(stdout, "tokenizer decode", "clm tokenizer decode -tokenizer PATH IDS...",
+		"Prints the text of token ids (separated by spaces or commas, brackets allowed).",
+		"clm tokenizer decode -tokenizer stdlib-4096.json 318 262 1003")
 	path := fs.String("tokenizer", "", "tokenizer (required)")
-	if err := fs.Parse(args); err != nil {
+	idArgs, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if *path == "" {
@@ -177,7 +191,7 @@ func tokenizerDecode(args []string, stdout io.Writer) error {
 		return err
 	}
 	var ids []int32
-	for i, a := range fs.Args() {
+	for i, a := range idArgs {
 		for _, f := range strings.FieldsFunc(a, func(r rune) bool { return r == ',' || r == '[' || r == ']' || r == ' ' }) {
 			v, err := strconv.ParseInt(f, 10, 32)
 			if err != nil || v < 0 || int(v) >= tok.VocabSize() {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,26 +19,28 @@ func init() {
 }
 
 func runTrain(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("clm", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags(stdout, "train", "clm -config FILE [-set key=value ...] [-run-dir DIR] [-fresh]  |  clm -resume RUN [-set ...]",
+		"Trains the experiment of FILE into its run folder (runs/<name>), or continues RUN from its latest checkpoint.",
+		"clm -config experiments/tiny.toml",
+		"clm -config experiments/skipless.toml -set train.precision=bf16 -set model.n_layer=12",
+		"clm -config experiments/default.toml -run-dir runs/default-seed1 -set train.seed=1",
+		"clm -resume runs/skipless")
 	configPath := fs.String("config", "", "experiment file (TOML), e.g. experiments/skipless.toml")
 	resume := fs.String("resume", "", "run folder to continue from its latest checkpoint")
 	runDir := fs.String("run-dir", "", "run folder (default runs/<experiment name>); one that holds this experiment is continued, another is refused")
 	fresh := fs.Bool("fresh", false, "move a run folder that holds a run aside (to DIR.old-<time>, never deleted) and start afresh")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a key, e.g. -set model.n_layer=18 -set train.lr=3e-4 (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			usage(os.Stderr)
-			fmt.Fprintln(os.Stderr, "\ntrain flags:")
-			fs.PrintDefaults()
-			return err
-		}
-		return fmt.Errorf("%v (see clm -h)", err)
+	if isHelp(args) {
+		usage(stdout)
+		fmt.Fprintln(stdout)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags come first: clm -config FILE)", fs.Arg(0))
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q (see clm -h)", pos[0])
 	}
 	exp, dir, err := loadExperiment(*configPath, *resume, *runDir, sets.values)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -17,14 +16,17 @@ func init() {
 }
 
 func runVersion(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	fs := newFlags(stdout, "version", "clm version [-json]",
+		"Says which clm this is (release, commit), the libtorch it runs, whether its shim has CUDA, the CUDA runtime, driver and cuDNN, "+
+			"the devices it sees (or why none) and its threads: paste it into a bug report.",
+		"clm version", "clm version -json")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of lines")
-	if err := fs.Parse(args); err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("version: unexpected argument %q", fs.Arg(0))
+	if err := fs.atMost(pos, 0); err != nil {
+		return err
 	}
 	v := version.Get()
 	r, err := torch.ReadReport()
