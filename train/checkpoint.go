@@ -195,18 +195,27 @@ func syncDir(dir string) {
 }
 
 // LatestCheckpoint returns the folder of the newest complete checkpoint of
-// run dir, or "" when there is none.
+// run dir, or "" when there is none. It only reads: a step folder that a
+// crash left moved aside (step-N.old without a complete step-N) counts as
+// step N where it lies; RepairCheckpoints, under the run lock, puts it back.
 func LatestCheckpoint(dir string) (string, error) {
-	restoreAside(filepath.Join(dir, checkpointDir))
-	b, err := os.ReadFile(filepath.Join(dir, checkpointDir, latestFile))
-	if err == nil {
-		p := filepath.Join(dir, checkpointDir, strings.TrimSpace(string(b)))
-		if _, err := os.Stat(filepath.Join(p, stateFile)); err == nil {
+	ckdir := filepath.Join(dir, checkpointDir)
+	// complete is the folder of the complete checkpoint named name, or "".
+	complete := func(name string) string {
+		for _, p := range []string{filepath.Join(ckdir, name), filepath.Join(ckdir, name+".old")} {
+			if _, err := os.Stat(filepath.Join(p, stateFile)); err == nil {
+				return p
+			}
+		}
+		return ""
+	}
+	if b, err := os.ReadFile(filepath.Join(ckdir, latestFile)); err == nil {
+		if p := complete(strings.TrimSpace(string(b))); p != "" {
 			return p, nil
 		}
 	}
 	// Fall back to the highest complete step folder.
-	entries, err := os.ReadDir(filepath.Join(dir, checkpointDir))
+	entries, err := os.ReadDir(ckdir)
 	if os.IsNotExist(err) {
 		return "", nil
 	}
@@ -215,17 +224,22 @@ func LatestCheckpoint(dir string) (string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && !strings.HasSuffix(e.Name(), ".tmp") && !strings.HasSuffix(e.Name(), ".old") {
-			if _, err := os.Stat(filepath.Join(dir, checkpointDir, e.Name(), stateFile)); err == nil {
-				names = append(names, e.Name())
-			}
+		name := strings.TrimSuffix(e.Name(), ".old")
+		if e.IsDir() && strings.HasPrefix(name, "step-") && !strings.HasSuffix(name, ".tmp") && complete(name) != "" {
+			names = append(names, name)
 		}
 	}
 	if len(names) == 0 {
 		return "", nil
 	}
 	sort.Strings(names)
-	return filepath.Join(dir, checkpointDir, names[len(names)-1]), nil
+	return complete(names[len(names)-1]), nil
+}
+
+// RepairCheckpoints puts back the step folders of run dir that a crash left
+// moved aside. Only the holder of the run lock may call it.
+func RepairCheckpoints(dir string) {
+	restoreAside(filepath.Join(dir, checkpointDir))
 }
 
 // restoreAside puts back a step folder that install moved aside when a

@@ -93,6 +93,12 @@ type Options struct {
 	// DistTimeout is how long a data-parallel collective may wait for the
 	// other ranks, in seconds (a rank that died makes the others stop).
 	DistTimeout float64 `toml:"dist_timeout"`
+	// InitFrom warm-starts a new run from the weights of another run's
+	// checkpoint: a run folder (its latest checkpoint, resolved when the run
+	// starts and recorded so) or a checkpoint folder. Only the weights are
+	// taken: the optimizer, schedule, data order and step start afresh, and
+	// the model must be the same architecture ("": initialise).
+	InitFrom string `toml:"init_from"`
 	// Optim are the [train.optim] keys of SOAP and Muon.
 	Optim OptimOptions `toml:"optim"`
 }

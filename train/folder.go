@@ -63,6 +63,10 @@ func Differences(run, asked *Experiment) ([]string, error) {
 		delete(a, "model.vocab_size")
 		delete(b, "model.vocab_size")
 	}
+	if from := asked.Train.InitFrom; from != "" && strings.HasPrefix(run.Train.InitFrom, filepath.Join(from, "checkpoints")+string(filepath.Separator)) {
+		delete(a, "train.init_from") // the run folder asked, resolved to its checkpoint when the run started
+		delete(b, "train.init_from")
+	}
 	keys := map[string]bool{}
 	for k := range a {
 		keys[k] = true
@@ -167,6 +171,7 @@ func CheckFolder(dir string, asked *Experiment) (*Experiment, error) {
 // its data and e leaves to be derived: the trained tokenizer and the
 // vocabulary.
 func (e *Experiment) adoptDerived(run *Experiment) {
+	e.Train.InitFrom = run.Train.InitFrom
 	if e.Data.Tokenizer == "" {
 		e.Data.Tokenizer = run.Data.Tokenizer
 	}

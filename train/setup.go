@@ -70,8 +70,8 @@ func Setup(ctx context.Context, exp *Experiment, o SetupOptions) (*Run, error) {
 	if r.log == nil {
 		r.log = io.Discard
 	}
-	steps := []func() error{r.lock, r.joinGroup, r.pickDevice, func() error { return r.prepareData(ctx) },
-		r.writeConfig, r.buildModel, r.buildTrainer, r.recordStart}
+	steps := []func() error{r.lock, r.joinGroup, r.pickDevice, r.resolveInitFrom, func() error { return r.prepareData(ctx) },
+		r.checkInitFrom, r.writeConfig, r.buildModel, r.warmStart, r.buildTrainer, r.recordStart}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			r.Close()
@@ -105,6 +105,7 @@ func (r *Run) lock() error {
 			return err
 		}
 		r.onClose(func() error { l.Release(); return nil })
+		RepairCheckpoints(r.Dir) // under the lock: no other process writes here now
 	}
 	if r.opts.Resume {
 		return nil
@@ -297,6 +298,58 @@ func (r *Run) writeConfig() error {
 		return err
 	}
 	return atomicfile.Write(filepath.Join(r.Dir, "config.toml"), resolved, 0o644)
+}
+
+// resolveInitFrom names the checkpoint of train.init_from, for a new run:
+// a run folder's latest checkpoint now, so that the run's config.toml
+// records which one it started from.
+func (r *Run) resolveInitFrom() error {
+	from := r.Exp.Train.InitFrom
+	if from == "" || r.opts.Resume {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(from, stateFile)); err == nil {
+		return nil // a checkpoint folder
+	}
+	ck, err := LatestCheckpoint(from)
+	switch {
+	case err != nil:
+		return fmt.Errorf("train.init_from: %w", err)
+	case ck == "":
+		return fmt.Errorf("train.init_from: %s is neither a checkpoint folder nor a run folder with a checkpoint", from)
+	}
+	r.Exp.Train.InitFrom = ck
+	return nil
+}
+
+// checkInitFrom refuses a warm start from another architecture, before
+// the run folder is written (the vocabulary is known once the data are).
+func (r *Run) checkInitFrom() error {
+	from := r.Exp.Train.InitFrom
+	if from == "" || r.opts.Resume {
+		return nil
+	}
+	cfg, err := ReadModelConfig(from)
+	if err != nil {
+		return fmt.Errorf("train.init_from: %w", err)
+	}
+	if diff := configDiff(cfg, r.Exp.Model); diff != "" {
+		return fmt.Errorf("train.init_from: %s is another model: %s", from, diff)
+	}
+	return nil
+}
+
+// warmStart loads the weights of train.init_from into a new run's model.
+func (r *Run) warmStart() error {
+	from := r.Exp.Train.InitFrom
+	if from == "" || r.opts.Resume {
+		return nil
+	}
+	if err := LoadWeights(from, r.Model); err != nil {
+		return fmt.Errorf("train.init_from: %w", err)
+	}
+	fmt.Fprintf(r.log, "warm start: the weights of %s; optimizer, schedule and data order start afresh\n", from)
+	return nil
 }
 
 // buildModel allocates the model on the device and initialises it from
