@@ -92,6 +92,28 @@ func (c *cmdFlags) runArg(pos []string, flagName, flagValue string) (string, err
 	return flagValue, nil
 }
 
+// oneRun registers the flags of a command that reads one run: -ckpt (the
+// older name of the positional RUN) and -device.
+func (c *cmdFlags) oneRun() (ckpt, device *string) {
+	ckpt = c.String("ckpt", "", "the run, as the positional RUN (kept for older scripts)")
+	device = c.String("device", "auto", "auto (a GPU when CUDA can use one, else the CPU), cpu, cuda or cuda:N")
+	return ckpt, device
+}
+
+// parseRun parses args and returns the one run they name (positionally or
+// by -ckpt).
+func (c *cmdFlags) parseRun(args []string, ckpt *string) (string, error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return "", err
+	}
+	run, err := c.runArg(pos, "ckpt", *ckpt)
+	if err == nil && run == "" {
+		err = fmt.Errorf("%s: which run? (usage: %s)", c.name, c.synopsis)
+	}
+	return run, err
+}
+
 // subcommands is the help of a command made of subcommands (data,
 // tokenizer): one line each.
 func subcommands(w io.Writer, name string, subs [][2]string) {

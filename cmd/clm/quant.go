@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,23 +24,15 @@ func runQuant(args []string, stdout io.Writer) error {
 		"clm quant runs/of-op-soap",
 		"clm quant runs/of-op-soap -weights per_tensor,per_channel -acts static,dynamic",
 		"clm quant runs/default -acts dynamic -residual")
-	ckptFlag := fs.String("ckpt", "", "the run, as the positional RUN (kept for older scripts)")
+	ckptFlag, device := fs.oneRun()
 	weights := fs.String("weights", "per_channel", "weight quantisation: none, per_tensor or per_channel; a comma-separated list evaluates each")
 	acts := fs.String("acts", "static", "activation quantisation: none, static (per tensor, calibrated) or dynamic (per token); a list evaluates each")
 	calib := fs.Int("calib-batches", 8, "training batches (of eval_batch rows) that calibrate static ranges")
 	residual := fs.Bool("residual", false, "also quantise the residual stream between blocks and after the last")
 	evalBatches := fs.Int("eval-batches", -1, "validation batches to evaluate (-1: the run's train.eval_batches; 0: all)")
-	device := fs.String("device", "auto", "auto (a GPU when CUDA can use one, else the CPU), cpu, cuda or cuda:N")
-	pos, err := fs.parse(args)
+	run, err := fs.parseRun(args, ckptFlag)
 	if err != nil {
 		return err
-	}
-	run, err := fs.runArg(pos, "ckpt", *ckptFlag)
-	if err != nil {
-		return err
-	}
-	if run == "" {
-		return errors.New("quant: which run? (usage: clm quant [flags] RUN)")
 	}
 	schemes, err := quantSchemes(*weights, *acts, *residual)
 	if err != nil {

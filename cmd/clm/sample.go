@@ -22,23 +22,15 @@ func runSample(args []string, stdout io.Writer) error {
 		"Continues a prompt with the model of RUN: a run folder (its latest checkpoint) or one of its checkpoint folders.",
 		"clm sample runs/demo -prompt 'def fib(n):' -n 60",
 		"clm sample runs/demo/checkpoints/step-00000100 -temperature 0.8 -top-k 40 -seed 1")
-	ckptFlag := fs.String("ckpt", "", "the run, as the positional RUN (kept for older scripts)")
+	ckptFlag, device := fs.oneRun()
 	prompt := fs.String("prompt", "def ", "text to continue")
 	n := fs.Int("n", 100, "tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
 	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0: all)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
-	device := fs.String("device", "auto", "auto (a GPU when CUDA can use one, else the CPU), cpu, cuda or cuda:N")
-	pos, err := fs.parse(args)
+	run, err := fs.parseRun(args, ckptFlag)
 	if err != nil {
 		return err
-	}
-	run, err := fs.runArg(pos, "ckpt", *ckptFlag)
-	if err != nil {
-		return err
-	}
-	if run == "" {
-		return errors.New("sample: which run? (usage: clm sample [flags] RUN)")
 	}
 	if *n < 0 || *n > 1<<20 {
 		return fmt.Errorf("sample: -n %d is outside [0, %d]", *n, 1<<20)
