@@ -377,6 +377,11 @@ func keyLine(src []byte, key toml.Key) int {
 // Validate checks the [train], [data] and [report] settings.
 func (e *Experiment) Validate() error {
 	v := validator{}
+	// The name is the default run folder, runs/<name>: an empty one would
+	// train into runs/ itself, among the other runs.
+	if strings.TrimSpace(e.Name) == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, `/\`) {
+		v.bad("name", "%q cannot name a run folder (runs/<name>): give a plain name", e.Name)
+	}
 	v.train(&e.Train)
 	v.data(&e.Data)
 	if e.Report.Every < 0 {

@@ -202,6 +202,8 @@ func badInputCases(good string, b brokenRuns) []badInputCase {
 		{"syntax error", []string{"-config", "bad.toml"}, "name = \"x\"\n[train\nlr = 1\n", "table name"},
 		{"unknown key", []string{"-config", "bad.toml"}, "[train]\nlr = 1e-3\nlearning_rate = 1\n", `bad.toml:3: unknown key "train.learning_rate"`},
 		{"unknown model key", []string{"-config", "bad.toml"}, "[model]\nn_layers = 3\n", `bad.toml:2: model.n_layers: unknown key (did you mean "model.n_layer"?)`},
+		{"empty name", []string{"-config", "bad.toml"}, "name = \"\"\n", `name: "" cannot name a run folder`},
+		{"name with a slash", []string{"-config", good, "-set", `name="a/b"`}, "", `name: "a/b" cannot name a run folder`},
 		{"table typo", []string{"-config", "bad.toml"}, "name = \"x\"\n[trian]\nlr = 1\nwarmup_ratio = 0\n", `bad.toml:2: unknown key "trian" (did you mean "train"?)`},
 		{"wrong type", []string{"-config", "bad.toml"}, "[train]\nlr = \"fast\"\n", "bad.toml"},
 		{"bad -set syntax", []string{"-config", good, "-set", "train.lr"}, "", `-set "train.lr": want key=value`},
