@@ -50,7 +50,11 @@ func (c *Client) head(ctx context.Context, r Repo, commit, file string) (meta, e
 	}
 	redirect := resp.StatusCode >= 300 && resp.StatusCode < 400
 	if s := resp.Header.Get("X-Linked-Size"); s != "" {
-		m.size, _ = strconv.ParseInt(s, 10, 64)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return m, t.err(KindOther, 0, "the answer's X-Linked-Size header is "+strconv.Quote(s), "is HF_ENDPOINT a Hub? check your proxy and firewall", nil)
+		}
+		m.size = n
 	} else if !redirect && resp.ContentLength >= 0 {
 		m.size = resp.ContentLength
 	}

@@ -161,8 +161,11 @@ func (c *Client) follow(ctx context.Context, method, rawURL string, hdr http.Hea
 		if resp.StatusCode < 300 || resp.StatusCode >= 400 || loc == "" {
 			return resp, rawURL, nil
 		}
-		base, _ := url.Parse(rawURL)
-		next, err := base.Parse(loc)
+		base, err := url.Parse(rawURL)
+		var next *url.URL
+		if err == nil {
+			next, err = base.Parse(loc)
+		}
 		if err != nil {
 			resp.Body.Close()
 			return nil, rawURL, t.err(KindOther, resp.StatusCode, "bad redirect "+loc, "", err)

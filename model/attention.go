@@ -56,6 +56,18 @@ func ParseAttentionImpl(s string) (AttentionImpl, error) {
 	return AttentionAuto, fmt.Errorf("unknown attention implementation %q (want auto, fused or materialised)", s)
 }
 
+// MarshalText writes the name ParseAttentionImpl reads (experiment files).
+func (a AttentionImpl) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText parses a name, as ParseAttentionImpl.
+func (a *AttentionImpl) UnmarshalText(b []byte) error {
+	v, err := ParseAttentionImpl(string(b))
+	if err == nil {
+		*a = v
+	}
+	return err
+}
+
 func (a AttentionImpl) String() string {
 	switch a {
 	case AttentionFused:

@@ -31,6 +31,18 @@ func ParseCheckpointing(s string) (Checkpointing, error) {
 	return CheckpointNone, fmt.Errorf("unknown activation checkpointing %q (want none or block)", s)
 }
 
+// MarshalText writes the name ParseCheckpointing reads (experiment files).
+func (c Checkpointing) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText parses a name, as ParseCheckpointing.
+func (c *Checkpointing) UnmarshalText(b []byte) error {
+	v, err := ParseCheckpointing(string(b))
+	if err == nil {
+		*c = v
+	}
+	return err
+}
+
 func (c Checkpointing) String() string {
 	if c == CheckpointBlock {
 		return "block"

@@ -34,7 +34,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 	if err != nil {
 		b.Fatal(err)
 	}
-	attn, _ := model.ParseAttentionImpl(e.Train.Attention)
+	attn := e.Train.Attention
 	m, err := model.New(e.Model, model.Options{Device: dev, Attention: attn, FusedKernels: e.Train.FusedKernels})
 	if err != nil {
 		b.Fatal(err)

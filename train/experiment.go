@@ -46,35 +46,35 @@ type Options struct {
 	// FitMicroBatch, on a GPU, regroups the step's micro_batch × accumulation
 	// sequences into the largest forwards that fit in memory; the sequences
 	// and the loss of each step stay the same (true).
-	FitMicroBatch bool      `toml:"fit_micro_batch"`
-	Epochs        float64   `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
-	MaxSteps      int       `toml:"max_steps"`     // optimizer steps; 0: from Epochs
-	LR            float64   `toml:"lr"`            // peak learning rate (1e-3)
-	WeightDecay   float64   `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
-	WarmupRatio   float64   `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
-	Schedule      Schedule  `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
-	Power         float64   `toml:"power"`         // polynomial power (1)
-	LREnd         float64   `toml:"lr_end"`        // polynomial end lr (1e-7)
-	Optimizer     Optimizer `toml:"optimizer"`     // adamw_hf | adamw_torch
-	Beta1         float64   `toml:"beta1"`         // 0.9
-	Beta2         float64   `toml:"beta2"`         // 0.999
-	Eps           float64   `toml:"eps"`           // 1e-8
-	MaxGradNorm   float64   `toml:"max_grad_norm"` // global clip (1); 0 disables
-	Precision     Precision `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
-	EvalEvery     int       `toml:"eval_every"`    // steps between evaluations (500)
-	EvalBatches   int       `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
-	LogEvery      int       `toml:"log_every"`     // steps between log lines (500)
-	SaveEvery     int       `toml:"save_every"`    // steps between checkpoints (10000)
-	Seed          int64     `toml:"seed"`          // seed of init, data order and dropout (0)
-	Device        string    `toml:"device"`        // auto | cpu | cuda | cuda:N
-	Threads       int       `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
-	Attention     string    `toml:"attention"`     // auto | fused | materialised
+	FitMicroBatch bool                `toml:"fit_micro_batch"`
+	Epochs        float64             `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
+	MaxSteps      int                 `toml:"max_steps"`     // optimizer steps; 0: from Epochs
+	LR            float64             `toml:"lr"`            // peak learning rate (1e-3)
+	WeightDecay   float64             `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
+	WarmupRatio   float64             `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
+	Schedule      Schedule            `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
+	Power         float64             `toml:"power"`         // polynomial power (1)
+	LREnd         float64             `toml:"lr_end"`        // polynomial end lr (1e-7)
+	Optimizer     Optimizer           `toml:"optimizer"`     // adamw_hf | adamw_torch
+	Beta1         float64             `toml:"beta1"`         // 0.9
+	Beta2         float64             `toml:"beta2"`         // 0.999
+	Eps           float64             `toml:"eps"`           // 1e-8
+	MaxGradNorm   float64             `toml:"max_grad_norm"` // global clip (1); 0 disables
+	Precision     Precision           `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
+	EvalEvery     int                 `toml:"eval_every"`    // steps between evaluations (500)
+	EvalBatches   int                 `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
+	LogEvery      int                 `toml:"log_every"`     // steps between log lines (500)
+	SaveEvery     int                 `toml:"save_every"`    // steps between checkpoints (10000)
+	Seed          int64               `toml:"seed"`          // seed of init, data order and dropout (0)
+	Device        string              `toml:"device"`        // auto | cpu | cuda | cuda:N
+	Threads       int                 `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
+	Attention     model.AttentionImpl `toml:"attention"`     // auto | fused | materialised
 	// CheckpointActivations is "none" (keep every block's activations for
 	// backward) or "block" (keep each block's input and recompute its
 	// activations in backward, as torch.utils.checkpoint per block: a
 	// fraction of the memory for about one more forward; losses and
 	// gradients are bit-identical).
-	CheckpointActivations string `toml:"checkpoint_activations"`
+	CheckpointActivations model.Checkpointing `toml:"checkpoint_activations"`
 	// FusedKernels computes the MLP activation, RMSNorm, the residual
 	// combinations and the shaped-attention epilogue each in one fused
 	// kernel (true); false uses the composite ops, for A/B checks.
@@ -167,8 +167,8 @@ func Defaults() Experiment {
 			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, FitMicroBatch: true, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
-			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: "auto", OnNaN: "stop",
-			CheckpointActivations: "none", FusedKernels: true,
+			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: model.AttentionAuto, OnNaN: "stop",
+			CheckpointActivations: model.CheckpointNone, FusedKernels: true,
 			DistTimeout: 1800,
 			Optim: OptimOptions{PreconditionFrequency: 10, MaxPreconditionDim: 10000, ShampooBeta: -1,
 				Momentum: 0.95, Nesterov: true, NSSteps: 5, AdjustLR: "original"},
@@ -334,6 +334,10 @@ func setField(doc *fileDoc, section, key string, v any) error {
 		return err
 	}
 	md, err := toml.Decode(buf.String(), doc)
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return errors.New(pe.Message) // its line is that of the re-encoded flag, not the user's
+	}
 	if err != nil {
 		return err
 	}
@@ -486,12 +490,6 @@ func (v *validator) train(t *Options) {
 	case PrecisionAuto, FP32, BF16, FP16:
 	default:
 		v.bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
-	}
-	if _, err := model.ParseAttentionImpl(t.Attention); err != nil {
-		v.bad("train.attention", "%v", err)
-	}
-	if _, err := model.ParseCheckpointing(t.CheckpointActivations); err != nil {
-		v.bad("train.checkpoint_activations", "%v", err)
 	}
 	if t.Device != "auto" && t.Device != "" {
 		if _, err := torch.ParseDevice(t.Device); err != nil {

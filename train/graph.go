@@ -78,7 +78,7 @@ func graphNeeds(tr *Options, p Precision, dev torch.Device, world int) error {
 	if world > 1 {
 		why = append(why, fmt.Sprintf("one process, not %d", world))
 	}
-	if ck, err := model.ParseCheckpointing(tr.CheckpointActivations); err == nil && ck != model.CheckpointNone {
+	if tr.CheckpointActivations != model.CheckpointNone {
 		why = append(why, fmt.Sprintf("checkpoint_activations = \"none\", not %q", tr.CheckpointActivations))
 	}
 	if len(why) > 0 {

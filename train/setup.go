@@ -355,8 +355,7 @@ func (r *Run) warmStart() error {
 // buildModel allocates the model on the device and initialises it from
 // train.seed.
 func (r *Run) buildModel() error {
-	attn, _ := model.ParseAttentionImpl(r.Exp.Train.Attention)
-	m, err := model.New(r.Exp.Model, model.Options{Device: r.Device, DType: torch.Float32, Attention: attn, FusedKernels: r.Exp.Train.FusedKernels})
+	m, err := model.New(r.Exp.Model, model.Options{Device: r.Device, DType: torch.Float32, Attention: r.Exp.Train.Attention, FusedKernels: r.Exp.Train.FusedKernels})
 	if err != nil {
 		return err
 	}

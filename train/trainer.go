@@ -177,7 +177,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 	}
 	t.precision = e.Train.Precision.on(t.dev)
 	t.meter = peakMeter{dev: t.dev}
-	t.ckpt, _ = model.ParseCheckpointing(e.Train.CheckpointActivations) // validated at load
+	t.ckpt = e.Train.CheckpointActivations
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
 	t.scaler = lossScaler{on: t.precision == FP16, st: &t.st}
 	t.guard = newNaNGuard(&e.Train, t.precision, t.dev)
