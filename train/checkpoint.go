@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,7 +226,7 @@ func LatestCheckpoint(dir string) (string, error) {
 	var names []string
 	for _, e := range entries {
 		name := strings.TrimSuffix(e.Name(), ".old")
-		if e.IsDir() && strings.HasPrefix(name, "step-") && !strings.HasSuffix(name, ".tmp") && complete(name) != "" {
+		if e.IsDir() && stepFolder.MatchString(name) && complete(name) != "" {
 			names = append(names, name)
 		}
 	}
@@ -234,6 +235,30 @@ func LatestCheckpoint(dir string) (string, error) {
 	}
 	sort.Strings(names)
 	return complete(names[len(names)-1]), nil
+}
+
+// stepFolder is the name of a checkpoint folder; a folder moved aside by
+// hand (step-N.damaged) or one being written (.tmp) is not one.
+var stepFolder = regexp.MustCompile(`^step-[0-9]+$`)
+
+// damaged adds to the error of a checkpoint that cannot be read the way
+// out: the checkpoint before it, if the run has one.
+func damaged(dir, ckpt string, err error) error {
+	entries, _ := os.ReadDir(filepath.Join(dir, checkpointDir))
+	prev := ""
+	for _, e := range entries {
+		p := filepath.Join(dir, checkpointDir, e.Name())
+		if e.IsDir() && stepFolder.MatchString(e.Name()) && e.Name() < filepath.Base(ckpt) {
+			if _, serr := os.Stat(filepath.Join(p, stateFile)); serr == nil {
+				prev = max(prev, p)
+			}
+		}
+	}
+	if prev == "" {
+		return err
+	}
+	return fmt.Errorf("%w; the checkpoint before it, %s, is there: move the damaged one aside (mv %s %s.damaged) and resume again",
+		err, prev, ckpt, ckpt)
 }
 
 // RepairCheckpoints puts back the step folders of run dir that a crash left

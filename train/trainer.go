@@ -231,14 +231,14 @@ func (t *Trainer) Resume() (bool, error) {
 	}
 	cfg, err := ReadModelConfig(ckpt)
 	if err != nil {
-		return false, err
+		return false, damaged(t.dir, ckpt, err)
 	}
 	if diff := configDiff(cfg, t.m.Config()); diff != "" {
 		return false, fmt.Errorf("resume %s: the checkpoint's model differs from the experiment's: %s", ckpt, diff)
 	}
 	st, err := LoadCheckpoint(ckpt, t.m, t.opt, t.rngDevices())
 	if err != nil {
-		return false, err
+		return false, damaged(t.dir, ckpt, err)
 	}
 	if err := t.batches.UnmarshalState(st.Data); err != nil {
 		return false, fmt.Errorf("resume %s: data cursor: %w", ckpt, err)

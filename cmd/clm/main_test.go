@@ -220,6 +220,7 @@ func badInputCases(good string, b brokenRuns) []badInputCase {
 		{"existing run of another experiment", []string{"-config", good, "-run-dir", "run", "-set", "model.n_layer=3"}, "", "holds another experiment (model.n_layer: 2 in the run, 3 asked); continue that run as it was with `clm -resume run`"},
 		{"not a run folder", []string{"-resume", "nowhere"}, "", "nowhere"},
 		{"corrupt checkpoint", []string{"-resume", b.corrupt}, "", "model.safetensors"},
+		{"corrupt checkpoint, the way out", []string{"-resume", b.corrupt}, "", "checkpoints/step-00000008, is there: move the damaged one aside (mv "},
 		{"incompatible resume", []string{"-resume", "run", "-set", "model.n_layer=3"}, "", "differs"},
 		{"incompatible schedule", []string{"-resume", "run", "-set", "train.max_steps=20"}, "", "schedule"},
 		{"hub without a dataset", []string{"-config", good, "-set", "data.source=hub"}, "", "data.dataset"},

@@ -93,3 +93,28 @@ func treeListing(t *testing.T, dir string) string {
 	})
 	return b.String()
 }
+
+// TestDamagedCheckpointWayOut: -resume of a run whose latest checkpoint is
+// damaged names the checkpoint before it and the move that resumes from it;
+// doing so finishes the run.
+func TestDamagedCheckpointWayOut(t *testing.T) {
+	dir := t.TempDir()
+	cfg := write(t, filepath.Join(dir, "micro.toml"), microExperiment)
+	if _, stderr, code := clm(t, dir, "-config", cfg, "-run-dir", "run", "-set", "train.max_steps=20"); code != 0 {
+		t.Fatalf("run: %d\n%s", code, stderr)
+	}
+	last := filepath.Join("run", "checkpoints", "step-00000020")
+	os.WriteFile(filepath.Join(dir, last, "optimizer.safetensors"), []byte("damaged"), 0o644)
+	_, stderr, code := clm(t, dir, "-resume", "run")
+	want := "mv " + last + " " + last + ".damaged"
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("resume of a damaged checkpoint: exit %d, want the way out %q:\n%s", code, want, stderr)
+	}
+	if err := os.Rename(filepath.Join(dir, last), filepath.Join(dir, last+".damaged")); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := clm(t, dir, "-resume", "run")
+	if code != 0 || !strings.Contains(stderr, "resumed from run/checkpoints/step-00000016") || !strings.Contains(out, "done: 20 steps") {
+		t.Errorf("the way out: exit %d\n%s%s", code, out, stderr)
+	}
+}
