@@ -72,3 +72,40 @@ func TestInterruptDuringEvaluation(t *testing.T) {
 	}
 	compareRecords(t, readRecords(t, filepath.Join(dir, "straight")), readRecords(t, filepath.Join(dir, "stopped")))
 }
+
+// TestPipedRunSpeaks: with its output piped (tee, Slurm, docker logs), a
+// run quiet in a long evaluation still writes a line within 30 s, saying
+// where it is.
+func TestPipedRunSpeaks(t *testing.T) {
+	dir := t.TempDir()
+	// Step 0's evaluation: the whole held-out share, one sequence a forward
+	// (longer than the test waits).
+	cfg := write(t, filepath.Join(dir, "quiet.toml"), strings.NewReplacer("eval_batches = 2", "eval_batches = 0\neval_batch = 1",
+		"valid_docs = 20", "valid_docs = 2000\nvalid_fraction = 0.5").Replace(microExperiment))
+	cmd, pipe := startClm(t, dir, nil, "-config", cfg, "-run-dir", "quiet")
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(pipe)
+	var last time.Time
+	for sc.Scan() {
+		line := sc.Text()
+		now := time.Now()
+		if strings.Contains(line, "eval at step 0") {
+			gap := now.Sub(last)
+			if gap > 31*time.Second || !strings.Contains(line, "so far") {
+				t.Errorf("%q came %v after the previous line, want within 30 s", line, gap.Round(time.Millisecond))
+			}
+			t.Logf("%q, %v after the previous line", line, gap.Round(time.Millisecond))
+			cmd.Process.Signal(syscall.SIGINT)
+			break
+		}
+		if strings.Contains(line, "eval_loss") {
+			t.Fatalf("the evaluation ended before it was quiet for 30 s: %q", line)
+		}
+		last = now
+	}
+	for sc.Scan() {
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Errorf("the interrupted run exited 0")
+	}
+}
