@@ -43,42 +43,28 @@ func ReadReport() (Report, error) {
 // so that an older binary reads a newer shim.
 func parseReport(text string) (Report, error) {
 	var r Report
+	strs := map[string]*string{"torch": &r.Torch, "shim": &r.Shim, "libtorch": &r.Libtorch, "parallel": &r.Parallel,
+		"cuda_compiled": &r.CUDA, "cuda_runtime": &r.CUDARuntime, "cuda_driver": &r.CUDADriver, "cudnn": &r.CuDNN,
+		"device_error": &r.DeviceError}
+	flags := map[string]*bool{"cuda_build": &r.CUDABuild, "cuda_kernels": &r.CUDAKernels}
 	for line := range strings.Lines(text) {
 		k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
 		if !ok {
 			return r, fmt.Errorf("build report: line %q is not key=value", line)
 		}
-		switch k {
-		case "torch":
-			r.Torch = v
-		case "shim":
-			r.Shim = v
-		case "libtorch":
-			r.Libtorch = v
-		case "threads":
+		switch {
+		case strs[k] != nil:
+			*strs[k] = v
+		case flags[k] != nil:
+			*flags[k] = v == "1"
+		case k == "device":
+			r.Devices = append(r.Devices, v)
+		case k == "threads":
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return r, fmt.Errorf("build report: threads=%q", v)
 			}
 			r.Threads = n
-		case "parallel":
-			r.Parallel = v
-		case "cuda_build":
-			r.CUDABuild = v == "1"
-		case "cuda_kernels":
-			r.CUDAKernels = v == "1"
-		case "cuda_compiled":
-			r.CUDA = v
-		case "cuda_runtime":
-			r.CUDARuntime = v
-		case "cuda_driver":
-			r.CUDADriver = v
-		case "cudnn":
-			r.CuDNN = v
-		case "device":
-			r.Devices = append(r.Devices, v)
-		case "device_error":
-			r.DeviceError = v
 		}
 	}
 	return r, nil
