@@ -347,14 +347,28 @@ func nextTokenTargets(labels *torch.Tensor, pad Pad) *torch.Tensor {
 	return labels.Narrow(1, 1, T-1).Reshape(-1)
 }
 
+// alignedTargets are the targets of every position 0..T−1, flattened:
+// labels[:, 1:] (pad as IgnoreIndex) and IgnoreIndex for the last position,
+// which has none.
+func alignedTargets(labels *torch.Tensor, pad Pad) *torch.Tensor {
+	if id, ok := pad.ID(); ok {
+		labels = labels.MaskedFill(labels.EqScalar(float64(id)), IgnoreIndex)
+	}
+	B, T := labels.Size(0), labels.Size(1)
+	last := torch.Full([]int64{B, 1}, IgnoreIndex, labels.DType(), labels.Device())
+	return torch.Cat([]*torch.Tensor{labels.Narrow(1, 1, T-1), last}, 1).Reshape(-1)
+}
+
 // NextTokenLoss is the mean cross-entropy of logits[:, :-1] [B, T, V]
 // against labels[:, 1:], ignoring IgnoreIndex and labels equal to the pad
-// token, if any.
+// token, if any. It takes the logits of all T positions as they are (a
+// view, no copy) and ignores the last position's, whose target does not
+// exist: the gradient is the one of the slice logits[:, :-1] (zero at the
+// last position) without the copy of the slice and the zeroed buffer of its
+// backward.
 func NextTokenLoss(logits, labels *torch.Tensor, pad Pad) *torch.Tensor {
-	s := logits.Shape()
-	T, V := s[1], s[2]
-	l := logits.Narrow(1, 0, T-1).Reshape(-1, V)
-	return torch.CrossEntropy(l, nextTokenTargets(labels, pad), IgnoreIndex, torch.ReduceMean)
+	V := logits.Size(2)
+	return torch.CrossEntropy(logits.Reshape(-1, V), alignedTargets(labels, pad), IgnoreIndex, torch.ReduceMean)
 }
 
 // State returns every parameter and buffer by name, in registry order (the
