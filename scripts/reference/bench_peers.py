@@ -83,7 +83,7 @@ class Peer:
 
         loss = 0.0
         for ids in batches:
-            out = self.fwd(ids, labels=ids)
+            out = self.fwd(ids, labels=ids, loss_only=True)  # the head only where the loss looks
             (out["loss"] / self.accum).backward()
             loss += out["loss"].item()
         grads = [p for p in self.params if p.grad is not None]

@@ -672,12 +672,16 @@ class GPT(nn.Module):
                 mod.quant, mod.qname = q, name
 
     def forward(self, input_ids, labels=None, pad_id: Optional[int] = None,
-                output_hidden_states=False, output_attentions=False):
+                output_hidden_states=False, output_attentions=False, loss_only=False):
         """Returns dict(logits, loss, hidden_states, attentions).
 
         loss: mean cross entropy of logits[:, :-1] against labels[:, 1:],
         ignoring labels equal to -100 and (DataCollatorForLanguageModeling
         semantics) labels equal to pad_id (= eos id in the original).
+        loss_only (with labels; the benchmarks' training step): ln_f and the
+        head run only at the T-1 positions that have a target, and logits is
+        None: the same loss and gradients without the last position's logits
+        and the copy of the slice logits[:, :-1].
         hidden_states (HF semantics): L+1 tensors, the inputs of blocks
         0..L-1 (entry 0 = embedding output) then ln_f(last block output).
         attentions: per layer, the softmax probabilities P (before Eq. 5 gains)."""
@@ -696,15 +700,20 @@ class GPT(nn.Module):
                 x = self.quant.residual(i, x)
             if output_attentions:
                 attns.append(probs)
+        lab = labels
+        if lab is not None and pad_id is not None:
+            lab = lab.masked_fill(lab == pad_id, -100)
+        if loss_only and lab is not None and not output_hidden_states:
+            h = t.ln_f(x[:, :-1])
+            logits = h @ t.wte.weight.T  # [B, T-1, V], contiguous
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
+            return dict(logits=None, loss=loss, hidden_states=None, attentions=attns or None)
         x = t.ln_f(x)
         if output_hidden_states:
             hidden.append(x)
         logits = x @ t.wte.weight.T  # tied head, [B, T, V]
         loss = None
-        if labels is not None:
-            lab = labels
-            if pad_id is not None:
-                lab = lab.masked_fill(lab == pad_id, -100)
+        if lab is not None:
             loss = F.cross_entropy(logits[:, :-1, :].reshape(-1, logits.shape[-1]),
                                    lab[:, 1:].reshape(-1), ignore_index=-100)
         return dict(logits=logits, loss=loss, hidden_states=hidden or None, attentions=attns or None)
