@@ -81,7 +81,7 @@ fuzz: $(SHIM)
 	$(GO) test ./safetensors -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks against PyTorch eager on the same libtorch and threads; see
-# README "Benchmarks".
+# docs/benchmarks.md.
 bench-torch: $(SHIM)
 	scripts/bench-compare.sh ./torch/ 'OpDispatch$$|MLPStep' scripts/reference/bench_torch.py
 
@@ -150,7 +150,7 @@ op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
 # block, each with AdamW, SOAP and Muon; every run is trained (or resumed),
 # quantised to int8 by `clm quant` (QUANT_ARGS passes its flags), and drawn:
 # figures/of/of-kurtosis (outlier features over training) and of-quant (fp vs
-# int8 perplexity). README's "Outlier features and int8 quantisation" gives
+# int8 perplexity). docs/experiments.md ("Outlier features and int8 quantisation") gives
 # a small CPU run (six runs in a few minutes).
 OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-op-muon
 QUANT_ARGS ?=

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one script a GPU machine runs (see ../shared/DESIGN.md §6 and README
-# "GPU"). That machine has CUDA PyTorch, nvcc and cmake, but no Go and no
+# The one script a GPU machine runs (see ../shared/DESIGN.md §6 and
+# docs/hardware.md). That machine has CUDA PyTorch, nvcc and cmake, but no Go and no
 # network, so the Go test binaries are built beforehand on a workstation:
 #
 #   make device-bins          # here: bin/device/*.test, built against build/

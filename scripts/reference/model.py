@@ -19,7 +19,7 @@ Differences from the original module tree, all deliberate:
     promote(dtype, float32) rather than always float32, so that float64
     reference runs stay float64 (identical for float32/fp16/bf16).
 
-Usage (see README.md):
+Usage (see docs/testing.md):
   python model.py forward --config cfg.json --weights w.safetensors \
       --batch b.safetensors --out out.safetensors [--dtype float64|float32] \
       [--hidden] [--attn] [--pad-id N]
