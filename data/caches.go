@@ -87,6 +87,21 @@ func lockCache(dir string, exclusive bool) (l *useLock, ok bool, err error) {
 	return &useLock{f: f}, true, nil
 }
 
+// inUse reports whether a process holds dir's use lock, without creating
+// the lock file (listing the caches writes nothing).
+func inUse(dir string) bool {
+	f, err := os.OpenFile(filepath.Join(dir, useFile), os.O_RDWR, 0)
+	if err != nil {
+		return false // no lock file: nobody has read it since it was built
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 // release drops the lock.
 func (l *useLock) release() {
 	if l != nil && l.f != nil {
@@ -151,11 +166,7 @@ func TokenCaches(root string) ([]CacheInfo, error) {
 				info.Manifest = &m
 			}
 		}
-		if l, ok, _ := lockCache(dir, true); ok {
-			l.release()
-		} else {
-			info.InUse = true
-		}
+		info.InUse = inUse(dir)
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.Before(out[j].LastUsed) })

@@ -76,4 +76,16 @@ func TestTokenCachePerContent(t *testing.T) {
 	if len(caches) != 2 {
 		t.Errorf("after the eviction: %d caches, want the one in use and the new one", len(caches))
 	}
+	// Listing only reads: it creates no lock file where none is.
+	for _, c := range caches {
+		if c.Dir != busy {
+			os.Remove(filepath.Join(c.Dir, ".use"))
+			if _, _, code := runClm(t, dir, []string{"CLM_CACHE=" + cache}, "data", "cache"); code != 0 {
+				t.Fatalf("clm data cache: exit %d", code)
+			}
+			if _, err := os.Stat(filepath.Join(c.Dir, ".use")); err == nil {
+				t.Errorf("clm data cache wrote %s", filepath.Join(c.Dir, ".use"))
+			}
+		}
+	}
 }
