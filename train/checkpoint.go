@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -201,40 +202,49 @@ func syncDir(dir string) {
 // step N where it lies; RepairCheckpoints, under the run lock, puts it back.
 func LatestCheckpoint(dir string) (string, error) {
 	ckdir := filepath.Join(dir, checkpointDir)
-	// complete is the folder of the complete checkpoint named name, or "".
-	complete := func(name string) string {
-		for _, p := range []string{filepath.Join(ckdir, name), filepath.Join(ckdir, name+".old")} {
-			if _, err := os.Stat(filepath.Join(p, stateFile)); err == nil {
-				return p
-			}
-		}
-		return ""
-	}
 	if b, err := os.ReadFile(filepath.Join(ckdir, latestFile)); err == nil {
-		if p := complete(strings.TrimSpace(string(b))); p != "" {
+		if p := completeCheckpoint(ckdir, strings.TrimSpace(string(b))); p != "" {
 			return p, nil
 		}
 	}
 	// Fall back to the highest complete step folder.
+	names, err := completeSteps(ckdir)
+	if err != nil || len(names) == 0 {
+		return "", err
+	}
+	return completeCheckpoint(ckdir, names[len(names)-1]), nil
+}
+
+// completeCheckpoint is the folder of the complete checkpoint named name
+// (step-N, or step-N.old where a crash left it) in ckdir, or "".
+func completeCheckpoint(ckdir, name string) string {
+	for _, p := range []string{filepath.Join(ckdir, name), filepath.Join(ckdir, name+".old")} {
+		if _, err := os.Stat(filepath.Join(p, stateFile)); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// completeSteps lists the names (step-N) of the complete checkpoints in
+// ckdir, in step order.
+func completeSteps(ckdir string) ([]string, error) {
 	entries, err := os.ReadDir(ckdir)
 	if os.IsNotExist(err) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	var names []string
 	for _, e := range entries {
 		name := strings.TrimSuffix(e.Name(), ".old")
-		if e.IsDir() && stepFolder.MatchString(name) && complete(name) != "" {
+		if e.IsDir() && stepFolder.MatchString(name) && !slices.Contains(names, name) && completeCheckpoint(ckdir, name) != "" {
 			names = append(names, name)
 		}
 	}
-	if len(names) == 0 {
-		return "", nil
-	}
 	sort.Strings(names)
-	return complete(names[len(names)-1]), nil
+	return names, nil
 }
 
 // stepFolder is the name of a checkpoint folder; a folder moved aside by
@@ -244,14 +254,12 @@ var stepFolder = regexp.MustCompile(`^step-[0-9]+$`)
 // damaged adds to the error of a checkpoint that cannot be read the way
 // out: the checkpoint before it, if the run has one.
 func damaged(dir, ckpt string, err error) error {
-	entries, _ := os.ReadDir(filepath.Join(dir, checkpointDir))
+	ckdir := filepath.Join(dir, checkpointDir)
+	names, _ := completeSteps(ckdir)
 	prev := ""
-	for _, e := range entries {
-		p := filepath.Join(dir, checkpointDir, e.Name())
-		if e.IsDir() && stepFolder.MatchString(e.Name()) && e.Name() < filepath.Base(ckpt) {
-			if _, serr := os.Stat(filepath.Join(p, stateFile)); serr == nil {
-				prev = max(prev, p)
-			}
+	for _, n := range names {
+		if n < strings.TrimSuffix(filepath.Base(ckpt), ".old") {
+			prev = completeCheckpoint(ckdir, n)
 		}
 	}
 	if prev == "" {
