@@ -594,14 +594,14 @@ func (e *Experiment) TOML() ([]byte, error) {
 // modelTable is the [model] table of TOML: preset plus the differing keys,
 // checked to resolve to e.Model, else the full model over "default".
 func (e *Experiment) modelTable() (map[string]any, error) {
-	cur, err := configTable(e.Model)
+	cur, err := tomlTable(e.Model)
 	if err != nil {
 		return nil, err
 	}
 	base, err := model.PresetWith(e.Preset, nil)
 	if err == nil {
 		var baseT map[string]any
-		if baseT, err = configTable(base); err == nil {
+		if baseT, err = tomlTable(base); err == nil {
 			diff := map[string]any{}
 			for k, v := range cur {
 				if !reflect.DeepEqual(baseT[k], v) {
@@ -618,10 +618,11 @@ func (e *Experiment) modelTable() (map[string]any, error) {
 	return cur, nil
 }
 
-// configTable is a model configuration as TOML values (absent: null).
-func configTable(c model.Config) (map[string]any, error) {
+// tomlTable is a struct as the TOML table it encodes to (a nil pointer
+// field is absent), with TOML's value types.
+func tomlTable(v any) (map[string]any, error) {
 	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+	if err := toml.NewEncoder(&buf).Encode(v); err != nil {
 		return nil, err
 	}
 	t := map[string]any{}

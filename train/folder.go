@@ -1,8 +1,6 @@
 package train
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"clm/model"
 )
 
 // operationalKeys may differ between a run folder's experiment and the one
@@ -95,32 +93,16 @@ func orNone(s string) string {
 // flat is the resolved experiment as "section.key" → value (the model in
 // full, [train.optim] as train.optim.*), for comparisons.
 func (e *Experiment) flat() (map[string]string, error) {
-	out := map[string]string{"name": e.Name}
-	mj, err := e.Model.JSON()
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(mj, &m); err != nil {
-		return nil, err
-	}
-	for k, v := range m {
-		if v != nil {
-			out["model."+k] = fmt.Sprint(v)
-		}
-	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(struct {
+	tree, err := tomlTable(struct {
+		Model  model.Config  `toml:"model"`
 		Train  Options       `toml:"train"`
 		Data   DataOptions   `toml:"data"`
 		Report ReportOptions `toml:"report"`
-	}{e.Train, e.Data, e.Report}); err != nil {
+	}{e.Model, e.Train, e.Data, e.Report})
+	if err != nil {
 		return nil, err
 	}
-	var tree map[string]any
-	if _, err := toml.Decode(buf.String(), &tree); err != nil {
-		return nil, err
-	}
+	out := map[string]string{"name": e.Name}
 	flatten("", tree, out)
 	return out, nil
 }
