@@ -66,12 +66,12 @@ func (t *Trainer) estimate() string {
 // plan is the line before the first step.
 func (t *Trainer) plan() string {
 	tr := &t.exp.Train
-	tokensPerStep := tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength
 	cfg := t.m.Config()
+	tokensPerStep := tr.MicroBatch * tr.Accumulation * cfg.ContextLength
 	total, _ := cfg.ParamCount()
 	left := t.st.TotalSteps - t.st.Step
 	return fmt.Sprintf("plan: %d steps of %s tokens (%d × %d sequences of %d), %s tokens to go; %s parameters on %v",
-		left, count(int64(tokensPerStep)), tr.MicroBatch, tr.Accumulation, t.m.Config().ContextLength,
+		left, count(int64(tokensPerStep)), tr.MicroBatch, tr.Accumulation, cfg.ContextLength,
 		count(int64(left)*int64(tokensPerStep)), count(total), t.dev)
 }
 

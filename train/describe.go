@@ -20,7 +20,6 @@ func Describe(e *Experiment, tokensPerSec float64) string {
 	line := func(format string, a ...any) { fmt.Fprintf(&b, "# "+format+"\n", a...) }
 	cfg := e.Model
 	total, trainable := cfg.ParamCount()
-	tr, fr := cfg.Footprint()
 	perStep := int64(e.Train.MicroBatch) * int64(e.Train.Accumulation) * int64(cfg.ContextLength)
 	line("derived (not keys):")
 	line("  model       preset %s: %s parameters (%s trainable), %d layers × %d, %d heads, vocabulary %d%s", e.Preset,
@@ -36,7 +35,8 @@ func Describe(e *Experiment, tokensPerSec float64) string {
 	} else {
 		line("  steps       %g epochs over the chunks of %d training documents wanted (counted when the data are prepared)", e.Train.Epochs, docs)
 	}
-	line("  memory      at least %s for weights, gradients and AdamW state (activations come on top)", human(tr*bytesTrainable+fr*bytesFrozen))
+	need, _ := stateMemory(cfg)
+	line("  memory      at least %s for weights, gradients and AdamW state (activations come on top)", human(need))
 	return b.String()
 }
 

@@ -46,8 +46,9 @@ func tomlKeys(prefix string, t reflect.Type) []string {
 // didYouMean is ` (did you mean "train.lr"?)` for the known key nearest to
 // key, within an edit distance that makes it a likely typo; else "".
 func didYouMean(key string) string {
+	keys := Keys()
 	best, bestD := "", 1<<30
-	for _, k := range Keys() {
+	for _, k := range keys {
 		if d := editDistance(key, k); d < bestD {
 			best, bestD = k, d
 		}
@@ -61,7 +62,7 @@ func didYouMean(key string) string {
 	if best == "" || bestD > max(2, len(key)/3) {
 		// A key cut short: "train.warmup" for "train.warmup_ratio".
 		best = ""
-		for _, k := range Keys() {
+		for _, k := range keys {
 			if strings.HasPrefix(k, key+"_") && (best == "" || len(k) < len(best)) {
 				best = k
 			}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"clm/model"
 	"clm/torch"
 )
 
@@ -23,15 +24,21 @@ const (
 // with the estimate in the message. Activations come on top, so passing
 // is necessary, not sufficient.
 func CheckMemory(e *Experiment, dev torch.Device) error {
-	tr, fr := e.Model.Footprint()
-	need := tr*bytesTrainable + fr*bytesFrozen
+	need, params := stateMemory(e.Model)
 	avail, where := availableMemory(dev)
 	if avail <= 0 || need <= float64(avail) {
 		return nil
 	}
 	m := e.Model
 	return fmt.Errorf("model: %.3g parameters (n_layer %d, n_embd %d, vocab_size %d) need about %s for weights, gradients and AdamW state, more than the %s %s; make it smaller",
-		tr+fr, m.NLayer, m.NEmbd, m.VocabSize, human(need), human(float64(avail)), where)
+		params, m.NLayer, m.NEmbd, m.VocabSize, human(need), human(float64(avail)), where)
+}
+
+// stateMemory is the bytes a model's weights, gradients and AdamW state
+// take (activations come on top), and its parameters and buffers.
+func stateMemory(c model.Config) (bytes, params float64) {
+	tr, fr := c.Footprint()
+	return tr*bytesTrainable + fr*bytesFrozen, tr + fr
 }
 
 // availableMemory is the memory a new model could use on dev (0: unknown).

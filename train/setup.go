@@ -158,22 +158,17 @@ func (r *Run) joinGroup() error {
 // train.threads.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
-	var dev torch.Device
-	var err error
-	if t.Device != "auto" && t.Device != "" {
-		if dev, err = torch.ParseDevice(t.Device); err != nil {
+	dev, err := deviceFor(t.Device)
+	switch {
+	case err != nil && isAuto(t.Device):
+		return fmt.Errorf("train.device = \"auto\": %v; or train on the CPU: -set train.device=cpu", err)
+	case err != nil:
+		return fmt.Errorf("train.device: %v", err)
+	case isAuto(t.Device) && r.group != nil && dev.IsCUDA():
+		dev = torch.CUDA(r.group.LocalRank())
+		if err := torch.CheckDevice(dev); err != nil {
 			return fmt.Errorf("train.device: %v", err)
 		}
-	} else {
-		if dev, err = torch.AutoDevice(); err != nil {
-			return fmt.Errorf("train.device = \"auto\": %v; or train on the CPU: -set train.device=cpu", err)
-		}
-		if r.group != nil && dev.IsCUDA() {
-			dev = torch.CUDA(r.group.LocalRank())
-		}
-	}
-	if err := torch.CheckDevice(dev); err != nil {
-		return fmt.Errorf("train.device: %v", err)
 	}
 	r.Device = dev
 	world := 1

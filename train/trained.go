@@ -37,7 +37,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := pickDevice(device)
+	dev, err := deviceFor(device)
 	if err != nil {
 		return nil, err
 	}
@@ -59,11 +59,11 @@ func OpenTrained(path, device string) (*Trained, error) {
 // Close frees the model.
 func (t *Trained) Close() { t.Model.Close() }
 
-// pickDevice parses a device flag: "auto" (or "") is a usable GPU, else the
-// CPU, refused on a machine with GPUs that CUDA cannot use (see
-// torch.AutoDevice); a named device must be usable.
-func pickDevice(device string) (torch.Device, error) {
-	if device == "" || device == "auto" {
+// deviceFor resolves a device setting (train.device, -device): "auto" (or
+// "") is a usable GPU, else the CPU, refused on a machine with GPUs that
+// CUDA cannot use (see torch.AutoDevice); a named device must be usable.
+func deviceFor(device string) (torch.Device, error) {
+	if isAuto(device) {
 		return torch.AutoDevice()
 	}
 	dev, err := torch.ParseDevice(device)
@@ -72,3 +72,6 @@ func pickDevice(device string) (torch.Device, error) {
 	}
 	return dev, torch.CheckDevice(dev)
 }
+
+// isAuto reports whether a device setting leaves the choice to clm.
+func isAuto(device string) bool { return device == "" || device == "auto" }

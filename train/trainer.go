@@ -516,10 +516,11 @@ func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
 	return x
 }
 
-// evaluate writes the mean loss per sequence over the validation chunks.
 // errEvalInterrupted: the context was cancelled during an evaluation.
 var errEvalInterrupted = errors.New("evaluation interrupted")
 
+// evaluate writes the mean loss per sequence over the validation chunks;
+// cancelled, it stops between batches with errEvalInterrupted.
 func (t *Trainer) evaluate(ctx context.Context) error {
 	tr := &t.exp.Train
 	n := t.valid.Len()

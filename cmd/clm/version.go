@@ -75,11 +75,12 @@ func cudaLine(r torch.Report) string {
 }
 
 func devicesLine(r torch.Report) string {
+	unused := torch.UnusedGPUs()
 	switch {
 	case len(r.Devices) > 0:
 		return strings.Join(r.Devices, "; ")
-	case torch.UnusedGPUs() != nil:
-		return "CPU only: " + torch.UnusedGPUs().Error()
+	case unused != nil:
+		return "CPU only: " + unused.Error()
 	case !r.CUDABuild:
 		return "CPU only"
 	case r.CUDADriver == "":
