@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"clm/internal/atomicfile"
@@ -57,6 +58,35 @@ func Open(dir string, keep int64) (*Writer, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return &Writer{f: f, w: bufio.NewWriter(f), tb: tb}, nil
+}
+
+// Has reports whether the log holds a record of kind at step (a nil
+// Writer, another rank's, holds none). It flushes what is buffered first.
+func (w *Writer) Has(kind string, step int64) (bool, error) {
+	if w == nil {
+		return false, nil
+	}
+	if err := w.Flush(); err != nil {
+		return false, err
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return false, fmt.Errorf("metrics: %w", err)
+	}
+	defer f.Close()
+	l, err := Read(f)
+	if err != nil {
+		return false, fmt.Errorf("metrics: %w", err)
+	}
+	switch kind {
+	case KindTrain:
+		return slices.ContainsFunc(l.Train, func(r Train) bool { return r.Step == step }), nil
+	case KindEval:
+		return slices.ContainsFunc(l.Eval, func(r Eval) bool { return r.Step == step }), nil
+	case KindStats:
+		return slices.ContainsFunc(l.Stats, func(r Stats) bool { return r.Step == step }), nil
+	}
+	return false, fmt.Errorf("metrics: unknown record kind %q", kind)
 }
 
 // truncateAfter rewrites path, atomically, with only the complete records

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"clm/internal/atomicfile"
 	"clm/internal/fault"
 	"clm/model"
 	"clm/optim"
@@ -287,6 +288,24 @@ func restoreAside(ckdir string) {
 			syncDir(ckdir)
 		}
 	}
+}
+
+// clearPendingEval rewrites checkpoint ckpt's state.json, atomically,
+// without its pending evaluation.
+func clearPendingEval(ckpt string) error {
+	st, err := ReadState(ckpt)
+	if err != nil {
+		return err
+	}
+	st.PendingEval = false
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(ckpt, stateFile), b, 0o644); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
 // ReadState reads the state.json of checkpoint folder ckpt.

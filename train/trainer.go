@@ -288,21 +288,17 @@ func (t *Trainer) Run(ctx context.Context) error {
 	t.progress.Start(t.st.TotalSteps, t.st.Step)
 	defer t.progress.Finish()
 	t.progress.Log(t.plan())
-	if (t.st.Step == 0 && !t.resumed && t.valid != nil) || t.st.PendingEval {
-		if err := t.evaluate(ctx); err != nil {
-			if errors.Is(err, errEvalInterrupted) {
-				return flushed(t.metrics, ErrInterrupted) // the checkpoint, if any, stands with its pending evaluation
-			}
-			return err
-		}
-		if t.st.PendingEval {
-			// The checkpoint again, without the pending evaluation, so that a
-			// later resume does not record it twice.
-			t.st.PendingEval = false
-			if _, err := t.checkpoint(); err != nil {
-				return err
-			}
-		}
+	var err error
+	switch {
+	case t.st.PendingEval:
+		err = t.finishPendingEval(ctx)
+	case t.st.Step == 0 && !t.resumed && t.valid != nil:
+		err = t.evaluate(ctx)
+	}
+	if errors.Is(err, errEvalInterrupted) {
+		return flushed(t.metrics, ErrInterrupted) // the checkpoint, if any, stands with its pending evaluation
+	} else if err != nil {
+		return err
 	}
 	tr := &t.exp.Train
 	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
@@ -514,6 +510,29 @@ func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
 		x = x.Upload(t.dev) // the step loop never waits for the GPU here
 	}
 	return x
+}
+
+// finishPendingEval does the evaluation that an interrupted run left pending
+// at the checkpoint it resumed from (unless the log already holds it: a
+// stop after it was recorded), makes its record durable, and then clears
+// the pending mark in the checkpoint's state.json alone: the weights and
+// optimizer state are those of the step, unchanged.
+func (t *Trainer) finishPendingEval(ctx context.Context) error {
+	done, err := t.metrics.Has(runlog.KindEval, int64(t.st.Step))
+	if err != nil {
+		return err
+	}
+	if !done {
+		if err := t.evaluate(ctx); err != nil {
+			return err
+		}
+	}
+	if err := t.metrics.Flush(); err != nil {
+		return err
+	}
+	fault.Point("train.pending eval recorded") // the crash tests: recorded, still pending
+	t.st.PendingEval = false
+	return clearPendingEval(t.lastCkpt)
 }
 
 // errEvalInterrupted: the context was cancelled during an evaluation.

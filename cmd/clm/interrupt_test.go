@@ -61,16 +61,28 @@ func TestInterruptDuringEvaluation(t *testing.T) {
 	}
 	t.Logf("stopped %v after Ctrl-C, at step %d with the evaluation pending", took.Round(time.Millisecond), st.Step)
 
-	if _, stderr, code := clm(t, dir, "-resume", "stopped"); code != 0 {
-		t.Fatalf("resume: %d\n%s", code, stderr)
+	// A copy is killed after the resumed run recorded the pending
+	// evaluation and before it cleared the mark: the next resume must not
+	// record it twice (readRecords fails on a repeated record).
+	copyDir(t, filepath.Join(dir, "stopped"), filepath.Join(dir, "killed"))
+	if _, _, code := runClm(t, dir, []string{"CLM_CACHE=" + cacheDir(t), "CLM_FAULT=train.pending eval recorded@1"}, "-resume", "killed"); code != -1 {
+		t.Fatalf("the resume to kill exited %d: the fault point was not reached", code)
 	}
-	want, got := weights(t, train.CheckpointPath(filepath.Join(dir, "straight"), 12)), weights(t, train.CheckpointPath(filepath.Join(dir, "stopped"), 12))
-	for k, w := range want {
-		if got[k] != w {
-			t.Errorf("tensor %s differs from the uninterrupted run", k)
+	for _, run := range []string{"stopped", "killed"} {
+		if _, stderr, code := clm(t, dir, "-resume", run); code != 0 {
+			t.Fatalf("resume %s: %d\n%s", run, code, stderr)
 		}
+		if st, _ := train.ReadState(train.CheckpointPath(filepath.Join(dir, run), 6)); st.PendingEval {
+			t.Errorf("%s: the checkpoint of step 6 still has its evaluation pending", run)
+		}
+		want, got := weights(t, train.CheckpointPath(filepath.Join(dir, "straight"), 12)), weights(t, train.CheckpointPath(filepath.Join(dir, run), 12))
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s: tensor %s differs from the uninterrupted run", run, k)
+			}
+		}
+		compareRecords(t, readRecords(t, filepath.Join(dir, "straight")), readRecords(t, filepath.Join(dir, run)))
 	}
-	compareRecords(t, readRecords(t, filepath.Join(dir, "straight")), readRecords(t, filepath.Join(dir, "stopped")))
 }
 
 // TestPipedRunSpeaks: with its output piped (tee, Slurm, docker logs), a
