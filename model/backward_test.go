@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"clm/torch"
+	"clm/torch/torchtest"
 )
 
 // TestCheckpointBitIdentical: ForwardBackward with CheckpointBlock gives
@@ -35,7 +36,7 @@ func TestCheckpointBitIdentical(t *testing.T) {
 			if c.chunked {
 				lossChunkBytes = 0
 			}
-			leak(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			m := initModel(t, c.preset, c.set, c.dt, AttentionAuto)
@@ -92,7 +93,7 @@ func TestCheckpointBitIdentical(t *testing.T) {
 // TestForwardBackwardRefuses: ForwardBackward needs labels and refuses the
 // outputs it cannot return.
 func TestForwardBackwardRefuses(t *testing.T) {
-	leak(t)
+	torchtest.Guard(t)
 	s := torch.NewScope()
 	defer s.Close()
 	m := initModel(t, "default", nil, torch.Float32, AttentionAuto)
@@ -133,7 +134,7 @@ func TestFusedKernelsMatchComposite(t *testing.T) {
 	for _, preset := range PresetNames() {
 		for _, dt := range []torch.DType{torch.Float64, torch.Float32} {
 			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
-				leak(t)
+				torchtest.Guard(t)
 				s := torch.NewScope()
 				defer s.Close()
 				ids := randomIDs(3, 24, 512)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"clm/torch"
+	"clm/torch/torchtest"
 )
 
 // TestSamplerGreedy: temperature 0 (or top-k 1) picks the first largest
@@ -145,7 +146,7 @@ func greedyByHand(t *testing.T, m *Model, prompt []int32, n int) []int32 {
 // slides the window past context_length, stops before a stop token, and
 // frees every temporary.
 func TestGenerate(t *testing.T) {
-	leak(t)
+	torchtest.Guard(t)
 	cfg := smallConfig(t, "default", map[string]any{"context_length": int64(8), "n_positions": int64(8)})
 	m, err := New(cfg, Options{DType: torch.Float64})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"clm/torch"
+	"clm/torch/torchtest"
 )
 
 // TestPadZeroValue: the zero ForwardOptions ignores no token (token 0 is
@@ -12,7 +13,7 @@ import (
 // ignores exactly the targets equal to id. The loss is checked against the
 // cross-entropy computed by hand from the logits.
 func TestPadZeroValue(t *testing.T) {
-	leak(t)
+	torchtest.Guard(t)
 	cfg := smallConfig(t, "default", nil)
 	m, err := New(cfg, Options{DType: torch.Float64})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"clm/torch"
+	"clm/torch/torchtest"
 )
 
 // TestModelTensorsMatchSpec: the tensors New allocates are exactly
@@ -14,7 +15,7 @@ import (
 func TestModelTensorsMatchSpec(t *testing.T) {
 	for _, name := range PresetNames() {
 		t.Run(name, func(t *testing.T) {
-			leak(t)
+			torchtest.Guard(t)
 			cfg := smallConfig(t, name, nil)
 			m, err := New(cfg, Options{})
 			if err != nil {
@@ -91,7 +92,7 @@ func numel(shape []int64) int64 {
 // TestLoadStateMismatch: loading weights that do not fit the model names
 // every missing, unexpected and misshapen tensor.
 func TestLoadStateMismatch(t *testing.T) {
-	leak(t)
+	torchtest.Guard(t)
 	s := torch.NewScope()
 	defer s.Close()
 	m, err := New(smallConfig(t, "default", nil), Options{})

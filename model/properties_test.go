@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"clm/torch"
+	"clm/torch/torchtest"
 )
 
 // initModel builds a small model of preset with overrides, initialised from
@@ -80,7 +81,7 @@ func TestSASAttentionIsIdentityAtInit(t *testing.T) {
 	for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
 		for _, preset := range []string{"skipless", "skipless-parallel"} {
 			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
-				leak(t)
+				torchtest.Guard(t)
 				s := torch.NewScope()
 				defer s.Close()
 				m := initModel(t, preset, nil, dt, AttentionMaterialised)
@@ -108,7 +109,7 @@ func TestSASAttentionIsIdentityAtInit(t *testing.T) {
 func TestSkiplessBlockIsIdentityMap(t *testing.T) {
 	for _, impl := range []AttentionImpl{AttentionMaterialised, AttentionFused} {
 		t.Run(impl.String(), func(t *testing.T) {
-			leak(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			m := initModel(t, "skipless", map[string]any{
@@ -147,7 +148,7 @@ func TestParallelBlockSkipPaths(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.preset, func(t *testing.T) {
-			leak(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			m := initModel(t, c.preset, map[string]any{"mlp_block_resid_gain": 0.0, "attn_block_resid_gain": 0.0}, torch.Float64, AttentionAuto)
@@ -174,7 +175,7 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 	for _, preset := range []string{"skipless", "skipless-parallel", "default", "op"} {
 		for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
 			t.Run(preset+"/"+dt.String(), func(t *testing.T) {
-				leak(t)
+				torchtest.Guard(t)
 				s := torch.NewScope()
 				defer s.Close()
 				set := map[string]any{"context_length": int64(128), "n_positions": int64(128)}
@@ -208,16 +209,6 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 	}
 }
 
-func leak(t *testing.T) {
-	t.Helper()
-	before := torch.LiveTensors()
-	t.Cleanup(func() {
-		if n := torch.LiveTensors(); n != before {
-			t.Errorf("live tensors %d → %d", before, n)
-		}
-	})
-}
-
 // TestLossOnlyMatchesPlain: the memory-lean loss (chunked head) equals the
 // plain loss, and so do the gradients (float64 1e-12, float32 1e-5).
 func TestLossOnlyMatchesPlain(t *testing.T) {
@@ -225,7 +216,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 	lossChunkBytes = 0 // chunk even these small logits
 	for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
 		t.Run(dt.String(), func(t *testing.T) {
-			leak(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			m := initModel(t, "skipless", nil, dt, AttentionAuto)
@@ -269,7 +260,7 @@ func TestLossSegments(t *testing.T) {
 	}{{"plain head", 1 << 40}, {"chunked head", 0}} {
 		t.Run(c.name, func(t *testing.T) {
 			lossChunkBytes = c.chunk
-			leak(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			m := initModel(t, "default", nil, torch.Float64, AttentionAuto)

@@ -12,19 +12,8 @@ import (
 
 	"clm/internal/pyref"
 	"clm/torch"
+	"clm/torch/torchtest"
 )
-
-// muonLeakCheck fails t unless the live tensor count is back to its value at
-// the call when t ends.
-func muonLeakCheck(t *testing.T) {
-	t.Helper()
-	before := torch.LiveTensors()
-	t.Cleanup(func() {
-		if after := torch.LiveTensors(); after != before {
-			t.Errorf("live tensors: %d before, %d after", before, after)
-		}
-	})
-}
 
 // A parameter of the Muon runs: a matrix for Muon or a tensor for AdamW, in
 // group group of its kind.
@@ -217,7 +206,7 @@ func TestMuonMatchesReference(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			muonLeakCheck(t)
+			torchtest.Guard(t)
 			run := newMuonRun(c.dt, muonRefSteps)
 			defer run.free()
 			got := muonGoRun(t, run, c.options(), muonRefSteps)
@@ -375,7 +364,7 @@ func TestMuonStateRoundTrip(t *testing.T) {
 		{"fp64_plain_k8", torch.Float64, MuonAdjustMatchRMSAdamW, false, 0.9, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			muonLeakCheck(t)
+			torchtest.Guard(t)
 			k := 5
 			if c.dt == torch.Float64 {
 				k = 8
@@ -463,7 +452,7 @@ func namedGetter(ts []torch.Named) func(string) (*torch.Tensor, error) {
 // TestMuonRefuses checks that bad options, bad groups and tensors that are
 // not 2-D matrices are refused with a one-line error, and leak nothing.
 func TestMuonRefuses(t *testing.T) {
-	muonLeakCheck(t)
+	torchtest.Guard(t)
 	m := torch.Zeros([]int64{4, 3}, torch.Float32, torch.CPU)
 	vec := torch.Zeros([]int64{4}, torch.Float32, torch.CPU)
 	cube := torch.Zeros([]int64{2, 2, 2}, torch.Float32, torch.CPU)
@@ -518,7 +507,7 @@ func TestMuonRefuses(t *testing.T) {
 // TestMuonLoadStateRefuses checks that LoadState refuses a missing buffer,
 // a buffer of the wrong shape and an AdamW part of the wrong flavour.
 func TestMuonLoadStateRefuses(t *testing.T) {
-	muonLeakCheck(t)
+	torchtest.Guard(t)
 	run := newMuonRun(torch.Float32, 1)
 	defer run.free()
 	opt, err := NewMuon(run.matrices, run.rest, DefaultMuonOptions())

@@ -15,18 +15,8 @@ import (
 	"clm/internal/pyref"
 	"clm/safetensors"
 	"clm/torch"
+	"clm/torch/torchtest"
 )
-
-// leakCheck fails the test if it leaves tensor handles behind.
-func leakCheck(t *testing.T) {
-	t.Helper()
-	before := torch.LiveTensors()
-	t.Cleanup(func() {
-		if after := torch.LiveTensors(); after != before {
-			t.Errorf("live tensors: %d before, %d after", before, after)
-		}
-	})
-}
 
 // soapSpec is one parameter of the SOAP test runs: its shape, its group,
 // the first step with a gradient and a step without one (-1: none).
@@ -205,7 +195,7 @@ func TestSOAPMatchesReference(t *testing.T) {
 	pyref.Run(t, "soap_ref.py", args...)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			leakCheck(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			d := newSOAPData(c.dt)
@@ -350,7 +340,7 @@ func TestSOAPStateRoundTrip(t *testing.T) {
 	const steps = 10
 	for _, k := range []int{1, 2, 3, 4, 7} {
 		t.Run(fmt.Sprintf("k%d", k), func(t *testing.T) {
-			leakCheck(t)
+			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
 			d := newSOAPData(torch.Float32)
@@ -446,7 +436,7 @@ func loadSOAP(t *testing.T, opt *SOAP, path string) {
 // TestSOAPRefusesBadOptions checks that NewSOAP refuses bad options and
 // groups with a one-line error naming the setting.
 func TestSOAPRefusesBadOptions(t *testing.T) {
-	leakCheck(t)
+	torchtest.Guard(t)
 	s := torch.NewScope()
 	defer s.Close()
 	p := torch.Zeros([]int64{3, 2}, torch.Float32, torch.CPU)

@@ -34,7 +34,10 @@
 //
 // Grad mode and autocast are thread-local in libtorch. NoGrad and Autocast
 // pin the calling goroutine to its OS thread while they run; a goroutine
-// that keeps either state across calls must lock its thread itself.
+// that keeps either state across calls must lock its thread itself. Work
+// that must be bit-reproducible runs on one locked OS thread too: a
+// goroutine that moves between threads can get a matrix product one
+// rounding apart, now and then (see torchtest.Guard).
 package torch
 
 /*

@@ -11,14 +11,18 @@ import (
 	"testing"
 )
 
-// leakCheck fails the test if it leaves tensor handles behind.
+// leakCheck keeps the test on its OS thread and fails it if it leaves
+// tensor handles behind: torchtest.Guard for this package, which cannot
+// import it.
 func leakCheck(t *testing.T) {
 	t.Helper()
+	runtime.LockOSThread()
 	before := LiveTensors()
 	t.Cleanup(func() {
 		if after := LiveTensors(); after != before {
 			t.Errorf("live tensors: %d before, %d after", before, after)
 		}
+		runtime.UnlockOSThread()
 	})
 }
 
