@@ -104,9 +104,9 @@ func newAttention(p path, cfg *Config, layer int) attention {
 	d, H, hd := int64(cfg.NEmbd), int64(cfg.NHead), int64(cfg.HeadDim)
 	gains := cfg.TrainableAttnMatGains
 	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d, fused: p.s.fused}
-	a.matResid = p.param("attn_mat_resid_gain", gains, constant(cfg.AttnMatResidGain), 1, H, 1, 1)
-	a.matSkip = p.param("attn_mat_skip_gain", gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
-	a.centre = p.param("centre_attn_gain", gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
+	a.matResid = p.param("attn_mat_resid_gain", RoleGain, gains, constant(cfg.AttnMatResidGain), 1, H, 1, 1)
+	a.matSkip = p.param("attn_mat_skip_gain", RoleGain, gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
+	a.centre = p.param("centre_attn_gain", RoleGain, gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
 	a.qk = newLinear(p.sub("qk_attn"), plainLinear, true, d, 2*d)
 	a.v = newLinear(p.sub("v_attn"), cfg.ValueLayer(layer), false, d, d)
 	a.proj = newLinear(p.sub("c_proj"), cfg.ProjLayer(layer), false, d, d)

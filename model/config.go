@@ -698,6 +698,50 @@ type ParamSpec struct {
 	// Buffer marks a fixed matrix W_init (saved with the weights, never
 	// optimised).
 	Buffer bool
+	// Role is what the tensor is to its module, declared with it: the
+	// optimizer's groups and the statistics derive from it, never from the
+	// name.
+	Role Role
+}
+
+// Role is what a declared tensor is to the module that declares it.
+type Role int
+
+const (
+	// RoleMatrix is a linear layer's weight W [in, out] (or W_train of
+	// Eq. 6).
+	RoleMatrix Role = iota
+	// RoleBias is a linear layer's bias.
+	RoleBias
+	// RoleGain is a scalar or per-head gain: the block gains α, β, the
+	// attention gains of Eq. 5 and the resid/skip gains of Eq. 6.
+	RoleGain
+	// RoleNorm is a LayerNorm's weight or bias or an RMSNorm's scale.
+	RoleNorm
+	// RoleEmbedding is the token embedding wte (also the tied LM head).
+	RoleEmbedding
+	// RolePosition is the position embedding wpe.
+	RolePosition
+	// RoleInit is the fixed W_init of Eq. 6 (a buffer).
+	RoleInit
+)
+
+var roleNames = [...]string{"matrix", "bias", "gain", "norm", "embedding", "position", "init"}
+
+// String is the role's name ("matrix", "bias", …).
+func (r Role) String() string {
+	if r < 0 || int(r) >= len(roleNames) {
+		return fmt.Sprintf("Role(%d)", int(r))
+	}
+	return roleNames[r]
+}
+
+// Decays reports whether the original applies weight decay to a tensor of
+// this role: to matrices and embeddings, not to biases, gains and norms
+// (its rule by name: no decay for LayerNorm/RMSNorm modules and for names
+// containing "bias" or "gain").
+func (r Role) Decays() bool {
+	return r == RoleMatrix || r == RoleEmbedding || r == RolePosition
 }
 
 // Params lists the parameters in the original's named_parameters order (the

@@ -85,8 +85,8 @@ func (m *Model) declare(s *store) {
 	cfg := &m.cfg
 	d := int64(cfg.NEmbd)
 	tr := s.root().sub("transformer")
-	m.wte = tr.sub("wte").param("weight", true, normal(cfg.InitializerRange), int64(cfg.VocabSize), d)
-	m.wpe = tr.sub("wpe").param("weight", true, normal(cfg.InitializerRange), int64(cfg.NPositions), d)
+	m.wte = tr.sub("wte").param("weight", RoleEmbedding, true, normal(cfg.InitializerRange), int64(cfg.VocabSize), d)
+	m.wpe = tr.sub("wpe").param("weight", RolePosition, true, normal(cfg.InitializerRange), int64(cfg.NPositions), d)
 	h := tr.sub("h")
 	for i := 0; i < cfg.NLayer; i++ {
 		m.blocks = append(m.blocks, newBlock(h.sub(strconv.Itoa(i)), cfg, i))

@@ -24,10 +24,10 @@ func newNorm(p path, kind NormType, width int64, eps float64) norm {
 	n := norm{kind: kind, eps: eps, width: width, fused: p.s.fused}
 	switch kind {
 	case NormLN:
-		n.weight = p.param("weight", true, constant(1), width)
-		n.bias = p.param("bias", true, zeros, width)
+		n.weight = p.param("weight", RoleNorm, true, constant(1), width)
+		n.bias = p.param("bias", RoleNorm, true, zeros, width)
 	case NormRMS:
-		n.weight = p.param("scale", true, constant(1), width)
+		n.weight = p.param("scale", RoleNorm, true, constant(1), width)
 	}
 	return n
 }
@@ -83,13 +83,13 @@ func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
 	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out, name: strings.TrimSuffix(p.prefix, "."), fused: p.s.fused}
 	switch l.Form {
 	case LinearPlain:
-		lin.bias = p.param("bias", trainBias, zeros, out)
-		lin.weight = p.param("weight", true, matrixInit(l.Init, LinearInitStd), in, out)
+		lin.bias = p.param("bias", RoleBias, trainBias, zeros, out)
+		lin.weight = p.param("weight", RoleMatrix, true, matrixInit(l.Init, LinearInitStd), in, out)
 	case LinearReparam:
-		lin.bias = p.param("bias", trainBias, zeros, out)
-		lin.residGain = p.param("resid_gain", l.TrainableGains, constant(l.ResidGain), 1)
-		lin.skipGain = p.param("skip_gain", l.TrainableGains, constant(l.SkipGain), 1)
-		lin.weight = p.param("weight", true, zeros, in, out)
+		lin.bias = p.param("bias", RoleBias, trainBias, zeros, out)
+		lin.residGain = p.param("resid_gain", RoleGain, l.TrainableGains, constant(l.ResidGain), 1)
+		lin.skipGain = p.param("skip_gain", RoleGain, l.TrainableGains, constant(l.SkipGain), 1)
+		lin.weight = p.param("weight", RoleMatrix, true, zeros, in, out)
 		lin.winit = p.buffer("id", matrixInit(l.Init, invSqrt(in)), in, in)
 	}
 	return lin

@@ -1,10 +1,6 @@
 package model
 
-import (
-	"strings"
-
-	"clm/torch"
-)
+import "clm/torch"
 
 // Param is one tensor of the model's state with its spec. Parameters and
 // buffers live outside any torch.Scope; Model.Close frees them.
@@ -16,20 +12,6 @@ type Param struct {
 	// Model.Init).
 	Init string
 	T    *torch.Tensor
-}
-
-// IsNorm reports whether the parameter belongs to a LayerNorm or RMSNorm
-// module (ln_1, ln_2, ln_f, q_norm, k_norm): the original excludes those
-// from weight decay.
-func (p *Param) IsNorm() bool {
-	parts := strings.Split(p.Name, ".")
-	for _, s := range parts[:len(parts)-1] {
-		switch s {
-		case "ln_1", "ln_2", "ln_f", "q_norm", "k_norm":
-			return true
-		}
-	}
-	return false
 }
 
 // Params is the ordered registry of a model's state: the original's

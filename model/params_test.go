@@ -132,3 +132,43 @@ func TestLoadStateMismatch(t *testing.T) {
 		t.Errorf("loading the model's own state: %v", err)
 	}
 }
+
+// TestRolesGiveTheOriginalsNameRules: the declared roles take the decisions
+// the original takes by name, on every preset: weight decay for all but
+// the parameters of LayerNorm/RMSNorm modules and names containing "bias"
+// or "gain" (its optimizer groups); the gains it logs (names containing
+// "gain"); the matrices Muon updates (2-D, not the embeddings).
+func TestRolesGiveTheOriginalsNameRules(t *testing.T) {
+	inNorm := func(name string) bool {
+		parts := strings.Split(name, ".")
+		for _, s := range parts[:len(parts)-1] {
+			switch s {
+			case "ln_1", "ln_2", "ln_f", "q_norm", "k_norm":
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range PresetNames() {
+		cfg := smallConfig(t, name, nil)
+		roles := map[Role]int{}
+		for _, p := range cfg.Params() {
+			roles[p.Role]++
+			decays := !inNorm(p.Name) && !strings.Contains(p.Name, "bias") && !strings.Contains(p.Name, "gain")
+			if !p.Buffer && p.Role.Decays() != decays {
+				t.Errorf("%s: %s: role %v decays %v, the original's names say %v", name, p.Name, p.Role, p.Role.Decays(), decays)
+			}
+			if gain := strings.Contains(p.Name, "gain"); (p.Role == RoleGain) != gain {
+				t.Errorf("%s: %s: role %v, a gain by name: %v", name, p.Name, p.Role, gain)
+			}
+			embedding := strings.HasPrefix(p.Name, "transformer.wte.") || strings.HasPrefix(p.Name, "transformer.wpe.")
+			if matrix := len(p.Shape) == 2 && !p.Buffer && !embedding; (p.Role == RoleMatrix) != matrix {
+				t.Errorf("%s: %s %v: role %v, a hidden matrix by name and shape: %v", name, p.Name, p.Shape, p.Role, matrix)
+			}
+			if p.Buffer != (p.Role == RoleInit) {
+				t.Errorf("%s: %s: buffer %v, role %v", name, p.Name, p.Buffer, p.Role)
+			}
+		}
+		t.Logf("%s: %d tensors per role %v", name, len(cfg.Params()), roles)
+	}
+}

@@ -96,17 +96,17 @@ func (s *store) root() path { return path{s: s} }
 // sub is the child module called name.
 func (p path) sub(name string) path { return path{s: p.s, prefix: p.prefix + name + "."} }
 
-// param declares a parameter: trainable ones require gradients, frozen ones
-// (the original's zero biases, fixed gains) are saved and counted but
-// never optimised.
-func (p path) param(name string, trainable bool, rule initRule, shape ...int64) *torch.Tensor {
-	return p.declare(ParamSpec{Name: p.prefix + name, Shape: shape, Trainable: trainable}, rule, &p.s.params)
+// param declares a parameter of the given role: trainable ones require
+// gradients, frozen ones (the original's zero biases, fixed gains) are
+// saved and counted but never optimised.
+func (p path) param(name string, role Role, trainable bool, rule initRule, shape ...int64) *torch.Tensor {
+	return p.declare(ParamSpec{Name: p.prefix + name, Shape: shape, Trainable: trainable, Role: role}, rule, &p.s.params)
 }
 
-// buffer declares a fixed tensor saved with the weights (W_init of Eq. 6).
+// buffer declares the fixed W_init of Eq. 6, saved with the weights.
 // Buffers follow every parameter in the registry, as in a state dict.
 func (p path) buffer(name string, rule initRule, shape ...int64) *torch.Tensor {
-	return p.declare(ParamSpec{Name: p.prefix + name, Shape: shape, Buffer: true}, rule, &p.s.buffers)
+	return p.declare(ParamSpec{Name: p.prefix + name, Shape: shape, Buffer: true, Role: RoleInit}, rule, &p.s.buffers)
 }
 
 func (p path) declare(spec ParamSpec, rule initRule, list *[]*Param) *torch.Tensor {

@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"strings"
 
 	"clm/model"
 	"clm/optim"
@@ -63,11 +62,9 @@ func muonOptions(o *Options) optim.MuonOptions {
 	return m
 }
 
-// muonMatrix reports whether Muon updates a parameter: a 2-D hidden
+// muonMatrix reports whether Muon updates a parameter: a hidden layer's
 // matrix, not an embedding (the head is tied to wte).
-func muonMatrix(p *model.Param) bool {
-	return len(p.Shape) == 2 && !strings.HasPrefix(p.Name, "transformer.wte.") && !strings.HasPrefix(p.Name, "transformer.wpe.")
-}
+func muonMatrix(p *model.Param) bool { return p.Role == model.RoleMatrix }
 
 // muonGroups splits ParamGroups' decay groups into Muon's matrices and
 // AdamW's rest, keeping each parameter's weight decay.

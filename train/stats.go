@@ -10,7 +10,6 @@ package train
 import (
 	"fmt"
 	"math"
-	"strings"
 
 	"clm/model"
 	"clm/runlog"
@@ -188,7 +187,7 @@ func perLayer(n int, f func(i int) *torch.Tensor) ([]float64, error) {
 	return vals, err
 }
 
-// Gains returns every parameter of ps whose name contains "gain", in
+// Gains returns every gain of ps (model.RoleGain), in
 // registry order, with one host transfer. (The original logs the MLP
 // block resid gain as its norm, i.e. |g|; Values keep the sign.)
 func Gains(ps *model.Params) ([]runlog.Gain, error) {
@@ -198,7 +197,7 @@ func Gains(ps *model.Params) ([]runlog.Gain, error) {
 	var gains []runlog.Gain
 	var ts []*torch.Tensor
 	for _, p := range ps.All() {
-		if !strings.Contains(p.Name, "gain") || p.Buffer {
+		if p.Role != model.RoleGain {
 			continue
 		}
 		if p.T == nil || p.T.Freed() {

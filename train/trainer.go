@@ -117,18 +117,19 @@ func TotalSteps(e *Experiment, trainChunks int) int {
 	return int(math.Ceil(e.Train.Epochs * float64(perEpoch)))
 }
 
-// ParamGroups splits the trainable parameters by the original's rule: no
-// weight decay for parameters of LayerNorm/RMSNorm modules and for names
-// containing "bias" or "gain"; frozen parameters are left out.
+// ParamGroups splits the trainable parameters by the original's rule, which
+// the declared roles carry (model.Role.Decays): weight decay for matrices
+// and embeddings, none for norms, biases and gains; frozen parameters are
+// left out.
 func ParamGroups(ps *model.Params, weightDecay, lr float64) (groups []torch.ParamGroup, summary string) {
 	var decay, none []*torch.Tensor
 	var nd, nn int64
 	for _, p := range ps.Trainable() {
 		n := p.T.Numel()
-		if p.IsNorm() || strings.Contains(p.Name, "bias") || strings.Contains(p.Name, "gain") {
-			none, nn = append(none, p.T), nn+n
-		} else {
+		if p.Role.Decays() {
 			decay, nd = append(decay, p.T), nd+n
+		} else {
+			none, nn = append(none, p.T), nn+n
 		}
 	}
 	summary = fmt.Sprintf("param groups: decay %d tensors, %d parameters; no decay %d tensors, %d parameters",
