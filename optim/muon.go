@@ -9,7 +9,7 @@ import (
 )
 
 // The learning-rate adjustments of torch.optim.Muon's adjust_lr_fn, for a
-// matrix of shape [A, B].
+// matrix of shape [A, B] = [fan-out, fan-in] (MuonOptions.InOut).
 const (
 	// MuonAdjustOriginal scales lr by √max(1, A/B) (Keller Jordan's Muon;
 	// torch's default).
@@ -40,6 +40,13 @@ type MuonOptions struct {
 	Eps float64
 	// AdjustLR is one of the MuonAdjust* names; "" means MuonAdjustOriginal.
 	AdjustLR string
+	// InOut says the matrices are stored [in, out] (y = x·W, as GPT-2's
+	// Conv1D and clm's model), not [out, in] as torch.nn.Linear's, which
+	// torch.optim.Muon assumes: AdjustLR then reads the shape [A, B] =
+	// [fan-out, fan-in] from the transpose, so that the adjustment follows
+	// its rule (√max(1, fan-out/fan-in) for "original") and a matrix is
+	// updated as torch's Muon updates its transpose.
+	InOut bool
 	// AdamWBeta1, AdamWBeta2 and AdamWEps configure torch's AdamW for the
 	// parameters that are not hidden matrices.
 	AdamWBeta1, AdamWBeta2, AdamWEps float64
@@ -84,7 +91,7 @@ func (o MuonOptions) validate() error {
 }
 
 // adjustLR returns the learning rate Muon applies to a matrix of shape
-// [a, b] for the group's lr, as torch's _adjust_lr.
+// [a, b] = [fan-out, fan-in] for the group's lr, as torch's _adjust_lr.
 func adjustLR(lr float64, fn string, a, b int64) float64 {
 	var ratio float64
 	switch fn {
@@ -255,7 +262,11 @@ func (o *Muon) update(g *muonGroup, i int, grad *torch.Tensor) {
 	}
 	ortho := newtonSchulz(u, o.opts.NSCoefficients, o.opts.NSSteps, o.opts.Eps)
 	p.ScaleInPlace(1 - g.lr*g.wd)
-	p.AddInPlace(ortho, -adjustLR(g.lr, o.opts.AdjustLR, p.Size(0), p.Size(1)))
+	fanOut, fanIn := p.Size(0), p.Size(1)
+	if o.opts.InOut {
+		fanOut, fanIn = fanIn, fanOut
+	}
+	p.AddInPlace(ortho, -adjustLR(g.lr, o.opts.AdjustLR, fanOut, fanIn))
 }
 
 // newtonSchulz returns the approximate orthogonalisation U·S'·Vᵀ of the

@@ -12,6 +12,19 @@ import (
 // Muon's state.
 const adamwPrefix = "adamw."
 
+// layoutKey is the metadata key of the matrices' layout, "in_out" or
+// "out_in" (MuonOptions.InOut): it decides each matrix's learning rate, so
+// a state of one layout does not continue under the other. A state
+// without it is "out_in", what clm's Muon did before it had the option.
+const layoutKey = "layout"
+
+func layoutName(inOut bool) string {
+	if inOut {
+		return "in_out"
+	}
+	return "out_in"
+}
+
 // bufName is the state name of the momentum buffer of parameter i of group g.
 func bufName(g, i int) string { return fmt.Sprintf("muon.%d.%d.momentum_buffer", g, i) }
 
@@ -19,7 +32,8 @@ func bufName(g, i int) string { return fmt.Sprintf("muon.%d.%d.momentum_buffer",
 // "muon.<group>.<index>.momentum_buffer" (zero until its first step), and
 // the AdamW part's state with its names and metadata keys prefixed
 // "adamw."; the tensors are new handles sharing storage with the
-// optimizer. Metadata "flavour" is "muon".
+// optimizer. Metadata "flavour" is "muon" and "layout" the matrices'
+// layout.
 func (o *Muon) State() ([]torch.Named, map[string]string, error) {
 	if o.adamw == nil {
 		return nil, nil, errNoAdamW
@@ -46,7 +60,7 @@ func (o *Muon) State() ([]torch.Named, map[string]string, error) {
 	for _, n := range ts {
 		out = append(out, torch.Named{Name: adamwPrefix + n.Name, Tensor: n.Tensor})
 	}
-	meta := map[string]string{"flavour": o.Name()}
+	meta := map[string]string{"flavour": o.Name(), layoutKey: layoutName(o.opts.InOut)}
 	for k, v := range ameta {
 		meta[adamwPrefix+k] = v
 	}
@@ -55,10 +69,20 @@ func (o *Muon) State() ([]torch.Named, map[string]string, error) {
 
 // LoadState restores what State wrote into a Muon built over the same
 // parameters. It checks every momentum buffer's shape and dtype before
-// changing anything; the tensors get returns stay the caller's.
+// changing anything, and refuses a state of the other layout; the tensors
+// get returns stay the caller's.
 func (o *Muon) LoadState(get func(string) (*torch.Tensor, error), meta map[string]string) error {
 	if o.adamw == nil {
 		return errNoAdamW
+	}
+	saved, ok := meta[layoutKey]
+	if !ok {
+		saved = layoutName(false)
+	}
+	if want := layoutName(o.opts.InOut); saved != want {
+		return fmt.Errorf("muon state: its matrices were stepped as %s, this Muon steps them as %s, which gives "+
+			"them other learning rates (clm's Muon read [in, out] matrices as [out, in] until it had the layout): "+
+			"finish that run with the clm that started it, or start it afresh", saved, want)
 	}
 	if fl := meta[adamwPrefix+"flavour"]; fl != torch.AdamWTorch.String() {
 		return fmt.Errorf("muon state: the AdamW part is %q, want %s", fl, torch.AdamWTorch)

@@ -3,6 +3,7 @@ package optim
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -168,7 +169,9 @@ func (run *muonRun) step(t *testing.T, opt Optimizer, k int, out map[string][]fl
 	})
 }
 
-// A reference case: the dtype and Muon's options.
+// A reference case: the dtype and Muon's options. With inOut the
+// non-square matrices are stored [in, out] (MuonOptions.InOut) and the
+// reference runs torch's Muon on their transposes, [out, in].
 type muonCase struct {
 	name     string
 	dt       torch.DType
@@ -176,11 +179,12 @@ type muonCase struct {
 	nesterov bool
 	momentum float64
 	nsSteps  int
+	inOut    bool
 }
 
 func (c muonCase) options() MuonOptions {
 	o := DefaultMuonOptions()
-	o.AdjustLR, o.Nesterov, o.Momentum, o.NSSteps = c.adjust, c.nesterov, c.momentum, c.nsSteps
+	o.AdjustLR, o.Nesterov, o.Momentum, o.NSSteps, o.InOut = c.adjust, c.nesterov, c.momentum, c.nsSteps, c.inOut
 	o.AdamWBeta1, o.AdamWBeta2, o.AdamWEps = 0.9, 0.95, 1e-8
 	return o
 }
@@ -198,11 +202,14 @@ const muonRefSteps = 20
 func TestMuonMatchesReference(t *testing.T) {
 	pyref.Require(t)
 	cases := []muonCase{
-		{"fp32_original_nesterov", torch.Float32, MuonAdjustOriginal, true, 0.95, 5},
-		{"fp32_match_rms_adamw_plain", torch.Float32, MuonAdjustMatchRMSAdamW, false, 0.95, 5},
-		{"fp32_spectral_unclamped_m0.9_ns3", torch.Float32, MuonAdjustSpectralUnclamped, true, 0.9, 3},
-		{"fp64_match_rms_adamw_nesterov", torch.Float64, MuonAdjustMatchRMSAdamW, true, 0.95, 5},
-		{"fp64_original_plain", torch.Float64, MuonAdjustOriginal, false, 0.95, 5},
+		{"fp32_original_nesterov", torch.Float32, MuonAdjustOriginal, true, 0.95, 5, false},
+		{"fp32_match_rms_adamw_plain", torch.Float32, MuonAdjustMatchRMSAdamW, false, 0.95, 5, false},
+		{"fp32_spectral_unclamped_m0.9_ns3", torch.Float32, MuonAdjustSpectralUnclamped, true, 0.9, 3, false},
+		{"fp64_match_rms_adamw_nesterov", torch.Float64, MuonAdjustMatchRMSAdamW, true, 0.95, 5, false},
+		{"fp64_original_plain", torch.Float64, MuonAdjustOriginal, false, 0.95, 5, false},
+		// clm's layout: √max(1, fan-out/fan-in) from the transpose.
+		{"fp32_original_in_out", torch.Float32, MuonAdjustOriginal, true, 0.95, 5, true},
+		{"fp64_spectral_unclamped_in_out", torch.Float64, MuonAdjustSpectralUnclamped, true, 0.95, 5, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -293,6 +300,7 @@ func muonReference(t *testing.T, run *muonRun, c muonCase) map[string][]float64 
 		"momentum": o.Momentum, "nesterov": o.Nesterov, "ns_coefficients": o.NSCoefficients,
 		"ns_steps": o.NSSteps, "eps": o.Eps, "adjust_lr_fn": o.AdjustLR,
 		"betas": []float64{o.AdamWBeta1, o.AdamWBeta2}, "adamw_eps": o.AdamWEps,
+		"in_out": inOutNames(c),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -304,6 +312,19 @@ func muonReference(t *testing.T, run *muonRun, c muonCase) map[string][]float64 
 	outPath := filepath.Join(dir, "out.safetensors")
 	pyref.Run(t, "muon_ref.py", in, cfgPath, outPath)
 	return readFloat64s(t, outPath)
+}
+
+// inOutNames are the matrices the reference transposes: with c.inOut the
+// Muon matrices that are not square (a square one reads the same shape
+// either way).
+func inOutNames(c muonCase) []string {
+	names := []string{}
+	for _, sp := range muonSpecs {
+		if c.inOut && sp.muon && sp.shape[0] != sp.shape[1] {
+			names = append(names, sp.name)
+		}
+	}
+	return names
 }
 
 // readFloat64s reads every tensor of a safetensors file as float64 values.
@@ -360,8 +381,8 @@ func compareMuon(t *testing.T, got, want map[string][]float64, tol float64) (flo
 func TestMuonStateRoundTrip(t *testing.T) {
 	const steps = 12
 	for _, c := range []muonCase{
-		{"fp32_nesterov_k5", torch.Float32, MuonAdjustOriginal, true, 0.95, 5},
-		{"fp64_plain_k8", torch.Float64, MuonAdjustMatchRMSAdamW, false, 0.9, 5},
+		{"fp32_nesterov_k5", torch.Float32, MuonAdjustOriginal, true, 0.95, 5, false},
+		{"fp64_plain_k8", torch.Float64, MuonAdjustMatchRMSAdamW, false, 0.9, 5, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			torchtest.Guard(t)
@@ -537,6 +558,36 @@ func TestMuonLoadStateRefuses(t *testing.T) {
 		}
 		if err := opt.LoadState(namedGetter(ts), meta); err != nil {
 			t.Errorf("its own state: %v", err)
+		}
+		// The layout: a state of the other one is refused; one without the
+		// key is the [out, in] reading of clm's Muon before it had it.
+		inOut := DefaultMuonOptions()
+		inOut.InOut = true
+		opt2, err := NewMuon(run.matrices, run.rest, inOut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer opt2.Close()
+		if err := opt2.LoadState(namedGetter(ts), meta); err == nil || !strings.Contains(err.Error(), "start it afresh") {
+			t.Errorf("an out_in state into an in_out Muon: %v", err)
+		}
+		old := maps.Clone(meta)
+		delete(old, "layout")
+		if err := opt2.LoadState(namedGetter(ts), old); err == nil {
+			t.Error("a state without a layout was accepted by an in_out Muon")
+		}
+		if err := opt.LoadState(namedGetter(ts), old); err != nil {
+			t.Errorf("a state without a layout into an out_in Muon: %v", err)
+		}
+		ts2, meta2, err := opt2.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta2["layout"] != "in_out" {
+			t.Errorf("an in_out Muon's state says layout %q", meta2["layout"])
+		}
+		if err := opt.LoadState(namedGetter(ts2), meta2); err == nil {
+			t.Error("an in_out state was accepted by an out_in Muon")
 		}
 	})
 }

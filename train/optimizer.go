@@ -58,6 +58,7 @@ func soapOptions(o *Options) optim.SOAPOptions {
 func muonOptions(o *Options) optim.MuonOptions {
 	m := optim.DefaultMuonOptions()
 	m.Momentum, m.Nesterov, m.NSSteps, m.AdjustLR = o.Optim.Momentum, o.Optim.Nesterov, o.Optim.NSSteps, o.Optim.AdjustLR
+	m.InOut = true // the model's matrices are [in, out] (model.ParamSpec)
 	m.AdamWBeta1, m.AdamWBeta2, m.AdamWEps = o.Beta1, o.Beta2, o.Eps
 	return m
 }

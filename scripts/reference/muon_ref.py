@@ -12,7 +12,10 @@ and writes every parameter after each step as step<k>.<name>.
 
 CONFIG: names, steps, lrs, muon_groups and adamw_groups (lists of
 {"names": [...], "weight_decay": x}), momentum, nesterov, ns_coefficients,
-ns_steps, eps, adjust_lr_fn, betas, adamw_eps.
+ns_steps, eps, adjust_lr_fn, betas, adamw_eps, and in_out: the names of
+matrices stored [in, out], which torch's Muon (assuming nn.Linear's
+[out, in]) updates as their transposes; they are read, given their
+gradients and written back transposed.
 
 --defaults prints torch.optim.Muon's and torch.optim.AdamW's defaults as JSON.
 """
@@ -45,7 +48,12 @@ def main(in_path, cfg_path, out_path):
     with open(cfg_path) as f:
         cfg = json.load(f)
     names = cfg["names"]
-    params = {n: t[f"p.{n}"].clone().requires_grad_(True) for n in names}
+    flip = set(cfg.get("in_out", []))
+
+    def torch_layout(n, x):
+        return x.t().contiguous() if n in flip else x
+
+    params = {n: torch_layout(n, t[f"p.{n}"]).clone().requires_grad_(True) for n in names}
     opts = build(cfg, params)
     out = {}
     for k in range(cfg["steps"]):
@@ -56,11 +64,11 @@ def main(in_path, cfg_path, out_path):
         for n in names:
             g = t.get(f"g.{k}.{n}")
             if g is not None:
-                params[n].grad = g.clone()
+                params[n].grad = torch_layout(n, g).clone()
         for o in opts:
             o.step()
         for n in names:
-            out[f"step{k}.{n}"] = params[n].detach().clone()
+            out[f"step{k}.{n}"] = torch_layout(n, params[n].detach()).clone()
     save_file(out, out_path)
 
 

@@ -154,6 +154,37 @@ class Hybrid(torch.optim.Optimizer):
             part.step()
 
 
+class InOutMuon(torch.optim.Muon):
+    """torch.optim.Muon for matrices stored [in, out] (GPT-2's Conv1D, as
+    model.py and clm store them): it steps a copy of each non-square one in
+    nn.Linear's [out, in] layout, which Muon's shape adjustment (fan-out
+    over fan-in) assumes, and writes the update back. (A square matrix
+    reads the same shape either way and is stepped as it is.)"""
+
+    def __init__(self, groups, **kw):
+        self.pairs = []  # (the model's matrix [in, out], Muon's copy [out, in])
+        stepped = []
+        for g in groups:
+            ts = []
+            for p in g["params"]:
+                if p.shape[0] != p.shape[1]:
+                    q = p.detach().t().contiguous()
+                    self.pairs.append((p, q))
+                    p = q
+                ts.append(p)
+            stepped.append({**g, "params": ts})
+        super().__init__(stepped, **kw)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p, q in self.pairs:
+            q.grad = None if p.grad is None else p.grad.t().contiguous()
+        super().step(closure)
+        for p, q in self.pairs:
+            p.copy_(q.t())
+            q.grad = None
+
+
 def is_muon_matrix(name, p):
     """Muon's parameters: 2-D hidden matrices, not the embeddings."""
     return p.dim() == 2 and not name.startswith(("transformer.wte.", "transformer.wpe."))
@@ -168,8 +199,8 @@ def make_muon(groups, lr, betas, eps, o):
             mats.append({"params": m, "weight_decay": g["weight_decay"]})
         if r:
             rest.append({"params": r, "weight_decay": g["weight_decay"]})
-    muon = torch.optim.Muon(mats, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"],
-                            ns_steps=o["ns_steps"], adjust_lr_fn=o["adjust_lr"])
+    muon = InOutMuon(mats, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"],
+                     ns_steps=o["ns_steps"], adjust_lr_fn=o["adjust_lr"])
     adamw = torch.optim.AdamW(rest, lr=lr, betas=betas, eps=eps, foreach=False, fused=False)
     return Hybrid([muon, adamw], lr)
 
