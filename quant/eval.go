@@ -38,7 +38,7 @@ func evalOf(loss float64) Eval { return Eval{Loss: loss, Perplexity: math.Exp(lo
 // Layer is what quantisation does to one block's output hidden state (the
 // residual stream after block Layer): the kurtosis of the full-precision
 // output, mean(s⁴)/mean(s²)² with s² the per-feature mean square of the
-// activations centred across the width (train.OutlierStats' formula), and
+// activations centred across the width (stats.Kurtosis), and
 // ‖h_int8 − h_fp‖ / ‖h_fp‖, both over every evaluated token.
 type Layer = runlog.QuantLayer
 

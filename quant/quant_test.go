@@ -12,8 +12,8 @@ import (
 	"clm/internal/pyref"
 	"clm/model"
 	"clm/safetensors"
+	"clm/stats"
 	"clm/torch"
-	"clm/train"
 )
 
 // memRows are chunks held in memory.
@@ -191,7 +191,7 @@ func writeRows(t *testing.T, path string, calib, valid memRows) {
 }
 
 // TestKurtosisIsOutlierStats checks the per-layer kurtosis against
-// train.OutlierStats on the same block outputs (one batch: the model's
+// stats.OutlierStats on the same block outputs (one batch: the model's
 // hidden states 1..L−1 are the outputs of blocks 0..L−2).
 func TestKurtosisIsOutlierStats(t *testing.T) {
 	m := quantModel(t, "default", nil)
@@ -206,14 +206,14 @@ func TestKurtosisIsOutlierStats(t *testing.T) {
 	ids := torch.FromInt64(flatten(rows), 6, 32)
 	var out model.Output
 	torch.NoGrad(func() { out = m.Forward(ids, model.ForwardOptions{Hidden: true}) })
-	stats, err := train.OutlierStats(out.Hidden)
+	ls, err := stats.OutlierStats(out.Hidden)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(r.Layers); i++ {
-		want := stats[i+1].Kurtosis
+		want := ls[i+1].Kurtosis
 		if e := math.Abs(r.Layers[i].Kurtosis-want) / want; e > 1e-5 {
-			t.Errorf("block %d: kurtosis %.6g, train.OutlierStats %.6g", i, r.Layers[i].Kurtosis, want)
+			t.Errorf("block %d: kurtosis %.6g, stats.OutlierStats %.6g", i, r.Layers[i].Kurtosis, want)
 		}
 		t.Logf("block %d: kurtosis %.4g, int8 rel error %.3g", i, r.Layers[i].Kurtosis, r.Layers[i].Int8RelError)
 	}

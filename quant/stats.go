@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 
+	"clm/stats"
 	"clm/torch"
 )
 
@@ -70,17 +71,11 @@ func (a *accumulator) report(n int) *Report {
 	return r
 }
 
-// kurtosis is mean(s⁴)/mean(s²)² of the per-feature second moments s²
-// (any common factor cancels).
+// kurtosis is stats.Kurtosis of the per-feature sums of squares s2.
 func kurtosis(s2 []float64) float64 {
-	var m2, m4 float64
-	for _, v := range s2 {
-		m2 += v
-		m4 += v * v
-	}
-	n := float64(len(s2))
-	m2, m4 = m2/n, m4/n
-	return m4 / (m2 * m2)
+	var k float64
+	torch.WithScope(func(*torch.Scope) { k = stats.Kurtosis(torch.FromFloat64(s2, int64(len(s2)))).Item() })
+	return k
 }
 
 // WriteTable prints the report: the losses and, per block, the kurtosis

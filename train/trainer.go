@@ -19,6 +19,7 @@ import (
 	"clm/model"
 	"clm/optim"
 	"clm/runlog"
+	"clm/stats"
 	"clm/torch"
 )
 
@@ -639,14 +640,14 @@ func (t *Trainer) recordStats(x *torch.Tensor) error {
 	torch.NoGrad(func() {
 		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, Pad: t.pad})
 		if r.Outliers {
-			if ls, err := OutlierStats(out.Hidden); err == nil {
+			if ls, err := stats.OutlierStats(out.Hidden); err == nil {
 				rec.Layers = ls
 			} else {
 				problem(err)
 			}
 		}
 		if r.Entropy {
-			if ent, err := AttentionEntropy(out.Attention); err != nil {
+			if ent, err := stats.AttentionEntropy(out.Attention); err != nil {
 				problem(err)
 			} else if rec.AttnEntropy = ent; ent == nil {
 				rec.AttnEntropy = []float64{} // computed: logged even for no layers

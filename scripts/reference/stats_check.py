@@ -1,4 +1,4 @@
-"""Reference for the Go statistics of train/stats.go (train/stats_test.go).
+"""Reference for the Go statistics of stats/stats.go (stats/stats_test.go).
 
   stats_check.py outlier IN.safetensors   hidden-state statistics
   stats_check.py entropy IN.safetensors   attention entropy
