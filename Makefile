@@ -41,7 +41,7 @@ vet: $(SHIM)
 	@scripts/hadolint.sh Dockerfile
 
 test: $(SHIM) vet
-	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testsum
+	@set -o pipefail; $(GO) test -json -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./internal/testkit/testsum
 
 # The images (see Dockerfile): VARIANT=cuda (clm) or cpu (clm:cpu), from
 # BASE_IMAGE and GO_IMAGE when given (scripts/docker-bases.sh makes stand-ins

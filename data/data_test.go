@@ -16,7 +16,7 @@ import (
 
 	"clm/data/bpe"
 	"clm/data/corpus"
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestChunkingParity: for 200 standard library documents, our chunks equal

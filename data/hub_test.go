@@ -13,8 +13,8 @@ import (
 	"clm/data/corpus"
 	"clm/hub"
 	"clm/hub/hubtest"
-	"clm/internal/pyref"
-	"clm/internal/testhub"
+	"clm/internal/testkit/pyref"
+	"clm/internal/testkit/testhub"
 )
 
 // layout is a dataset repository of the test Hub and the splits to check.

@@ -14,8 +14,8 @@ import (
 	"clm/data/corpus"
 	"clm/hub"
 	"clm/hub/hubtest"
-	"clm/internal/pyref"
-	"clm/internal/testhub"
+	"clm/internal/testkit/pyref"
+	"clm/internal/testkit/testhub"
 )
 
 // BenchmarkHubPrepare times the original's data path end to end on a local

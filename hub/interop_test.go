@@ -10,7 +10,7 @@ import (
 	"sort"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // pyHub runs scripts/reference/hub_check.py (the official huggingface_hub

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"clm/internal/benchenv"
+	"clm/internal/testkit/benchenv"
 	"clm/torch"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // small returns a preset shrunk for fast tests.

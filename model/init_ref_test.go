@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/model"
 	"clm/torch"
 )

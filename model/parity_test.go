@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/safetensors"
 	"clm/torch"
 )

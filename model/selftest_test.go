@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestReferenceSelfTest runs `scripts/reference/model.py selftest`, which

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/torch"
 	"clm/torch/torchtest"
 )

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/safetensors"
 	"clm/torch"
 	"clm/torch/torchtest"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/model"
 	"clm/safetensors"
 	"clm/stats"

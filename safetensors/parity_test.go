@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // pyDescription is the output of scripts/reference/safetensors_check.py.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestPythonReads writes scalars in Go and reads them back with

@@ -3,7 +3,7 @@ package torch
 import (
 	"testing"
 
-	"clm/internal/benchenv"
+	"clm/internal/testkit/benchenv"
 )
 
 // BenchmarkOpDispatch is the per-op overhead: a + b on one-element tensors,

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/benchenv"
+	"clm/internal/testkit/benchenv"
 )
 
 // The composites that FusedLeakyReLU and FusedRMSNorm replace, as

@@ -3,7 +3,7 @@ package torch
 import (
 	"testing"
 
-	"clm/internal/benchenv"
+	"clm/internal/testkit/benchenv"
 )
 
 // BenchmarkFusedCombine is the residual combination of a parallel block,

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/benchenv"
-	"clm/internal/pyref"
+	"clm/internal/testkit/benchenv"
+	"clm/internal/testkit/pyref"
 	"clm/safetensors"
 )
 

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/safetensors"
 )
 

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"clm/internal/benchenv"
+	"clm/internal/testkit/benchenv"
 	"clm/model"
 	"clm/runlog"
 	"clm/torch"

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestDefaultsMatchTrainingArguments: the optimizer and clipping defaults

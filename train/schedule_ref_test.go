@@ -8,7 +8,7 @@ import (
 	"math"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // scheduleVariants are the schedules of schedule.go with the parameters

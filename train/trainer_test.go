@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/model"
 	"clm/safetensors"
 	"clm/torch"

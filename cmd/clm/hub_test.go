@@ -14,7 +14,7 @@ import (
 	"clm/data"
 	"clm/data/corpus"
 	"clm/hub/hubtest"
-	"clm/internal/testhub"
+	"clm/internal/testkit/testhub"
 )
 
 // paperHub is a test Hub holding the original's three repositories, filled

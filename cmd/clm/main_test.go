@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 	"clm/safetensors"
 	"clm/train"
 )

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // BenchmarkEncodeGPT2 measures single-goroutine encode throughput on the Python

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 var sharedDir string

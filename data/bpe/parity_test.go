@@ -16,7 +16,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // corpusFiles lists the files of a real corpus: "stdlib" (all .py files of

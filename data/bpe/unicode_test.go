@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 var classLetter = map[byte]uint8{'L': clsLetter, 'N': clsNumber, 'S': clsSpace, 'O': clsOther}

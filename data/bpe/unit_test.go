@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestPreTokenizeUnicode compares our split with Hugging Face's on every

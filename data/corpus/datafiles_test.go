@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // TestDataFilesTablesMatchDatasets keeps the tables copied from datasets

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"clm/internal/pyref"
+	"clm/internal/testkit/pyref"
 )
 
 // readInts reads a file of little-endian 64-bit integers.

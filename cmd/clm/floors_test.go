@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// floors is the picture of docs/architecture.md as data: for each
+// production package, the packages of this module it may import. An
+// import that is not listed fails TestFloors, so the picture and the code
+// cannot drift apart. Packages under internal/ (not internal/testkit) are
+// the ground floor, which any package may use.
+var floors = map[string][]string{
+	"cmd/clm":     {"train", "quant", "plot", "model", "data", "data/bpe", "data/corpus", "runlog", "torch"},
+	"train":       {"stats", "optim", "model", "data", "data/corpus", "hub", "runlog", "safetensors", "torch"},
+	"quant":       {"model", "stats", "runlog", "torch"},
+	"stats":       {"runlog", "torch"},
+	"optim":       {"torch"},
+	"model":       {"torch"},
+	"plot":        {"runlog"},
+	"data":        {"data/bpe", "data/corpus", "data/nprand", "hub"},
+	"data/bpe":    {},
+	"data/corpus": {},
+	"data/nprand": {},
+	"hub":         {},
+	"runlog":      {"tensorboard"},
+	"torch":       {"safetensors"},
+	"safetensors": {},
+	"tensorboard": {},
+}
+
+// torchFree are the packages that must never reach libtorch, not even
+// through another package.
+var torchFree = []string{"data", "data/bpe", "data/corpus", "data/nprand", "hub", "runlog", "plot", "safetensors", "tensorboard"}
+
+// testOnly are the helpers only tests may import.
+func testOnly(pkg string) bool {
+	return strings.HasPrefix(pkg, "internal/testkit/") || pkg == "torch/torchtest" || pkg == "hub/hubtest"
+}
+
+type listedPackage struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+}
+
+// TestFloors: every production import is one the floors allow, the
+// torch-free packages reach no cgo binding, and no production package
+// imports a test-only helper.
+func TestFloors(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "clm/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "clm/"
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := map[string]bool{}
+	for {
+		var p listedPackage
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(p.ImportPath, mod)
+		seen[name] = true
+		if testOnly(name) {
+			continue
+		}
+		allowed, listed := floors[name]
+		ground := strings.HasPrefix(name, "internal/")
+		if !listed && !ground {
+			t.Errorf("%s: a package the floors do not place (add it to floors and to docs/architecture.md)", name)
+			continue
+		}
+		for _, imp := range p.Imports {
+			dep, ok := strings.CutPrefix(imp, mod)
+			switch {
+			case !ok:
+			case testOnly(dep):
+				t.Errorf("%s imports the test-only %s", name, dep)
+			case strings.HasPrefix(dep, "internal/"): // the ground floor
+			case !slices.Contains(allowed, dep):
+				t.Errorf("%s imports %s, which the floors do not allow (docs/architecture.md)", name, dep)
+			}
+		}
+		if slices.Contains(torchFree, name) {
+			for _, d := range p.Deps {
+				if d == mod+"torch" {
+					t.Errorf("%s reaches clm/torch", name)
+				}
+			}
+		}
+	}
+	for name := range floors {
+		if !seen[name] {
+			t.Errorf("floors lists %s, which does not exist", name)
+		}
+	}
+}
