@@ -125,8 +125,10 @@ demo: build
 # one that holds another, e.g. a smoke run, is refused with the differences)
 # and draws figures/<target>/. ARGS passes extra flags to every run, e.g.
 # make fig9 ARGS='-set train.precision=bf16', or ARGS=-fresh to move old runs aside.
+# run_experiments,FIG,RUNS[,AFTER]: each run trained (or continued), then AFTER
+# on it (a command taking the run folder), then the figures of all.
 train_one = $(CLM) -config experiments/$(1).toml -run-dir runs/$(1) $(ARGS)
-run_experiments = @set -e; for e in $(2); do $(call train_one,$$e); done; \
+run_experiments = @set -e; for e in $(2); do $(call train_one,$$e); $(if $(3),$(3) runs/$$e;) done; \
 	$(CLM) plot -out figures/$(1) $(addprefix runs/,$(2))
 
 fig2: build      ## Pre-LN vs the simplified blocks (eval loss)
@@ -155,10 +157,7 @@ op: build        ## the outlier-protected block vs Pre-LN (kurtosis)
 OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-op-muon
 QUANT_ARGS ?=
 of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
-	@set -e; for e in $(OF_RUNS); do \
-	  $(call train_one,$$e); \
-	  $(CLM) quant runs/$$e $(QUANT_ARGS); \
-	done; $(CLM) plot -out figures/of $(addprefix runs/,$(OF_RUNS))
+	$(call run_experiments,of,$(OF_RUNS),$(CLM) quant $(QUANT_ARGS))
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
 DEVICE_PKGS ?= torch model train
