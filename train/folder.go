@@ -121,9 +121,13 @@ func flatten(prefix string, v any, out map[string]string) {
 	out[prefix] = fmt.Sprint(v)
 }
 
+// RunConfig is the path of the experiment a run folder holds, resolved:
+// DIR/config.toml (docs/run-folder.md).
+func RunConfig(dir string) string { return filepath.Join(dir, "config.toml") }
+
 // HasRun reports whether dir holds a run: its config.toml.
 func HasRun(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "config.toml"))
+	_, err := os.Stat(RunConfig(dir))
 	return err == nil
 }
 
@@ -135,7 +139,7 @@ func CheckFolder(dir string, asked *Experiment) (*Experiment, error) {
 	if !HasRun(dir) {
 		return nil, nil
 	}
-	run, err := Load(filepath.Join(dir, "config.toml"), nil)
+	run, err := Load(RunConfig(dir), nil)
 	if err != nil {
 		return nil, fmt.Errorf("run folder %s: %w", dir, err)
 	}

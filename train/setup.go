@@ -292,7 +292,7 @@ func (r *Run) writeConfig() error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(r.Dir, "config.toml"), resolved, 0o644)
+	return atomicfile.Write(RunConfig(r.Dir), resolved, 0o644)
 }
 
 // resolveInitFrom names the checkpoint of train.init_from, for a new run:

@@ -15,6 +15,19 @@ type Trained struct {
 	Model      *model.Model
 	Exp        *Experiment
 	Checkpoint string // the checkpoint folder
+	RunDir     string // the run folder it belongs to
+}
+
+// Config is the path of the run's config.toml, which Exp was read from.
+func (t *Trained) Config() string { return RunConfig(t.RunDir) }
+
+// CheckpointName is the checkpoint's path relative to the run folder, e.g.
+// "checkpoints/step-100".
+func (t *Trained) CheckpointName() string {
+	if rel, err := filepath.Rel(t.RunDir, t.Checkpoint); err == nil {
+		return rel
+	}
+	return t.Checkpoint
 }
 
 // OpenTrained loads a checkpoint onto device ("cpu", "cuda" or "cuda:N"):
@@ -33,7 +46,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 		}
 		ckpt = latest
 	}
-	exp, err := Load(filepath.Join(runDir, "config.toml"), nil)
+	exp, err := Load(RunConfig(runDir), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +66,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 		m.Close()
 		return nil, err
 	}
-	return &Trained{Model: m, Exp: exp, Checkpoint: ckpt}, nil
+	return &Trained{Model: m, Exp: exp, Checkpoint: ckpt, RunDir: runDir}, nil
 }
 
 // Close frees the model.

@@ -37,7 +37,7 @@ func runConfig(args []string, stdout io.Writer) error {
 	case len(pos) == 1 && path != "":
 		return fmt.Errorf("config: give -config FILE or a RUN, not both")
 	case len(pos) == 1:
-		path, *runDir = filepath.Join(pos[0], "config.toml"), pos[0]
+		path, *runDir = train.RunConfig(pos[0]), pos[0]
 	case path == "":
 		return fmt.Errorf("config: which experiment? (usage: %s)", fs.synopsis)
 	}

@@ -195,7 +195,7 @@ func dataPrepare(sub string, args []string, stdout io.Writer) error {
 
 // inspectRun describes the token cache of a run's experiment.
 func inspectRun(run string, stdout io.Writer) error {
-	exp, err := train.Load(filepath.Join(run, "config.toml"), nil)
+	exp, err := train.Load(train.RunConfig(run), nil)
 	if err != nil {
 		return fmt.Errorf("data inspect: %s is not a run folder: %w", run, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -44,7 +43,7 @@ func runParams(args []string, stdout io.Writer) error {
 			if path != "" {
 				return fmt.Errorf("params: give -config FILE or a RUN, not both")
 			}
-			path, name = filepath.Join(pos[0], "config.toml"), pos[0]
+			path, name = train.RunConfig(pos[0]), pos[0]
 		}
 		exp, err := train.Load(path, modelSets(sets.values, true))
 		if err != nil {

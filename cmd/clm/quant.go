@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"clm/quant"
@@ -54,7 +53,6 @@ func runQuant(args []string, stdout io.Writer) error {
 		return fmt.Errorf("quant: %w", err)
 	}
 	defer ds.Close()
-	runDir := filepath.Dir(filepath.Dir(tr.Checkpoint))
 	for i, scheme := range schemes {
 		o := quant.Options{Scheme: scheme, CalibBatches: *calib, Batch: tr.Exp.Train.EvalBatch, EvalBatches: *evalBatches, Pad: train.EvalPad(ds)}
 		if o.EvalBatches < 0 {
@@ -64,7 +62,7 @@ func runQuant(args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("quant: %v: %w", scheme, err)
 		}
-		r.Checkpoint, _ = filepath.Rel(runDir, tr.Checkpoint)
+		r.Checkpoint = tr.CheckpointName()
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
@@ -72,7 +70,7 @@ func runQuant(args []string, stdout io.Writer) error {
 			return err
 		}
 		// Each scheme is kept as soon as it is done, beside the others.
-		if err := runlog.WriteQuant(runDir, r.Record()); err != nil {
+		if err := runlog.WriteQuant(tr.RunDir, r.Record()); err != nil {
 			return err
 		}
 	}

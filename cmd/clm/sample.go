@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"clm/data"
 	"clm/model"
@@ -44,9 +43,8 @@ func runSample(args []string, stdout io.Writer) error {
 		return fmt.Errorf("sample: %w", err)
 	}
 	defer tr.Close()
-	config := filepath.Join(filepath.Dir(filepath.Dir(tr.Checkpoint)), "config.toml")
 	if tr.Exp.Data.Tokenizer == "" {
-		return fmt.Errorf("sample: %s names no tokenizer", config)
+		return fmt.Errorf("sample: %s names no tokenizer", tr.Config())
 	}
 	tok, err := data.LoadTokenizer(context.Background(), tr.Exp.Data.Tokenizer, os.Stderr)
 	if err != nil {

@@ -88,7 +88,7 @@ func loadExperiment(configPath, resume, runDir string, sets map[string]any) (*tr
 	case resume != "" && configPath != "":
 		return nil, "", errors.New("give -config or -resume, not both (a run folder keeps its own config.toml)")
 	case resume != "":
-		cfg := filepath.Join(resume, "config.toml")
+		cfg := train.RunConfig(resume)
 		if _, err := os.Stat(cfg); err != nil {
 			return nil, "", fmt.Errorf("resume: %s is not a run folder (no config.toml)", resume)
 		}
