@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"clm/data/bpe"
 	"clm/data/corpus"
 	"clm/hub"
 	"clm/hub/hubtest"
@@ -49,7 +50,7 @@ func BenchmarkHubPrepare(b *testing.B) {
 	srv.Commit(hub.TypeDataset, "bench/code", "main", files)
 	work := b.TempDir()
 	tokPath := filepath.Join(work, "tokenizer.json")
-	tok, err := TrainTokenizer(context.Background(), corpus.Source{Kind: corpus.KindStdlib, Path: root}, 52000, nil, nil)
+	tok, err := TrainTokenizer(context.Background(), corpus.Source{Kind: corpus.KindStdlib, Path: root}, bpe.TrainOptions{VocabSize: 52000}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

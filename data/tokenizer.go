@@ -50,9 +50,10 @@ func CountWords(ctx context.Context, s corpus.Source) (bpe.WordCounts, corpus.St
 }
 
 // TrainTokenizer trains a byte-level BPE with HF's BpeTrainer semantics on
-// corpus s (special token <|endoftext|>, as GPT-2), reporting merges to
-// progress and one-line messages to log.
-func TrainTokenizer(ctx context.Context, s corpus.Source, vocab int, progress Progress, log io.Writer) (*bpe.Tokenizer, error) {
+// corpus s with o's vocabulary size, minimum frequency and special tokens
+// (nil: <|endoftext|>, as GPT-2; empty: none), reporting merges to
+// progress (o.Progress is its own) and one-line messages to log.
+func TrainTokenizer(ctx context.Context, s corpus.Source, o bpe.TrainOptions, progress Progress, log io.Writer) (*bpe.Tokenizer, error) {
 	if progress == nil {
 		progress = NopProgress{}
 	}
@@ -65,10 +66,13 @@ func TrainTokenizer(ctx context.Context, s corpus.Source, vocab int, progress Pr
 		return nil, err
 	}
 	fmt.Fprintf(log, "tokenizer: %s: %s; %d distinct pieces (%.1fs)\n", s, st.String(), len(wc), time.Since(start).Seconds())
-	progress.Start("tokenizer merges", int64(vocab))
+	if o.SpecialTokens == nil {
+		o.SpecialTokens = []string{"<|endoftext|>"}
+	}
+	progress.Start("tokenizer merges", int64(o.VocabSize))
 	last := 0
-	tok, err := bpe.Train(wc, bpe.TrainOptions{VocabSize: vocab, SpecialTokens: []string{"<|endoftext|>"},
-		Progress: func(v, _ int) { progress.Add(int64(v - last)); last = v }})
+	o.Progress = func(v, _ int) { progress.Add(int64(v - last)); last = v }
+	tok, err := bpe.Train(wc, o)
 	progress.Finish()
 	if err != nil {
 		return nil, err
@@ -101,7 +105,7 @@ func CachedTokenizer(ctx context.Context, s corpus.Source, vocab int, progress P
 	if log != nil {
 		fmt.Fprintf(log, "tokenizer: none given; training one with %d entries on %s (cached in %s)\n", vocab, s, path)
 	}
-	tok, err := TrainTokenizer(ctx, s, vocab, progress, log)
+	tok, err := TrainTokenizer(ctx, s, bpe.TrainOptions{VocabSize: vocab}, progress, log)
 	if err != nil {
 		return "", err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"clm/data"
+	"clm/data/bpe"
 	"clm/data/corpus"
 	"clm/hub/hubtest"
 	"clm/internal/testkit/testhub"
@@ -55,7 +56,7 @@ func newPaperHub(t *testing.T) *paperHub {
 	for i, s := range texts[:200] {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d.py", i)), []byte(s), 0o644)
 	}
-	tok, err := data.TrainTokenizer(context.Background(), corpus.Source{Kind: corpus.KindDir, Path: dir}, 400, nil, nil)
+	tok, err := data.TrainTokenizer(context.Background(), corpus.Source{Kind: corpus.KindDir, Path: dir}, bpe.TrainOptions{VocabSize: 400}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"clm/data"
 	"clm/data/bpe"
@@ -102,26 +101,15 @@ func tokenizerTrain(args []string, stdout io.Writer) error {
 	if specials == nil {
 		specials = []string{}
 	}
-	start := time.Now()
-	wc, st, err := data.CountWords(context.Background(), s)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "tokenizer: %s: %s; %d distinct pieces (%.1fs)\n", s, st.String(), len(wc), time.Since(start).Seconds())
-	prog := data.DefaultProgress(os.Stderr)
-	prog.Start("merges (vocabulary size)", int64(*vocab))
-	last := 0
-	t0 := time.Now()
-	tok, err := bpe.Train(wc, bpe.TrainOptions{VocabSize: *vocab, MinFrequency: *minFreq, SpecialTokens: specials,
-		Progress: func(v, _ int) { prog.Add(int64(v - last)); last = v }})
-	prog.Finish()
+	tok, err := data.TrainTokenizer(context.Background(), s, bpe.TrainOptions{VocabSize: *vocab, MinFrequency: *minFreq, SpecialTokens: specials},
+		data.DefaultProgress(os.Stderr), os.Stderr)
 	if err != nil {
 		return err
 	}
 	if err := tok.Save(*out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: vocabulary %d, %d merges; trained in %.1fs (%.1fs in all)\n", *out, tok.VocabSize(), tok.NumMerges(), time.Since(t0).Seconds(), time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "wrote %s: vocabulary %d, %d merges\n", *out, tok.VocabSize(), tok.NumMerges())
 	return nil
 }
 
