@@ -134,43 +134,10 @@ func (t *Tensor) checkSize(data []byte) error {
 // header validates tensors and metadata and returns the padded JSON header
 // and the order of the tensors in the data section.
 func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error) {
-	fail := func(name, format string, args ...any) error {
-		return fmt.Errorf("tensor %q: "+format, append([]any{name}, args...)...)
+	if err := validate(tensors); err != nil {
+		return nil, nil, err
 	}
-	seen := make(map[string]bool, len(tensors))
-	for _, t := range tensors {
-		if t.Name == metadataKey {
-			return nil, nil, fail(t.Name, "reserved name")
-		}
-		if seen[t.Name] {
-			return nil, nil, fail(t.Name, "duplicate name")
-		}
-		seen[t.Name] = true
-		if t.DType.Size() == 0 {
-			return nil, nil, fail(t.Name, "%w %q", ErrDType, string(t.DType))
-		}
-		if _, err := numElements(t.Shape); err != nil {
-			return nil, nil, fail(t.Name, "%w: %v", ErrShape, err)
-		}
-		if t.Data == nil && t.Source != nil {
-			continue // checked when written
-		}
-		if err := t.checkSize(t.Data); err != nil {
-			return nil, nil, err
-		}
-	}
-	order := make([]int, len(tensors))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(i, j int) int {
-		a, b := tensors[i], tensors[j]
-		if c := cmp.Compare(b.DType.rank(), a.DType.rank()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Name, b.Name)
-	})
-
+	order := dataOrder(tensors)
 	var buf bytes.Buffer
 	buf.WriteByte('{')
 	if len(metadata) > 0 {
@@ -188,23 +155,10 @@ func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error)
 	}
 	var off int64
 	for _, i := range order {
-		t := tensors[i]
 		if buf.Len() > 1 {
 			buf.WriteByte(',')
 		}
-		writeString(&buf, t.Name)
-		buf.WriteString(`:{"dtype":`)
-		writeString(&buf, string(t.DType))
-		buf.WriteString(`,"shape":[`)
-		for k, d := range t.Shape {
-			if k > 0 {
-				buf.WriteByte(',')
-			}
-			buf.WriteString(strconv.FormatInt(d, 10))
-		}
-		end := off + t.byteSize()
-		fmt.Fprintf(&buf, `],"data_offsets":[%d,%d]}`, off, end)
-		off = end
+		off = writeEntry(&buf, &tensors[i], off)
 	}
 	buf.WriteByte('}')
 	for buf.Len()%8 != 0 {
@@ -214,6 +168,73 @@ func header(tensors []Tensor, metadata map[string]string) ([]byte, []int, error)
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrHeaderTooLarge, buf.Len(), MaxHeaderSize)
 	}
 	return buf.Bytes(), order, nil
+}
+
+// validate refuses reserved and duplicate names, unknown dtypes, bad
+// shapes and data of the wrong size (data coming from a Source is checked
+// when written).
+func validate(tensors []Tensor) error {
+	fail := func(name, format string, args ...any) error {
+		return fmt.Errorf("tensor %q: "+format, append([]any{name}, args...)...)
+	}
+	seen := make(map[string]bool, len(tensors))
+	for _, t := range tensors {
+		if t.Name == metadataKey {
+			return fail(t.Name, "reserved name")
+		}
+		if seen[t.Name] {
+			return fail(t.Name, "duplicate name")
+		}
+		seen[t.Name] = true
+		if t.DType.Size() == 0 {
+			return fail(t.Name, "%w %q", ErrDType, string(t.DType))
+		}
+		if _, err := numElements(t.Shape); err != nil {
+			return fail(t.Name, "%w: %v", ErrShape, err)
+		}
+		if t.Data == nil && t.Source != nil {
+			continue // checked when written
+		}
+		if err := t.checkSize(t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataOrder is the order of the tensors in the data section: by dtype
+// rank, largest first, then by name (the safetensors library's order).
+func dataOrder(tensors []Tensor) []int {
+	order := make([]int, len(tensors))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := tensors[i], tensors[j]
+		if c := cmp.Compare(b.DType.rank(), a.DType.rank()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return order
+}
+
+// writeEntry writes t's header entry with its data at offset off and
+// returns the offset after it.
+func writeEntry(buf *bytes.Buffer, t *Tensor, off int64) int64 {
+	writeString(buf, t.Name)
+	buf.WriteString(`:{"dtype":`)
+	writeString(buf, string(t.DType))
+	buf.WriteString(`,"shape":[`)
+	for k, d := range t.Shape {
+		if k > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(strconv.FormatInt(d, 10))
+	}
+	end := off + t.byteSize()
+	fmt.Fprintf(buf, `],"data_offsets":[%d,%d]}`, off, end)
+	return end
 }
 
 // writeString writes s as a JSON string, without the HTML escaping of
