@@ -551,11 +551,46 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
+	start := time.Now()
+	total, err := t.evalLossSum(ctx, n)
+	if errors.Is(err, errEvalInterrupted) {
+		t.progress.Log(fmt.Sprintf("step %d/%d  evaluation interrupted: it runs first when the run is resumed", t.st.Step, t.st.TotalSteps))
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
+	}
+	if t.group != nil {
+		sum := torch.FromFloat64([]float64{total})
+		err := t.group.AllReduce([]*torch.Tensor{sum}, torch.ReduceOpSum)
+		if err == nil {
+			total = sum.Float64s()[0]
+		}
+		sum.Free()
+		if err != nil {
+			return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
+		}
+	}
+	t.cost.evaluated(time.Since(start))
+	loss := total / float64(n)
+	if err := t.metrics.Record(runlog.Eval{Step: int64(t.st.Step), EvalLoss: loss, EvalSequences: n}); err != nil {
+		return err
+	}
+	t.progress.Log(fmt.Sprintf("step %d/%d  eval_loss %.4f  (%d sequences, %.1fs)", t.st.Step, t.st.TotalSteps, loss, n, time.Since(start).Seconds()))
+	return nil
+}
+
+// evalLossSum is Σ loss·rows over the first n validation chunks, in
+// batches of eval_batch (this rank's batches when data-parallel: they go
+// round-robin), summed on the device with one host sync at the end.
+// Cancelled, one process stops between batches with errEvalInterrupted
+// (data-parallel ranks finish together: their sums meet in a collective).
+func (t *Trainer) evalLossSum(ctx context.Context, n int) (float64, error) {
+	tr := &t.exp.Train
 	var total float64
 	interrupted := false
-	var sum *torch.Tensor // Σ loss·rows on the device: one host sync per evaluation
+	var sum *torch.Tensor
 	defer func() { sum.Free() }()
-	start := time.Now()
 	err := torch.Try(func() {
 		torch.NoGrad(func() {
 			rows := make([][]int32, 0, tr.EvalBatch)
@@ -564,7 +599,7 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 				if len(rows) == 0 {
 					return
 				}
-				mine := batch%t.world == t.rank // data parallel: batches round-robin
+				mine := batch%t.world == t.rank
 				batch++
 				if !mine {
 					rows = rows[:0]
@@ -589,8 +624,6 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 				if len(rows) == tr.EvalBatch {
 					flush()
 					t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), batch, batches)
-					// One process stops between batches (data-parallel
-					// ranks finish together: their sums meet in a collective).
 					if t.group == nil && ctx.Err() != nil {
 						interrupted = true
 						return
@@ -603,31 +636,10 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 			}
 		})
 	})
-	if err != nil {
-		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
+	if err == nil && interrupted {
+		err = errEvalInterrupted
 	}
-	if interrupted {
-		t.progress.Log(fmt.Sprintf("step %d/%d  evaluation interrupted: it runs first when the run is resumed", t.st.Step, t.st.TotalSteps))
-		return errEvalInterrupted
-	}
-	if t.group != nil {
-		sum := torch.FromFloat64([]float64{total})
-		err := t.group.AllReduce([]*torch.Tensor{sum}, torch.ReduceOpSum)
-		if err == nil {
-			total = sum.Float64s()[0]
-		}
-		sum.Free()
-		if err != nil {
-			return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
-		}
-	}
-	t.cost.evaluated(time.Since(start))
-	loss := total / float64(n)
-	if err := t.metrics.Record(runlog.Eval{Step: int64(t.st.Step), EvalLoss: loss, EvalSequences: n}); err != nil {
-		return err
-	}
-	t.progress.Log(fmt.Sprintf("step %d/%d  eval_loss %.4f  (%d sequences, %.1fs)", t.st.Step, t.st.TotalSteps, loss, n, time.Since(start).Seconds()))
-	return nil
+	return total, err
 }
 
 // recordStats logs the papers' statistics on a training micro-batch. A
