@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +105,52 @@ func TestFloors(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("floors lists %s, which does not exist", name)
 		}
+	}
+}
+
+// maxFuncLines is the most lines a production function may take: one that
+// does not fit on a screen is split into named parts.
+const maxFuncLines = 80
+
+// TestFunctionsFitOnAScreen: no production function of the module is longer
+// than maxFuncLines.
+func TestFunctionsFitOnAScreen(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || strings.HasPrefix(n, "build") || n == "testdata" || n == "runs") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			from, to := fset.Position(fn.Pos()), fset.Position(fn.End())
+			if n := to.Line - from.Line + 1; n > maxFuncLines {
+				rel, _ := filepath.Rel(root, p)
+				t.Errorf("%s:%d: %s is %d lines, more than %d", rel, from.Line, fn.Name.Name, n, maxFuncLines)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
