@@ -149,7 +149,7 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 // smallest size any rank fits.
 func (t *Trainer) fitForwardRows() error {
 	tr := &t.exp.Train
-	perStep := tr.MicroBatch * tr.Accumulation / t.world
+	perStep := tr.MicroBatch * tr.Accumulation / t.peers.Size()
 	t.fwdRows = tr.MicroBatch
 	if !tr.FitMicroBatch || !t.dev.IsCUDA() {
 		return nil
@@ -200,10 +200,8 @@ func (t *Trainer) fitForwardRows() error {
 	if err != nil {
 		return err
 	}
-	if t.group != nil {
-		if rows, err = t.agreeRows(rows); err != nil {
-			return err
-		}
+	if rows, err = t.agreeRows(rows); err != nil {
+		return err
 	}
 	t.fwdRows = rows
 	fmt.Fprintf(t.log, "micro-batch fitting: %d sequences per forward, %d per step and rank (configured %d × %d; %s)\n",
@@ -249,15 +247,15 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 
 // agreeRows returns the smallest rows any rank chose.
 func (t *Trainer) agreeRows(rows int) (int, error) {
-	v := make([]float64, t.world)
-	v[t.rank] = float64(rows)
+	v := make([]float64, t.peers.Size())
+	v[t.peers.Rank()] = float64(rows)
 	s := torch.NewScope()
 	defer s.Close()
 	var x *torch.Tensor
 	var out []float64
-	err := torch.Try(func() { x = torch.FromFloat64(v, int64(t.world)).ToDevice(t.dev) })
+	err := torch.Try(func() { x = torch.FromFloat64(v, int64(len(v))).ToDevice(t.dev) })
 	if err == nil {
-		err = t.group.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
+		err = t.peers.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
 	}
 	if err == nil {
 		err = torch.Try(func() { out = x.Float64s() })

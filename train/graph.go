@@ -105,7 +105,7 @@ func checkGraphs(tr *Options, dev torch.Device, world int) error {
 // process, and no block checkpointing (which saves and restores the RNG
 // state on the host between pieces of the backward).
 func (t *Trainer) enableGraphs(capture captureFunc) error {
-	if err := graphNeeds(&t.exp.Train, t.precision, t.dev, t.world); err != nil {
+	if err := graphNeeds(&t.exp.Train, t.precision, t.dev, t.peers.Size()); err != nil {
 		return err
 	}
 	adam, ok := t.opt.(*optim.AdamW)

@@ -48,7 +48,8 @@ type Run struct {
 
 	opts    SetupOptions
 	log     io.Writer
-	group   *torch.ProcessGroup
+	group   *torch.ProcessGroup // nil for one process
+	peers   replicas            // the group, or solo
 	ds      *data.Dataset
 	pad     model.Pad
 	closers []func() error // in order of acquisition
@@ -66,7 +67,7 @@ var ErrDataInterrupted = errors.New("interrupted while preparing the data, befor
 // config.toml, builds and initialises the model from train.seed, and
 // builds the trainer, resumed from the latest checkpoint with o.Resume.
 func Setup(ctx context.Context, exp *Experiment, o SetupOptions) (*Run, error) {
-	r := &Run{Exp: exp, Dir: o.Dir, opts: o, log: o.Log}
+	r := &Run{Exp: exp, Dir: o.Dir, opts: o, log: o.Log, peers: solo{}}
 	if r.log == nil {
 		r.log = io.Discard
 	}
@@ -147,6 +148,7 @@ func (r *Run) joinGroup() error {
 		return fmt.Errorf("data parallel (rank %d of %d): %w", o.Rank, o.WorldSize, err)
 	}
 	r.onClose(func() error { r.group.Close(); return nil })
+	r.peers = r.group
 	if r.Rank != 0 {
 		r.log = io.Discard // rank 0 speaks for the run
 	}
@@ -164,17 +166,14 @@ func (r *Run) pickDevice() error {
 		return fmt.Errorf("train.device = \"auto\": %v; or train on the CPU: -set train.device=cpu", err)
 	case err != nil:
 		return fmt.Errorf("train.device: %v", err)
-	case isAuto(t.Device) && r.group != nil && dev.IsCUDA():
-		dev = torch.CUDA(r.group.LocalRank())
+	case isAuto(t.Device) && r.peers.Size() > 1 && dev.IsCUDA():
+		dev = torch.CUDA(r.peers.LocalRank())
 		if err := torch.CheckDevice(dev); err != nil {
 			return fmt.Errorf("train.device: %v", err)
 		}
 	}
 	r.Device = dev
-	world := 1
-	if r.group != nil {
-		world = r.group.Size()
-	}
+	world := r.peers.Size()
 	// Refusals that depend on the device come before the data are prepared.
 	if err := checkGraphs(t, dev, world); err != nil {
 		return err
@@ -193,7 +192,7 @@ func (r *Run) pickDevice() error {
 // while the other ranks wait, then they open what it built.
 func (r *Run) prepareData(ctx context.Context) error {
 	if r.Rank != 0 {
-		if err := r.group.Barrier(); err != nil {
+		if err := r.peers.Barrier(); err != nil {
 			return fmt.Errorf("data parallel: waiting for rank 0 to prepare the data: %w", err)
 		}
 	}
@@ -203,8 +202,8 @@ func (r *Run) prepareData(ctx context.Context) error {
 	}
 	r.ds = ds
 	r.onClose(ds.Close)
-	if r.Rank == 0 && r.group != nil {
-		if err := r.group.Barrier(); err != nil {
+	if r.Rank == 0 {
+		if err := r.peers.Barrier(); err != nil {
 			return fmt.Errorf("data parallel: %w", err)
 		}
 	}

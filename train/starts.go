@@ -44,10 +44,7 @@ func (r *Run) recordStart() error {
 	host, _ := os.Hostname()
 	s := Start{Time: time.Now().UTC().Format(time.RFC3339), Step: r.Trainer.State().Step, Clm: version.Get(),
 		Libtorch: rep.Torch, CUDABuild: rep.CUDABuild, Device: r.Device.String(), GPUs: rep.Devices,
-		Threads: torch.NumThreads(), Host: host, WorldSize: 1, Command: r.opts.Command}
-	if r.group != nil {
-		s.WorldSize = r.group.Size()
-	}
+		Threads: torch.NumThreads(), Host: host, Command: r.opts.Command, WorldSize: r.peers.Size()}
 	line, err := json.Marshal(s)
 	if err != nil {
 		return err

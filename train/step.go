@@ -68,7 +68,7 @@ func (t *Trainer) gather() [][][]int32 {
 	var mine [][][]int32
 	for j := 0; j < t.exp.Train.Accumulation; j++ {
 		rows := t.batches.Next()
-		if j%t.world == t.rank {
+		if j%t.peers.Size() == t.peers.Rank() {
 			mine = append(mine, rows)
 		}
 	}
@@ -142,8 +142,8 @@ func (t *Trainer) forwardBackwardIDs(ids func() *torch.Tensor, segs []model.Loss
 // data-parallel run: each rank's gradients are its micro-batches' share of
 // the step's sum.
 func (t *Trainer) allReduce(lossSum *torch.Tensor) error {
-	if t.group == nil {
-		return nil
+	if t.peers.Size() == 1 {
+		return nil // nothing to sum, and no gradient handles to take
 	}
 	var grads []*torch.Tensor
 	for _, p := range t.params {
@@ -151,7 +151,7 @@ func (t *Trainer) allReduce(lossSum *torch.Tensor) error {
 			grads = append(grads, g)
 		}
 	}
-	if err := t.group.AllReduce(append(grads, lossSum), torch.ReduceOpSum); err != nil {
+	if err := t.peers.AllReduce(append(grads, lossSum), torch.ReduceOpSum); err != nil {
 		return fmt.Errorf("data parallel, step %d: %w", t.st.Step+1, err)
 	}
 	return nil

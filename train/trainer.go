@@ -74,9 +74,8 @@ type Trainer struct {
 	pend     pending
 	lastLoss float64 // last synchronised step loss, for the progress bar
 	lastNorm float64
-	// Data parallelism: nil for one process.
-	group       *torch.ProcessGroup
-	rank, world int
+	// peers is the data-parallel world (solo for one process).
+	peers replicas
 	// fwdRows is the number of sequences per forward: micro_batch, or what
 	// micro-batch fitting chose (fit.go).
 	fwdRows int
@@ -149,13 +148,10 @@ func NewTrainer(c Config) (*Trainer, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	world := 1
-	if c.Group != nil {
-		world = c.Group.Size()
-		if e.Train.Accumulation%world != 0 {
-			return nil, fmt.Errorf("train.accumulation %d must be a multiple of the world size %d (each rank takes every %d-th micro-batch; the effective batch stays micro_batch × accumulation)",
-				e.Train.Accumulation, world, world)
-		}
+	peers := replicasOf(c.Group)
+	if world := peers.Size(); e.Train.Accumulation%world != 0 {
+		return nil, fmt.Errorf("train.accumulation %d must be a multiple of the world size %d (each rank takes every %d-th micro-batch; the effective batch stays micro_batch × accumulation)",
+			e.Train.Accumulation, world, world)
 	}
 	opt, summary, err := newOptimizer(&e.Train, c.Model.Params())
 	if err != nil {
@@ -163,10 +159,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 	}
 	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
 		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log, pad: c.Pad,
-		group: c.Group, world: world}
-	if c.Group != nil {
-		t.rank = c.Group.Rank()
-	}
+		peers: peers}
 	if t.log == nil {
 		t.log = io.Discard
 	}
@@ -187,7 +180,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 		t.st.Experiment = string(b)
 	}
 	if e.Train.CUDAGraphs {
-		err := checkGraphs(&e.Train, t.dev, t.world)
+		err := checkGraphs(&e.Train, t.dev, t.peers.Size())
 		if err == nil {
 			err = t.enableGraphs(captureCUDA)
 		}
@@ -348,7 +341,7 @@ func threadCount(o *Options) int {
 // start opens the run log (rank 0), gives every replica rank 0's
 // parameters (data parallelism) and fits the forwards to the device.
 func (t *Trainer) start() error {
-	if t.rank == 0 {
+	if t.peers.Rank() == 0 {
 		keep := -1 // a run that starts over drops what an earlier attempt logged
 		if t.resumed {
 			keep = t.st.Step
@@ -358,16 +351,15 @@ func (t *Trainer) start() error {
 			return err
 		}
 	}
-	if t.group != nil {
-		state := make([]*torch.Tensor, 0, len(t.m.State()))
-		for _, n := range t.m.State() {
-			state = append(state, n.Tensor)
-		}
-		var err error
-		torch.NoGrad(func() { err = t.group.Broadcast(state, 0) })
-		if err != nil {
-			return fmt.Errorf("data parallel: %w", err)
-		}
+	// Every replica starts from rank 0's weights.
+	state := make([]*torch.Tensor, 0, len(t.m.State()))
+	for _, n := range t.m.State() {
+		state = append(state, n.Tensor)
+	}
+	var err error
+	torch.NoGrad(func() { err = t.peers.Broadcast(state, 0) })
+	if err != nil {
+		return fmt.Errorf("data parallel: %w", err)
 	}
 	if t.fwdRows == 0 {
 		return t.fitForwardRows()
@@ -453,7 +445,7 @@ func (t *Trainer) lastLR() float64 {
 }
 
 func (t *Trainer) checkpoint() (string, error) {
-	if t.rank != 0 {
+	if t.peers.Rank() != 0 {
 		t.lastCkpt = CheckpointPath(t.dir, t.st.Step)
 		return t.lastCkpt, t.barrier()
 	}
@@ -486,10 +478,7 @@ func (t *Trainer) checkpoint() (string, error) {
 // barrier waits for every rank (data parallelism); a rank that died makes
 // it fail within the group's timeout.
 func (t *Trainer) barrier() error {
-	if t.group == nil {
-		return nil
-	}
-	if err := t.group.Barrier(); err != nil {
+	if err := t.peers.Barrier(); err != nil {
 		return fmt.Errorf("data parallel, step %d: %w", t.st.Step, err)
 	}
 	return nil
@@ -560,16 +549,8 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("evaluation at step %d: %w", t.st.Step, err)
 	}
-	if t.group != nil {
-		sum := torch.FromFloat64([]float64{total})
-		err := t.group.AllReduce([]*torch.Tensor{sum}, torch.ReduceOpSum)
-		if err == nil {
-			total = sum.Float64s()[0]
-		}
-		sum.Free()
-		if err != nil {
-			return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
-		}
+	if total, err = t.sumOverRanks(total); err != nil {
+		return fmt.Errorf("data parallel, evaluation at step %d: %w", t.st.Step, err)
 	}
 	t.cost.evaluated(time.Since(start))
 	loss := total / float64(n)
@@ -599,7 +580,7 @@ func (t *Trainer) evalLossSum(ctx context.Context, n int) (float64, error) {
 				if len(rows) == 0 {
 					return
 				}
-				mine := batch%t.world == t.rank
+				mine := batch%t.peers.Size() == t.peers.Rank()
 				batch++
 				if !mine {
 					rows = rows[:0]
@@ -624,7 +605,7 @@ func (t *Trainer) evalLossSum(ctx context.Context, n int) (float64, error) {
 				if len(rows) == tr.EvalBatch {
 					flush()
 					t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), batch, batches)
-					if t.group == nil && ctx.Err() != nil {
+					if t.peers.Size() == 1 && ctx.Err() != nil {
 						interrupted = true
 						return
 					}
@@ -666,9 +647,7 @@ func (t *Trainer) recordStats(x *torch.Tensor) error {
 			}
 		}
 	})
-	if t.group != nil {
-		t.averageStats(&rec)
-	}
+	t.averageStats(&rec)
 	if r.Gains {
 		if gs, err := Gains(t.m.Params()); err == nil {
 			rec.Gains = runlog.GainValues(gs) // identical on every replica
@@ -696,7 +675,7 @@ func (t *Trainer) averageStats(rec *runlog.Stats) {
 	}
 	v := torch.FromFloat64(flat)
 	defer v.Free()
-	if err := t.group.AllReduce([]*torch.Tensor{v}, torch.ReduceOpAvg); err != nil {
+	if err := t.peers.AllReduce([]*torch.Tensor{v}, torch.ReduceOpAvg); err != nil {
 		t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
 		return
 	}
