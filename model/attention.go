@@ -91,7 +91,6 @@ type attention struct {
 	centre         *torch.Tensor // centre_attn_gain    [1, H, 1, 1]
 	nHead, headDim int64
 	nEmbd          int64
-	fused          bool
 }
 
 // newAttention declares the attention of block `layer` under p, in the
@@ -103,7 +102,7 @@ type attention struct {
 func newAttention(p path, cfg *Config, layer int) attention {
 	d, H, hd := int64(cfg.NEmbd), int64(cfg.NHead), int64(cfg.HeadDim)
 	gains := cfg.TrainableAttnMatGains
-	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d, fused: p.s.fused}
+	a := attention{cfg: cfg, nHead: H, headDim: hd, nEmbd: d}
 	a.matResid = p.param("attn_mat_resid_gain", RoleGain, gains, constant(cfg.AttnMatResidGain), 1, H, 1, 1)
 	a.matSkip = p.param("attn_mat_skip_gain", RoleGain, gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
 	a.centre = p.param("centre_attn_gain", RoleGain, gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
@@ -132,16 +131,17 @@ func (a *attention) heads(t *torch.Tensor, B, T int64) *torch.Tensor {
 	return t.View(B, T, a.nHead, a.headDim).Permute(0, 2, 1, 3)
 }
 
-// forward returns the sub-block output [B, T, d] and, when wantProbs, the
-// softmax probabilities [B, H, T, T] (before the Eq. 5 gains); qz, when not
-// nil, sees qk_attn, v_attn and c_proj.
-func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool, qz Quantizer) (out, probs *torch.Tensor) {
+// forward returns the sub-block output [B, T, d] and, when the pass asks
+// for them, the softmax probabilities [B, H, T, T] (before the Eq. 5
+// gains).
+func (a *attention) forward(p *pass, x *torch.Tensor) (out, probs *torch.Tensor) {
 	s := x.Shape()
 	B, T := s[0], s[1]
-	qk := a.qk.forward(x, qz).Split(a.nEmbd, 2) // 2 × [B, T, d]
-	v := a.heads(a.v.forward(x, qz), B, T)      // [B, H, T, d_h]
-	q, k := a.qNorm.forward(a.heads(qk[0], B, T)), a.kNorm.forward(a.heads(qk[1], B, T))
+	qk := a.qk.forward(p, x).Split(a.nEmbd, 2) // 2 × [B, T, d]
+	v := a.heads(a.v.forward(p, x), B, T)      // [B, H, T, d_h]
+	q, k := a.qNorm.forward(p, a.heads(qk[0], B, T)), a.kNorm.forward(p, a.heads(qk[1], B, T))
 
+	impl, train, wantProbs := p.impl, p.train, p.probs
 	if impl == AttentionAuto {
 		impl = AttentionMaterialised
 		if a.cfg.DotNormType == DotNormNone && !(train && a.cfg.AttnPdrop > 0) {
@@ -153,12 +153,12 @@ func (a *attention) forward(x *torch.Tensor, impl AttentionImpl, train, wantProb
 	}
 	var y *torch.Tensor // [B, H, T, d_h]
 	if impl == AttentionFused {
-		y = a.shapedFused(q, k, v, T)
+		y = a.shapedFused(p.k, q, k, v, T)
 	} else {
 		y, probs = a.shapedMaterialised(q, k, v, T, train)
 	}
 	y = y.Permute(0, 2, 1, 3).Reshape(B, T, a.nEmbd) // merge heads
-	out = a.proj.forward(y, qz).Dropout(a.cfg.ResidPdrop, train && a.cfg.ResidPdrop > 0)
+	out = a.proj.forward(p, y).Dropout(a.cfg.ResidPdrop, train && a.cfg.ResidPdrop > 0)
 	if !wantProbs {
 		probs = nil
 	}
@@ -204,19 +204,14 @@ func (a *attention) shapedMatrix(q, k *torch.Tensor, T int64, dt torch.DType) (A
 	return A, probs
 }
 
-// shapedFused is Eq. 5 without the T×T matrix (see AttentionFused).
-func (a *attention) shapedFused(q, k, v *torch.Tensor, T int64) *torch.Tensor {
-	sdpa := torch.SDPA(q, k, v, nil, 0, true, 0) // softmax(QKᵀ/√d_h)·V
+// shapedFused is Eq. 5 without the T×T matrix (see AttentionFused):
+// resid·softmax(QKᵀ/√d_h)·V + skip·V − centre·C·V.
+func (a *attention) shapedFused(k kernels, q, key, v *torch.Tensor, T int64) *torch.Tensor {
+	sdpa := torch.SDPA(q, key, v, nil, 0, true, 0) // softmax(QKᵀ/√d_h)·V
 	if !a.cfg.CentreAttn {
 		return a.matResid.Mul(sdpa)
 	}
-	if a.fused { // resid·softmax(QKᵀ/√d_h)·V + skip·V − centre·C·V in one pass
-		return torch.FusedShapedEpilogue(sdpa, v, a.matResid, a.matSkip, a.centre)
-	}
-	y := a.matResid.Mul(sdpa)
-	pos := torch.Arange(1, float64(T+1), 1, v.DType(), v.Device()).View(-1, 1) // [T, 1]
-	cv := v.Cumsum(2).Div(pos)                                                 // C·V: running mean over positions
-	return y.Add(a.matSkip.Mul(v)).Sub(a.centre.Mul(cv))
+	return k.shapedEpilogue(sdpa, v, a.matResid, a.matSkip, a.centre, T)
 }
 
 // lowest is torch.finfo(dt).min, the original's mask value.

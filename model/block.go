@@ -9,7 +9,6 @@ type mlp struct {
 	act      Activation
 	slope    float64
 	pdrop    float64
-	fused    bool
 }
 
 // newMLP declares c_fc and c_proj under p; mlp_proj_init_std re-initialises
@@ -22,7 +21,6 @@ func newMLP(p path, cfg *Config) mlp {
 		act:   cfg.ActivationFunction,
 		slope: cfg.LReLUNegSlope,
 		pdrop: cfg.ResidPdrop,
-		fused: p.s.fused,
 	}
 	if cfg.MLPProjInitStd != nil {
 		p.reinit(m.proj.weight, normal(*cfg.MLPProjInitStd))
@@ -30,9 +28,9 @@ func newMLP(p path, cfg *Config) mlp {
 	return m
 }
 
-func (m *mlp) forward(x *torch.Tensor, train bool, q Quantizer) *torch.Tensor {
-	h := activation(m.act, m.slope, m.fused, m.fc.forward(x, q))
-	return m.proj.forward(h, q).Dropout(m.pdrop, train && m.pdrop > 0)
+func (m *mlp) forward(p *pass, x *torch.Tensor) *torch.Tensor {
+	h := activation(p.k, m.act, m.slope, m.fc.forward(p, x))
+	return m.proj.forward(p, h).Dropout(m.pdrop, p.train && m.pdrop > 0)
 }
 
 // block is one transformer block with an explicit topology switch.
@@ -59,7 +57,6 @@ type block struct {
 	attnResid, attnSkip     *torch.Tensor // [1]
 	mlpResid, mlpSkip       *torch.Tensor // [1]
 	addAttnSkip, addMLPSkip bool
-	fused                   bool
 }
 
 // newBlock declares block `layer` under p (transformer.h.<layer>), in the
@@ -79,7 +76,6 @@ func newBlock(p path, cfg *Config, layer int) block {
 		mlpSkip:     p.param("mlp_block_skip_gain", RoleGain, mlpGains && !cfg.ParallelLayers, constant(cfg.MLPBlockSkipGain), 1),
 		addAttnSkip: cfg.AttnBlockSkipGain != 0,
 		addMLPSkip:  cfg.MLPBlockSkipGain != 0,
-		fused:       p.s.fused,
 	}
 	b.ln1 = newNorm(p.sub("ln_1"), ln1, d, cfg.LayerNormEpsilon)
 	b.ln2 = newNorm(p.sub("ln_2"), ln2, d, cfg.LayerNormEpsilon)
@@ -88,39 +84,39 @@ func newBlock(p path, cfg *Config, layer int) block {
 	return b
 }
 
-// forward maps the block input x [B, T, d] to its output; q, when not nil,
-// sees every linear layer (linear.forward).
-func (b *block) forward(x *torch.Tensor, impl AttentionImpl, train, wantProbs bool, q Quantizer) (y, probs *torch.Tensor) {
+// forward maps the block input x [B, T, d] to its output, and the
+// attention probabilities when the pass asks for them.
+func (b *block) forward(p *pass, x *torch.Tensor) (y, probs *torch.Tensor) {
 	if b.post {
-		x = b.ln1.forward(x)
+		x = b.ln1.forward(p, x)
 	}
 	skip := x
 	if !b.post {
-		x = b.ln1.forward(x)
+		x = b.ln1.forward(p, x)
 	}
-	a, probs := b.attn.forward(x, impl, train, wantProbs, q)
+	a, probs := b.attn.forward(p, x)
 	if b.parallel {
-		gains, terms := []*torch.Tensor{b.mlpResid, b.attnResid}, []*torch.Tensor{b.mlp.forward(x, train, q), a}
+		gains, terms := []*torch.Tensor{b.mlpResid, b.attnResid}, []*torch.Tensor{b.mlp.forward(p, x), a}
 		if b.addMLPSkip {
 			gains, terms = append(gains, b.mlpSkip), append(terms, skip)
 		}
-		return combine(b.fused, gains, terms), probs
+		return p.k.combine(gains, terms), probs
 	}
-	h := b.residual(b.attnResid, a, b.attnSkip, skip, b.addAttnSkip)
+	h := b.residual(p, b.attnResid, a, b.attnSkip, skip, b.addAttnSkip)
 	if b.post {
-		h = b.ln2.forward(h)
+		h = b.ln2.forward(p, h)
 	}
 	skip = h
 	if !b.post {
-		h = b.ln2.forward(h)
+		h = b.ln2.forward(p, h)
 	}
-	return b.residual(b.mlpResid, b.mlp.forward(h, train, q), b.mlpSkip, skip, b.addMLPSkip), probs
+	return b.residual(p, b.mlpResid, b.mlp.forward(p, h), b.mlpSkip, skip, b.addMLPSkip), probs
 }
 
 // residual is resid·branch + skip·x, or resid·branch without a skip path.
-func (b *block) residual(resid, branch, skip, x *torch.Tensor, hasSkip bool) *torch.Tensor {
+func (b *block) residual(p *pass, resid, branch, skip, x *torch.Tensor, hasSkip bool) *torch.Tensor {
 	if !hasSkip {
 		return resid.Mul(branch)
 	}
-	return combine(b.fused, []*torch.Tensor{resid, skip}, []*torch.Tensor{branch, x})
+	return p.k.combine([]*torch.Tensor{resid, skip}, []*torch.Tensor{branch, x})
 }

@@ -42,6 +42,24 @@ type Model struct {
 	wpe    *torch.Tensor // [n_positions, d]
 	blocks []block
 	lnF    norm
+	k      kernels // Options.FusedKernels' choice
+}
+
+// pass is what one forward pass gives every layer besides its input: how it
+// runs (training: dropout on; the attention implementation and the
+// kernels) and what it collects (the attention probabilities, a
+// quantiser's view).
+type pass struct {
+	impl  AttentionImpl
+	k     kernels
+	train bool
+	probs bool      // return the attention probabilities
+	quant Quantizer // nil: none
+}
+
+// pass is the forward pass o asks of m.
+func (m *Model) pass(o ForwardOptions) *pass {
+	return &pass{impl: m.opts.Attention, k: m.k, train: o.Train, probs: o.Attention, quant: o.Quant}
 }
 
 // New builds a model of cfg with zeroed tensors; call Init (training from
@@ -64,8 +82,8 @@ func New(cfg Config, opts Options) (*Model, error) {
 	if err := checkAttention(&cfg, opts.Attention); err != nil {
 		return nil, err
 	}
-	m := &Model{cfg: cfg, opts: opts}
-	s := &store{alloc: true, dtype: opts.DType, dev: opts.Device, fused: opts.FusedKernels}
+	m := &Model{cfg: cfg, opts: opts, k: kernelsFor(opts.FusedKernels)}
+	s := &store{alloc: true, dtype: opts.DType, dev: opts.Device}
 	err := torch.Try(func() { m.declare(s) })
 	m.params, m.inits = s.registry(), s.inits
 	if err != nil {
@@ -249,7 +267,7 @@ func (m *Model) embed(wte, ids *torch.Tensor, train bool) *torch.Tensor {
 // PyTorch releases them.
 func (m *Model) block(i int, x *torch.Tensor, o ForwardOptions) (y, probs *torch.Tensor) {
 	torch.WithScope(func(s *torch.Scope) {
-		y, probs = m.blocks[i].forward(x, m.opts.Attention, o.Train, o.Attention, o.Quant)
+		y, probs = m.blocks[i].forward(m.pass(o), x)
 		if o.Quant != nil {
 			y = o.Quant.Residual(i, y)
 		}
@@ -266,7 +284,7 @@ func (m *Model) block(i int, x *torch.Tensor, o ForwardOptions) (y, probs *torch
 // loss.
 func (m *Model) head(x, wte *torch.Tensor, o ForwardOptions, out *Output) {
 	s := x.Shape()
-	x = m.lnF.forward(x)
+	x = m.lnF.forward(m.pass(o), x)
 	if o.Hidden {
 		out.Hidden = append(out.Hidden, x)
 	}

@@ -15,13 +15,12 @@ type norm struct {
 	bias   *torch.Tensor // LayerNorm only
 	eps    float64
 	width  int64
-	fused  bool
 }
 
 // newNorm declares a norm of the given width under p (weight and bias of a
 // LayerNorm, the scale of an RMSNorm, nothing for the identity).
 func newNorm(p path, kind NormType, width int64, eps float64) norm {
-	n := norm{kind: kind, eps: eps, width: width, fused: p.s.fused}
+	n := norm{kind: kind, eps: eps, width: width}
 	switch kind {
 	case NormLN:
 		n.weight = p.param("weight", RoleNorm, true, constant(1), width)
@@ -35,16 +34,12 @@ func newNorm(p path, kind NormType, width int64, eps float64) norm {
 // forward normalises over the last dim. RMSNorm is
 // scale · x / (‖x‖₂·d^-½ + eps): eps is added to the RMS, as the original
 // computes it.
-func (n norm) forward(x *torch.Tensor) *torch.Tensor {
+func (n norm) forward(p *pass, x *torch.Tensor) *torch.Tensor {
 	switch n.kind {
 	case NormLN:
 		return torch.LayerNorm(x, []int64{n.width}, n.weight, n.bias, n.eps)
 	case NormRMS:
-		if n.fused {
-			return torch.FusedRMSNorm(x, n.weight, n.eps)
-		}
-		rms := x.Norm(2, true, -1).MulScalar(math.Pow(float64(n.width), -0.5))
-		return n.weight.Mul(x.Div(rms.AddScalar(n.eps)))
+		return p.k.rmsNorm(x, n.weight, n.width, n.eps)
 	}
 	return x
 }
@@ -71,7 +66,6 @@ type linear struct {
 	winit     *torch.Tensor // [in, in] buffer W_init, Eq. 6 only
 	in, out   int64
 	name      string // path in the module tree, e.g. "transformer.h.0.mlp.c_fc"
-	fused     bool
 }
 
 // newLinear declares a linear layer in → out under p, built as l says
@@ -80,7 +74,7 @@ type linear struct {
 // l.Init (normal is normal(0, 0.02)); an Eq. 6 layer starts with W_train 0,
 // its gains at their values and W_init by l.Init (normal is normal(0, 1/√in)).
 func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
-	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out, name: strings.TrimSuffix(p.prefix, "."), fused: p.s.fused}
+	lin := linear{form: l.Form, scaleOnly: l.ScaleOnly, in: in, out: out, name: strings.TrimSuffix(p.prefix, ".")}
 	switch l.Form {
 	case LinearPlain:
 		lin.bias = p.param("bias", RoleBias, trainBias, zeros, out)
@@ -98,11 +92,11 @@ func newLinear(p path, l VPLayer, trainBias bool, in, out int64) linear {
 // plainLinear is a plain layer with W ~ normal(0, 0.02) (qk_attn, the MLP).
 var plainLinear = VPLayer{Form: LinearPlain, Init: InitNormal}
 
-// forward maps [..., in] to [..., out]. A non-nil q sees the layer's input,
-// flattened to [N, in], and its effective weight W [in, out] (Eq. 6
-// combined), and may replace both; the scale-only and identity forms have
-// no matrix product and are not shown to q.
-func (l linear) forward(x *torch.Tensor, q Quantizer) *torch.Tensor {
+// forward maps [..., in] to [..., out]. The pass's quantiser, if any, sees
+// the layer's input, flattened to [N, in], and its effective weight W
+// [in, out] (Eq. 6 combined), and may replace both; the scale-only and
+// identity forms have no matrix product and are not shown to it.
+func (l linear) forward(p *pass, x *torch.Tensor) *torch.Tensor {
 	switch {
 	case l.form == LinearIdentity:
 		return x
@@ -113,41 +107,24 @@ func (l linear) forward(x *torch.Tensor, q Quantizer) *torch.Tensor {
 	w := l.weight
 	if l.form == LinearReparam {
 		// Eq. 6: W = resid_gain·W_train + skip_gain·W_init.
-		w = combine(l.fused, []*torch.Tensor{l.residGain, l.skipGain}, []*torch.Tensor{l.weight, l.winit})
+		w = p.k.combine([]*torch.Tensor{l.residGain, l.skipGain}, []*torch.Tensor{l.weight, l.winit})
 	}
 	shape := x.Shape()
 	outShape := append(shape[:len(shape)-1:len(shape)-1], l.out)
 	x2 := x.Reshape(-1, l.in)
-	if q != nil {
-		x2, w = q.Linear(l.name, x2, w)
+	if p.quant != nil {
+		x2, w = p.quant.Linear(l.name, x2, w)
 	}
 	y := torch.Addmm(l.bias, x2, w) // [N, out]
 	return y.View(outShape...)
 }
 
-// combine is Σ gains[i]·terms[i] (two or three terms), fused or as the
-// composite gains[0]·terms[0] + gains[1]·terms[1] (+ gains[2]·terms[2]).
-func combine(fused bool, gains, terms []*torch.Tensor) *torch.Tensor {
-	if fused {
-		return torch.FusedCombine(gains, terms)
-	}
-	y := gains[0].Mul(terms[0])
-	for i := 1; i < len(terms); i++ {
-		y = y.Add(gains[i].Mul(terms[i]))
-	}
-	return y
-}
-
 // activation applies the MLP nonlinearity with the op sequence of its
-// Hugging Face (ACT2FN) definition; fused, the leaky ReLU is one operation
-// with the same semantics.
-func activation(act Activation, slope float64, fused bool, x *torch.Tensor) *torch.Tensor {
+// Hugging Face (ACT2FN) definition (the leaky ReLU as k computes it).
+func activation(k kernels, act Activation, slope float64, x *torch.Tensor) *torch.Tensor {
 	switch act {
 	case ActLeakyReLU:
-		if fused {
-			return torch.FusedLeakyReLU(x, slope)
-		}
-		return torch.Where(x.GeScalar(0), x, x.MulScalar(slope))
+		return k.leakyReLU(x, slope)
 	case ActReLU:
 		return x.Relu()
 	case ActGELU:

@@ -89,7 +89,7 @@ func TestSASAttentionIsIdentityAtInit(t *testing.T) {
 				x := torch.Randn([]int64{2, 32, 64}, dt, torch.CPU)
 				for i := range m.blocks {
 					a := &m.blocks[i].attn
-					qk := a.qk.forward(x, nil).Split(a.nEmbd, 2)
+					qk := a.qk.forward(m.pass(ForwardOptions{}), x).Split(a.nEmbd, 2)
 					q, k := a.heads(qk[0], 2, 32), a.heads(qk[1], 2, 32)
 					A, _ := a.shapedMatrix(q, k, 32, dt)
 					eye := torch.Eye(32, 32, dt, torch.CPU).Expand(2, 4, 32, 32)

@@ -79,8 +79,6 @@ type store struct {
 	params  []*Param // parameters, in declaration order (named_parameters)
 	buffers []*Param // buffers, in declaration order
 	inits   []initStep
-	// fused is Options.FusedKernels, for the layers declared.
-	fused bool
 }
 
 // path is a place in the module tree; declarations under it are named
