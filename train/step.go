@@ -228,9 +228,13 @@ func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Outpu
 }
 
 // underPrecision runs f under the run's autocast, if any.
-func (t *Trainer) underPrecision(f func()) {
-	if dt, ok := t.precision.autocast(); ok {
-		torch.Autocast(t.dev, dt, f)
+func (t *Trainer) underPrecision(f func()) { underAutocast(t.precision, t.dev, f) }
+
+// underAutocast runs f under the autocast of resolved precision p on dev,
+// if any.
+func underAutocast(p Precision, dev torch.Device, f func()) {
+	if dt, ok := p.autocast(); ok {
+		torch.Autocast(dev, dt, f)
 		return
 	}
 	f()

@@ -486,21 +486,29 @@ func (t *Trainer) barrier() error {
 
 // ids turns rows of token ids into an int64 [B, T] tensor on the device.
 func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
+	x, buf := rowsTensor(rows, t.rowBuf, t.dev)
+	t.rowBuf = buf
+	return x
+}
+
+// rowsTensor is rows [B][T] as int64 ids [B, T] on dev, converted in buf
+// (grown when too small, and returned for the next call).
+func rowsTensor(rows [][]int32, buf []int64, dev torch.Device) (*torch.Tensor, []int64) {
 	B, T := len(rows), len(rows[0])
-	if cap(t.rowBuf) < B*T {
-		t.rowBuf = make([]int64, B*T)
+	if cap(buf) < B*T {
+		buf = make([]int64, B*T)
 	}
-	buf := t.rowBuf[:B*T]
+	flat := buf[:B*T]
 	for i, r := range rows {
 		for j, v := range r {
-			buf[i*T+j] = int64(v)
+			flat[i*T+j] = int64(v)
 		}
 	}
-	x := torch.FromInt64(buf, int64(B), int64(T))
-	if t.dev.IsCUDA() {
-		x = x.Upload(t.dev) // the step loop never waits for the GPU here
+	x := torch.FromInt64(flat, int64(B), int64(T))
+	if dev.IsCUDA() {
+		x = x.Upload(dev) // the step loop never waits for the GPU here
 	}
-	return x
+	return x, buf
 }
 
 // finishPendingEval does the evaluation that an interrupted run left pending
@@ -525,9 +533,6 @@ func (t *Trainer) finishPendingEval(ctx context.Context) error {
 	t.st.PendingEval = false
 	return clearPendingEval(t.lastCkpt)
 }
-
-// errEvalInterrupted: the context was cancelled during an evaluation.
-var errEvalInterrupted = errors.New("evaluation interrupted")
 
 // evaluate writes the mean loss per sequence over the validation chunks;
 // cancelled, it stops between batches with errEvalInterrupted.
@@ -561,66 +566,13 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	return nil
 }
 
-// evalLossSum is Σ loss·rows over the first n validation chunks, in
-// batches of eval_batch (this rank's batches when data-parallel: they go
-// round-robin), summed on the device with one host sync at the end.
-// Cancelled, one process stops between batches with errEvalInterrupted
-// (data-parallel ranks finish together: their sums meet in a collective).
+// evalLossSum is Σ loss·rows over the first n validation chunks (see
+// evalLoop), with this trainer's batches, precision and ranks.
 func (t *Trainer) evalLossSum(ctx context.Context, n int) (float64, error) {
-	tr := &t.exp.Train
-	var total float64
-	interrupted := false
-	var sum *torch.Tensor
-	defer func() { sum.Free() }()
-	err := torch.Try(func() {
-		torch.NoGrad(func() {
-			rows := make([][]int32, 0, tr.EvalBatch)
-			batch := 0
-			flush := func() {
-				if len(rows) == 0 {
-					return
-				}
-				mine := batch%t.peers.Size() == t.peers.Rank()
-				batch++
-				if !mine {
-					rows = rows[:0]
-					return
-				}
-				s := torch.NewScope()
-				defer s.Close()
-				x := t.ids(rows)
-				out := t.forward(x, model.ForwardOptions{Labels: x, Pad: t.pad, LossOnly: true})
-				l := out.Loss.ToDType(torch.Float64).MulScalar(float64(len(rows)))
-				if sum != nil {
-					next := sum.Add(l)
-					sum.Free()
-					l = next
-				}
-				sum = s.Keep(l)
-				rows = rows[:0]
-			}
-			batches := (n + tr.EvalBatch - 1) / tr.EvalBatch
-			for i := 0; i < n; i++ {
-				rows = append(rows, t.valid.Chunk(i, nil))
-				if len(rows) == tr.EvalBatch {
-					flush()
-					t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), batch, batches)
-					if t.peers.Size() == 1 && ctx.Err() != nil {
-						interrupted = true
-						return
-					}
-				}
-			}
-			flush()
-			if sum != nil {
-				total = sum.Item()
-			}
-		})
-	})
-	if err == nil && interrupted {
-		err = errEvalInterrupted
-	}
-	return total, err
+	l := evalLoop{valid: t.valid, n: n, batch: t.exp.Train.EvalBatch, rank: t.peers.Rank(), size: t.peers.Size(),
+		ids: t.ids, pad: t.pad, forward: t.forward,
+		phase: func(done, total int) { t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), done, total) }}
+	return l.sum(ctx)
 }
 
 // recordStats logs the papers' statistics on a training micro-batch. A
