@@ -125,19 +125,19 @@ every = 0
 			if err := torch.Try(func() {
 				s := torch.NewScope()
 				defer s.Close()
-				x := tr.ids(tr.batches.Next())
-				tr.forward(x, model.ForwardOptions{Labels: x, LossOnly: true}).Loss.Backward()
+				x := tr.eng.ids(tr.batches.Next())
+				tr.eng.forward(x, model.ForwardOptions{Labels: x, LossOnly: true}).Loss.Backward()
 			}); err != nil {
 				b.Fatal(err)
 			}
-			tr.opt.SetLR(1e-3)
+			tr.eng.opt.SetLR(1e-3)
 			// A first step outside the timing, as the Python side's: it
 			// allocates AdamW's moments and computes SOAP's first eigenbases.
-			if err := torch.Try(tr.opt.Step); err != nil {
+			if err := torch.Try(tr.eng.opt.Step); err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {
-				if err := torch.Try(tr.opt.Step); err != nil {
+				if err := torch.Try(tr.eng.opt.Step); err != nil {
 					b.Fatal(err)
 				}
 			}

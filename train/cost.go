@@ -60,19 +60,19 @@ func (t *Trainer) estimate() string {
 			evals++ // the last step evaluates too
 		}
 	}
-	return estimateLine(perStep, left, evals, c.evalTime, t.dev)
+	return estimateLine(perStep, left, evals, c.evalTime, t.eng.dev)
 }
 
 // plan is the line before the first step.
 func (t *Trainer) plan() string {
 	tr := &t.exp.Train
-	cfg := t.m.Config()
+	cfg := t.eng.m.Config()
 	tokensPerStep := tr.MicroBatch * tr.Accumulation * cfg.ContextLength
 	total, _ := cfg.ParamCount()
 	left := t.st.TotalSteps - t.st.Step
 	return fmt.Sprintf("plan: %d steps of %s tokens (%d × %d sequences of %d), %s tokens to go; %s parameters on %v",
 		left, count(int64(tokensPerStep)), tr.MicroBatch, tr.Accumulation, cfg.ContextLength,
-		count(int64(left)*int64(tokensPerStep)), count(total), t.dev)
+		count(int64(left)*int64(tokensPerStep)), count(total), t.eng.dev)
 }
 
 // estimateLine says how long the rest of a run takes: left steps at

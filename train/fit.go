@@ -141,7 +141,7 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 	return 0, fmt.Errorf("no micro-batch fits in memory, not even one sequence: %w", last)
 }
 
-// fitForwardRows sets t.fwdRows; Run calls it once (unless a test set
+// fitForwardRows sets t.eng.fwdRows; Run calls it once (unless a test set
 // fwdRows). On a CUDA device with train.fit_micro_batch, the rows per forward
 // are chosen by trial forwards and backwards on random tokens under the
 // training precision, largest first; on the CPU, or when fitting is off,
@@ -149,9 +149,9 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 // smallest size any rank fits.
 func (t *Trainer) fitForwardRows() error {
 	tr := &t.exp.Train
-	perStep := tr.MicroBatch * tr.Accumulation / t.peers.Size()
-	t.fwdRows = tr.MicroBatch
-	if !tr.FitMicroBatch || !t.dev.IsCUDA() {
+	perStep := tr.MicroBatch * tr.Accumulation / t.eng.peers.Size()
+	t.eng.fwdRows = tr.MicroBatch
+	if !tr.FitMicroBatch || !t.eng.dev.IsCUDA() {
 		return nil
 	}
 	// The trial must not change the run: dropout draws from the generators,
@@ -174,14 +174,14 @@ func (t *Trainer) fitForwardRows() error {
 	// first step; a fresh run must leave room for it.
 	var optState int64
 	if t.st.SchedStep == 0 {
-		for _, p := range t.params {
+		for _, p := range t.eng.params {
 			optState += 2 * 4 * p.Numel()
 		}
 	}
 	var report string
 	rows, err := chooseRows(perStep, func(rows int) error {
 		peak, usable, err := t.trialStep(rows)
-		t.opt.ZeroGrad()
+		t.eng.opt.ZeroGrad()
 		if err != nil {
 			if torch.IsOutOfMemory(err) {
 				torch.CUDAEmptyCache()
@@ -203,7 +203,7 @@ func (t *Trainer) fitForwardRows() error {
 	if rows, err = t.agreeRows(rows); err != nil {
 		return err
 	}
-	t.fwdRows = rows
+	t.eng.fwdRows = rows
 	fmt.Fprintf(t.log, "micro-batch fitting: %d sequences per forward, %d per step and rank (configured %d × %d; %s)\n",
 		rows, perStep/rows, tr.Accumulation, tr.MicroBatch, report)
 	return nil
@@ -215,30 +215,30 @@ func gb(b int64) float64 { return float64(b) / 1e9 }
 // returns the allocator's peak and the memory this process can use (free
 // plus what the allocator holds).
 func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
-	if err := torch.ResetCUDAPeak(t.dev); err != nil {
+	if err := torch.ResetCUDAPeak(t.eng.dev); err != nil {
 		return 0, 0, err
 	}
-	T := t.m.Config().ContextLength
+	T := t.eng.m.Config().ContextLength
 	r := rand.New(rand.NewPCG(uint64(rows), 1))
 	batch := make([][]int32, rows)
 	for i := range batch {
 		batch[i] = make([]int32, T)
 		for j := range batch[i] {
-			batch[i][j] = int32(r.IntN(t.m.Config().VocabSize))
+			batch[i][j] = int32(r.IntN(t.eng.m.Config().VocabSize))
 		}
 	}
 	err = torch.Try(func() {
-		t.forwardBackwardIDs(func() *torch.Tensor { return t.ids(batch) }, nil).Free()
-		torch.Synchronize(t.dev)
+		t.eng.forwardBackwardIDs(&t.exp.Train, func() *torch.Tensor { return t.eng.ids(batch) }, nil).Free()
+		torch.Synchronize(t.eng.dev)
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	_, peak, err = torch.CUDAMemory(t.dev)
+	_, peak, err = torch.CUDAMemory(t.eng.dev)
 	if err != nil {
 		return 0, 0, err
 	}
-	free, _, reserved, err := torch.CUDAMemInfo(t.dev)
+	free, _, reserved, err := torch.CUDAMemInfo(t.eng.dev)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -247,15 +247,15 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 
 // agreeRows returns the smallest rows any rank chose.
 func (t *Trainer) agreeRows(rows int) (int, error) {
-	v := make([]float64, t.peers.Size())
-	v[t.peers.Rank()] = float64(rows)
+	v := make([]float64, t.eng.peers.Size())
+	v[t.eng.peers.Rank()] = float64(rows)
 	s := torch.NewScope()
 	defer s.Close()
 	var x *torch.Tensor
 	var out []float64
-	err := torch.Try(func() { x = torch.FromFloat64(v, int64(len(v))).ToDevice(t.dev) })
+	err := torch.Try(func() { x = torch.FromFloat64(v, int64(len(v))).ToDevice(t.eng.dev) })
 	if err == nil {
-		err = t.peers.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
+		err = t.eng.peers.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
 	}
 	if err == nil {
 		err = torch.Try(func() { out = x.Float64s() })

@@ -167,7 +167,7 @@ every = 0
 		e := experiment(t, "skipless", extra)
 		m := seededModel(t, e.Model, torch.CPU, 0)
 		defer m.Close()
-		r := result{losses: trainedLosses(t, e, m, batches, model.PadToken(0), nil, func(tr *Trainer) { tr.fwdRows = rows })}
+		r := result{losses: trainedLosses(t, e, m, batches, model.PadToken(0), nil, func(tr *Trainer) { tr.eng.fwdRows = rows })}
 		r.weights = map[string][]float64{}
 		s := torch.NewScope()
 		defer s.Close()

@@ -196,14 +196,14 @@ every = 0
 			b.ReportMetric(sec/float64(n)*1e3, "ms/step")
 			b.ReportMetric(100*flopsPerToken*tokens/sec/(peak*1e12), "MFU%")
 			b.ReportMetric(float64(peakMem)/(1<<30), "peakGiB")
-			if tr.graph != nil {
-				b.ReportMetric(float64(tr.graph.Replayed), "replays")
+			if tr.eng.graph != nil {
+				b.ReportMetric(float64(tr.eng.graph.Replayed), "replays")
 			}
 			// The launch-bound floor: the same step on one sequence, where
 			// the GPU's work is negligible and the time is the host's
 			// dispatch of the step's kernels. Far below ms/step, CUDA graphs
 			// could only remove the bubbles, not the compute.
-			e.Train.MicroBatch, e.Train.Accumulation, tr.fwdRows = 1, 1, 1
+			e.Train.MicroBatch, e.Train.Accumulation, tr.eng.fwdRows = 1, 1, 1
 			tr.batches = &fixedBatches{rows: makeBatches(1, 1, e.Model.ContextLength, e.Model.VocabSize, 8)}
 			floor := func() float64 {
 				torch.Synchronize(dev)
@@ -257,7 +257,7 @@ every = 0
 				m := seededModel(t, e.Model, dev, 4)
 				defer m.Close()
 				return trainedLosses(t, e, m, batches, model.Pad{}, nil, func(tr *Trainer) {
-					if err := tr.enableGraphs(capture); err != nil {
+					if err := tr.eng.enableGraphs(&tr.exp.Train, capture); err != nil {
 						t.Fatal(err)
 					}
 				})

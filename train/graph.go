@@ -104,18 +104,18 @@ func checkGraphs(tr *Options, dev torch.Device, world int) error {
 // checks (a checked step reads its loss back before its update), one
 // process, and no block checkpointing (which saves and restores the RNG
 // state on the host between pieces of the backward).
-func (t *Trainer) enableGraphs(capture captureFunc) error {
-	if err := graphNeeds(&t.exp.Train, t.precision, t.dev, t.peers.Size()); err != nil {
+func (e *engine) enableGraphs(tr *Options, capture captureFunc) error {
+	if err := graphNeeds(tr, e.precision, e.dev, e.peers.Size()); err != nil {
 		return err
 	}
-	adam, ok := t.opt.(*optim.AdamW)
+	adam, ok := e.opt.(*optim.AdamW)
 	if !ok {
-		return fmt.Errorf("train.cuda_graphs needs an AdamW optimizer, not %T", t.opt)
+		return fmt.Errorf("train.cuda_graphs needs an AdamW optimizer, not %T", e.opt)
 	}
 	if err := adam.SetForeach(torch.AdamWGraph); err != nil {
 		return fmt.Errorf("train.cuda_graphs: %w", err)
 	}
-	t.graph = &graphStep{capture: capture, opt: adam}
+	e.graph = &graphStep{capture: capture, opt: adam}
 	return nil
 }
 
@@ -145,61 +145,60 @@ func planKey(plan []forward) string {
 
 // update applies the optimizer step of an eager step: the whole step, or,
 // after a capture that failed past AdamW's host half, its device half.
-func (t *Trainer) update() {
-	if gs := t.graph; gs != nil && gs.prepared {
+func (e *engine) update() {
+	if gs := e.graph; gs != nil && gs.prepared {
 		gs.prepared = false
 		gs.opt.ApplyStep()
 		return
 	}
-	t.opt.Step()
+	e.opt.Step()
 }
 
-// stepGraphed takes the step by replaying the captured graph, capturing it
-// first once the warm-up is over. It returns false, leaving the step to the
-// eager path, during the warm-up, after a failed capture, and for a step
-// whose forwards differ from the captured ones.
-func (t *Trainer) stepGraphed(s *torch.Scope, plan []forward) (bool, error) {
-	gs := t.graph
+// stepGraphed takes step number step by replaying the captured graph,
+// capturing it first once the warm-up is over. It returns false, leaving
+// the step to the eager path, during the warm-up, after a failed capture,
+// and for a step whose forwards differ from the captured ones.
+func (e *engine) stepGraphed(s *torch.Scope, tr *Options, plan []forward, step int) (bool, outcome, error) {
+	gs := e.graph
 	key := planKey(plan)
 	if gs.failed || (gs.g == nil && gs.Eager < graphWarmup) || (gs.g != nil && key != gs.key) {
 		gs.Eager++
-		return false, nil
+		return false, outcome{}, nil
 	}
-	if err := torch.Try(func() { t.loadGraph(s, plan) }); err != nil {
-		return true, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	if err := torch.Try(func() { e.loadGraph(s, plan) }); err != nil {
+		return true, outcome{}, fmt.Errorf("step %d: %w", step, err)
 	}
 	if gs.g == nil {
-		if err := t.captureStep(s, plan, key); err != nil {
-			fmt.Fprintf(t.log, "train.cuda_graphs: the capture of step %d failed, training on without graphs: %v\n", t.st.Step+1, err)
+		if err := e.captureStep(s, tr, plan, key, step); err != nil {
+			fmt.Fprintf(e.log, "train.cuda_graphs: the capture of step %d failed, training on without graphs: %v\n", step, err)
 			gs.close()
 			gs.failed, gs.prepared = true, true
-			t.opt.ZeroGrad()
+			e.opt.ZeroGrad()
 			gs.Eager++
-			return false, nil
+			return false, outcome{}, nil
 		}
-		fmt.Fprintf(t.log, "train.cuda_graphs: step %d captured; replaying it from now on\n", t.st.Step+1)
+		fmt.Fprintf(e.log, "train.cuda_graphs: step %d captured; replaying it from now on\n", step)
 	}
 	err := gs.g.Replay()
-	t.opt.ZeroGrad() // a graph's gradients live in its pool; a rerun's are new
+	e.opt.ZeroGrad() // a graph's gradients live in its pool; a rerun's are new
 	if err != nil {
-		return true, fmt.Errorf("step %d: CUDA graph replay: %w", t.st.Step+1, err)
+		return true, outcome{}, fmt.Errorf("step %d: CUDA graph replay: %w", step, err)
 	}
 	gs.Replayed++
-	t.st.SchedStep++
-	err = torch.Try(func() { t.pend.add(s, t.st.Step+1, gs.loss.Clone(), gs.norm.Clone()) })
-	return true, err
+	err = torch.Try(func() { e.pend.add(s, step, gs.loss.Clone(), gs.norm.Clone()) })
+	return true, outcome{v: deferredStep}, err
 }
 
 // loadGraph copies the step's batch into the graph's inputs (creating them,
 // outside the step's scope, before the capture) and runs AdamW's host half
 // of the step.
-func (t *Trainer) loadGraph(s *torch.Scope, plan []forward) {
-	gs := t.graph
+func (e *engine) loadGraph(s *torch.Scope, plan []forward) {
+	gs := e.graph
 	for i, f := range plan {
 		if gs.g == nil {
-			gs.ids = append(gs.ids, s.Keep(t.ids(f.rows)))
+			gs.ids = append(gs.ids, s.Keep(e.ids(f.rows)))
 		} else {
-			gs.ids[i].CopyFrom(t.ids(f.rows))
+			gs.ids[i].CopyFrom(e.ids(f.rows))
 		}
 	}
 	gs.opt.PrepareStep()
@@ -207,21 +206,21 @@ func (t *Trainer) loadGraph(s *torch.Scope, plan []forward) {
 
 // captureStep captures the step's forwards and backwards on the graph's
 // inputs, the clipping and AdamW's device half.
-func (t *Trainer) captureStep(s *torch.Scope, plan []forward, key string) error {
-	gs := t.graph
-	t.opt.ZeroGrad() // the captured backward creates the gradients
+func (e *engine) captureStep(s *torch.Scope, tr *Options, plan []forward, key string, step int) error {
+	gs := e.graph
+	e.opt.ZeroGrad() // the captured backward creates the gradients
 	var ferr error
-	g, err := gs.capture(t.dev, func() {
-		lossSum, err := t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return gs.ids[i] })
+	g, err := gs.capture(e.dev, func() {
+		lossSum, err := e.forwardBackwardPlan(tr, plan, step, func(i int) *torch.Tensor { return gs.ids[i] })
 		if err == nil {
-			gs.loss, gs.norm, err = t.clip(lossSum)
+			gs.loss, gs.norm, err = e.clip(tr, lossSum, step)
 		}
 		if err == nil {
 			err = torch.Try(gs.opt.ApplyStep)
 		}
 		ferr = err
 	})
-	t.opt.ZeroGrad()
+	e.opt.ZeroGrad()
 	if err == nil && ferr != nil {
 		g.Close()
 		err = ferr

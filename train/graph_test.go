@@ -32,14 +32,14 @@ func graphedRun(t *testing.T, e *Experiment, batches [][][]int32, capture captur
 	defer m.Close()
 	defer tr.Close()
 	var log strings.Builder
-	tr.log = &log
-	if err := tr.enableGraphs(capture); err != nil {
+	tr.log, tr.eng.log = &log, &log
+	if err := tr.eng.enableGraphs(&tr.exp.Train, capture); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	gs := *tr.graph
+	gs := *tr.eng.graph
 	return finalWeights(t, m), readMetrics(t, dir, "train"), &gs, log.String()
 }
 
@@ -107,7 +107,7 @@ func TestGraphStepsRefused(t *testing.T) {
 			m, tr := newRun(t, e, t.TempDir(), "", &fixedBatches{rows: makeBatches(2, 4, 32, 512, 1)})
 			defer m.Close()
 			defer tr.Close()
-			err := tr.enableGraphs(captureRerun)
+			err := tr.eng.enableGraphs(&tr.exp.Train, captureRerun)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "train.cuda_graphs needs ") {
 				t.Fatalf("enableGraphs: %v, want train.cuda_graphs needs … %q", err, c.want)
 			}

@@ -40,7 +40,7 @@ func replicasOf(g *torch.ProcessGroup) replicas {
 func (t *Trainer) sumOverRanks(x float64) (float64, error) {
 	v := torch.FromFloat64([]float64{x})
 	defer v.Free()
-	if err := t.peers.AllReduce([]*torch.Tensor{v}, torch.ReduceOpSum); err != nil {
+	if err := t.eng.peers.AllReduce([]*torch.Tensor{v}, torch.ReduceOpSum); err != nil {
 		return 0, err
 	}
 	return v.Float64s()[0], nil

@@ -68,8 +68,8 @@ func TestSetup(t *testing.T) {
 	if v := r.Model.Config().VocabSize; v != r.ds.Tokenizer.VocabSize() {
 		t.Errorf("vocab_size %d, tokenizer has %d", v, r.ds.Tokenizer.VocabSize())
 	}
-	if eos, _ := r.ds.Tokenizer.ID("<|endoftext|>"); r.pad != model.PadToken(int64(eos)) || r.Trainer.pad != r.pad {
-		t.Errorf("pad %v (trainer %v), want <|endoftext|> = %d", r.pad, r.Trainer.pad, eos)
+	if eos, _ := r.ds.Tokenizer.ID("<|endoftext|>"); r.pad != model.PadToken(int64(eos)) || r.Trainer.eng.pad != r.pad {
+		t.Errorf("pad %v (trainer %v), want <|endoftext|> = %d", r.pad, r.Trainer.eng.pad, eos)
 	}
 	if _, err := LockRun(dir); err == nil {
 		t.Error("the run folder was not locked while set up")

@@ -13,53 +13,61 @@ import (
 // and clipping, and the update, which the NaN guard lets through, skips or
 // stops, now (a host synchronisation) or deferred.
 
-// step runs one optimizer step: accumulation micro-batches, unscale (fp16),
-// clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
-// it reads the loss and gradient norm back (one host synchronisation) and
-// applies the update only if both are finite; otherwise it applies the
-// update and leaves the check to the next sync. With train.cuda_graphs the
-// forwards to the update are, after the warm-up, one replay (graph.go).
+// step runs one optimizer step: the statistics when due, then the
+// engine's step of this rank's micro-batches, whose outcome goes into the
+// books (account).
 func (t *Trainer) step() error {
-	if !t.dev.IsCUDA() {
+	if !t.eng.dev.IsCUDA() {
 		// Last, after the step's tensors are gone: what the step no longer
 		// uses leaves the CPU cache.
 		defer torch.TrimCPUCache()
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	t.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))
+	t.eng.opt.SetLR(t.exp.Train.LRAt(t.st.SchedStep, t.st.TotalSteps))
 	mine := t.gather()
 	if t.statsDue() { // on each rank's first micro-batch
 		var recErr error
-		if err := torch.Try(func() { recErr = t.recordStats(t.ids(mine[0])) }); err != nil {
+		if err := torch.Try(func() { recErr = t.recordStats(t.eng.ids(mine[0])) }); err != nil {
 			return fmt.Errorf("step %d: statistics: %w", t.st.Step+1, err)
 		}
 		if recErr != nil {
 			return recErr
 		}
 	}
-	plan := planForwards(mine, t.forwardRows(), t.pad)
-	if t.graph != nil {
-		if done, err := t.stepGraphed(s, plan); done || err != nil {
-			return err
-		}
+	plan := planForwards(mine, t.eng.forwardRows(&t.exp.Train), t.eng.pad)
+	out, err := t.eng.step(s, &t.exp.Train, plan, t.st.Step+1)
+	if aerr := t.account(out); err == nil {
+		err = aerr
 	}
-	lossSum, err := t.forwardBackward(plan)
-	if err != nil {
-		return err
+	return err
+}
+
+// account books a step's outcome: the schedule advances with every update
+// applied; a checked step's loss joins the log window; a skipped one is
+// counted (and said, for on_nan = skip); a non-finite one stops the run.
+func (t *Trainer) account(out outcome) error {
+	if out.v != notTaken && out.v != deferredStep {
+		t.lastNorm = out.norm
 	}
-	if err := t.allReduce(lossSum); err != nil {
-		return err
+	switch out.v {
+	case notTaken:
+	case deferredStep:
+		t.st.SchedStep++
+	case applyStep:
+		t.st.SchedStep++
+		t.st.LogLossSum += out.loss
+		t.st.LogSteps++
+		t.lastLoss = out.loss
+	case skipOverflow:
+		t.st.SkippedSteps++
+	case skipStep:
+		t.st.SkippedSteps++
+		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, out.loss, out.norm))
+	default:
+		return flushed(t.metrics, &NaNError{Step: t.st.Step + 1, Loss: out.loss, GradNorm: out.norm, LastCheckpoint: t.lastCheckpointName()})
 	}
-	defer t.opt.ZeroGrad()
-	stepLoss, norm, err := t.clip(lossSum)
-	if err != nil {
-		return err
-	}
-	if t.guard.deferred() {
-		return t.applyDeferred(s, stepLoss, norm)
-	}
-	return t.applyChecked(stepLoss, norm)
+	return nil
 }
 
 // gather takes the step's micro-batches and keeps this rank's: every
@@ -68,19 +76,11 @@ func (t *Trainer) gather() [][][]int32 {
 	var mine [][][]int32
 	for j := 0; j < t.exp.Train.Accumulation; j++ {
 		rows := t.batches.Next()
-		if j%t.peers.Size() == t.peers.Rank() {
+		if j%t.eng.peers.Size() == t.eng.peers.Rank() {
 			mine = append(mine, rows)
 		}
 	}
 	return mine
-}
-
-// forwardBackward runs the step's forwards (fwdRows sequences each, see
-// fit.go) and their backwards, each loss divided by the accumulation (and
-// scaled under fp16). It returns the sum of the micro-batch mean losses,
-// float64, on the device.
-func (t *Trainer) forwardBackward(plan []forward) (*torch.Tensor, error) {
-	return t.forwardBackwardPlan(plan, func(i int) *torch.Tensor { return t.ids(plan[i].rows) })
 }
 
 // statsDue reports whether this step records the papers' statistics: every
@@ -91,29 +91,74 @@ func (t *Trainer) statsDue() bool {
 	return every > 0 && (next%every == 0 || next == 1 || next == t.st.TotalSteps)
 }
 
+// outcome is what the engine did with a step, for the Trainer's books.
+type outcome struct {
+	v          verdict
+	loss, norm float64 // a checked step's (not for deferredStep)
+}
+
+// step takes optimizer step number step (1-based) over plan: the forwards
+// and backwards, the all-reduce of a data-parallel run, unscale (fp16),
+// clip, update. With per-step checks (nan_check_every 1, fp16, on_nan skip)
+// it reads the loss and gradient norm back (one host synchronisation) and
+// applies the update only if both are finite; otherwise it applies the
+// update and leaves the check to the next sync. With train.cuda_graphs the
+// forwards to the update are, after the warm-up, one replay (graph.go).
+func (e *engine) step(s *torch.Scope, tr *Options, plan []forward, step int) (outcome, error) {
+	if e.graph != nil {
+		if done, out, err := e.stepGraphed(s, tr, plan, step); done || err != nil {
+			return out, err
+		}
+	}
+	lossSum, err := e.forwardBackward(tr, plan, step)
+	if err != nil {
+		return outcome{}, err
+	}
+	if err := e.allReduce(lossSum, step); err != nil {
+		return outcome{}, err
+	}
+	defer e.opt.ZeroGrad()
+	stepLoss, norm, err := e.clip(tr, lossSum, step)
+	if err != nil {
+		return outcome{}, err
+	}
+	if e.guard.deferred() {
+		return e.applyDeferred(s, stepLoss, norm, step)
+	}
+	return e.applyChecked(stepLoss, norm, step)
+}
+
+// forwardBackward runs the step's forwards (fwdRows sequences each, see
+// fit.go) and their backwards, each loss divided by the accumulation (and
+// scaled under fp16). It returns the sum of the micro-batch mean losses,
+// float64, on the device.
+func (e *engine) forwardBackward(tr *Options, plan []forward, step int) (*torch.Tensor, error) {
+	return e.forwardBackwardPlan(tr, plan, step, func(i int) *torch.Tensor { return e.ids(plan[i].rows) })
+}
+
 // forwardRows is the number of sequences per forward: fwdRows, or
 // micro_batch when Run has not fitted it (benchmarks of the step alone).
-func (t *Trainer) forwardRows() int {
-	if t.fwdRows <= 0 {
-		return t.exp.Train.MicroBatch
+func (e *engine) forwardRows(tr *Options) int {
+	if e.fwdRows <= 0 {
+		return tr.MicroBatch
 	}
-	return t.fwdRows
+	return e.fwdRows
 }
 
 // forwardBackwardPlan runs the forwards of plan and their backwards; ids
 // gives forward i's token ids.
-func (t *Trainer) forwardBackwardPlan(plan []forward, ids func(i int) *torch.Tensor) (*torch.Tensor, error) {
+func (e *engine) forwardBackwardPlan(tr *Options, plan []forward, step int, ids func(i int) *torch.Tensor) (*torch.Tensor, error) {
 	var lossSum *torch.Tensor
 	for i, f := range plan {
 		if err := torch.Try(func() {
-			d := t.forwardBackwardIDs(func() *torch.Tensor { return ids(i) }, f.segs).ToDType(torch.Float64)
+			d := e.forwardBackwardIDs(tr, func() *torch.Tensor { return ids(i) }, f.segs).ToDType(torch.Float64)
 			if lossSum == nil {
 				lossSum = d
 			} else {
 				lossSum = lossSum.Add(d)
 			}
 		}); err != nil {
-			return nil, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+			return nil, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
 	return lossSum, nil
@@ -124,35 +169,35 @@ func (t *Trainer) forwardBackwardPlan(plan []forward, ids func(i int) *torch.Ten
 // own: a micro-batch's activations are released before the next one
 // starts, so that the peak does not grow with the accumulation. It returns
 // the loss, detached.
-func (t *Trainer) forwardBackwardIDs(ids func() *torch.Tensor, segs []model.LossSegment) *torch.Tensor {
+func (e *engine) forwardBackwardIDs(tr *Options, ids func() *torch.Tensor, segs []model.LossSegment) *torch.Tensor {
 	s := torch.NewScope()
 	defer s.Close()
 	x := ids()
-	accum := float64(t.exp.Train.Accumulation)
-	return s.Keep(t.m.ForwardBackward(x,
-		model.ForwardOptions{Labels: x, Pad: t.pad, Train: true, LossOnly: true, LossSegments: segs},
+	accum := float64(tr.Accumulation)
+	return s.Keep(e.m.ForwardBackward(x,
+		model.ForwardOptions{Labels: x, Pad: e.pad, Train: true, LossOnly: true, LossSegments: segs},
 		model.BackwardOptions{
-			Checkpoint: t.ckpt,
-			Under:      t.underPrecision,
-			Seed:       func(loss *torch.Tensor) *torch.Tensor { return t.scaler.scale(loss.DivScalar(accum)) },
+			Checkpoint: e.ckpt,
+			Under:      e.underPrecision,
+			Seed:       func(loss *torch.Tensor) *torch.Tensor { return e.scaler.scale(loss.DivScalar(accum)) },
 		}))
 }
 
 // allReduce sums the gradients and the loss over the ranks of a
 // data-parallel run: each rank's gradients are its micro-batches' share of
 // the step's sum.
-func (t *Trainer) allReduce(lossSum *torch.Tensor) error {
-	if t.peers.Size() == 1 {
+func (e *engine) allReduce(lossSum *torch.Tensor, step int) error {
+	if e.peers.Size() == 1 {
 		return nil // nothing to sum, and no gradient handles to take
 	}
 	var grads []*torch.Tensor
-	for _, p := range t.params {
+	for _, p := range e.params {
 		if g := p.Grad(); g != nil {
 			grads = append(grads, g)
 		}
 	}
-	if err := t.peers.AllReduce(append(grads, lossSum), torch.ReduceOpSum); err != nil {
-		return fmt.Errorf("data parallel, step %d: %w", t.st.Step+1, err)
+	if err := e.peers.AllReduce(append(grads, lossSum), torch.ReduceOpSum); err != nil {
+		return fmt.Errorf("data parallel, step %d: %w", step, err)
 	}
 	return nil
 }
@@ -160,75 +205,62 @@ func (t *Trainer) allReduce(lossSum *torch.Tensor) error {
 // clip unscales the gradients (fp16) and clips their global norm to
 // max_grad_norm (0: no clipping, the norm is still computed). It returns
 // the step's mean loss and the norm before clipping, float64 on the device.
-func (t *Trainer) clip(lossSum *torch.Tensor) (stepLoss, norm *torch.Tensor, err error) {
-	tr := &t.exp.Train
+func (e *engine) clip(tr *Options, lossSum *torch.Tensor, step int) (stepLoss, norm *torch.Tensor, err error) {
 	err = torch.Try(func() {
-		t.scaler.unscale(t.params)
+		e.scaler.unscale(e.params)
 		maxNorm := tr.MaxGradNorm
 		if maxNorm == 0 {
 			maxNorm = math.Inf(1)
 		}
-		norm = torch.ClipGradNorm(t.params, maxNorm, 2).ToDType(torch.Float64)
+		norm = torch.ClipGradNorm(e.params, maxNorm, 2).ToDType(torch.Float64)
 		stepLoss = lossSum.DivScalar(float64(tr.Accumulation))
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		return nil, nil, fmt.Errorf("step %d: %w", step, err)
 	}
 	return stepLoss, norm, nil
 }
 
 // applyDeferred applies the update and keeps the check on the device until
 // the next sync.
-func (t *Trainer) applyDeferred(s *torch.Scope, stepLoss, norm *torch.Tensor) error {
-	if err := torch.Try(t.update); err != nil {
-		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+func (e *engine) applyDeferred(s *torch.Scope, stepLoss, norm *torch.Tensor, step int) (outcome, error) {
+	if err := torch.Try(e.update); err != nil {
+		return outcome{}, fmt.Errorf("step %d: %w", step, err)
 	}
-	t.st.SchedStep++
-	return torch.Try(func() { t.pend.add(s, t.st.Step+1, stepLoss, norm) })
+	return outcome{v: deferredStep}, torch.Try(func() { e.pend.add(s, step, stepLoss, norm) })
 }
 
 // applyChecked reads the step's loss and gradient norm back (the one host
-// synchronisation) and applies, skips or stops as the guard decides.
-func (t *Trainer) applyChecked(stepLoss, norm *torch.Tensor) error {
+// synchronisation) and applies or skips the update as the guard decides.
+func (e *engine) applyChecked(stepLoss, norm *torch.Tensor, step int) (outcome, error) {
 	var check []float64
 	if err := torch.Try(func() {
 		check = torch.Stack([]*torch.Tensor{stepLoss, norm}, 0).Float64s()
 	}); err != nil {
-		return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		return outcome{}, fmt.Errorf("step %d: %w", step, err)
 	}
-	loss, gnorm := check[0], check[1]
-	t.lastNorm = gnorm
-	switch t.guard.judge(loss, gnorm, t.scaler.on) {
+	out := outcome{v: e.guard.judge(check[0], check[1], e.scaler.on), loss: check[0], norm: check[1]}
+	switch out.v {
 	case applyStep:
-		if err := torch.Try(t.update); err != nil {
-			return fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		if err := torch.Try(e.update); err != nil {
+			return outcome{}, fmt.Errorf("step %d: %w", step, err)
 		}
-		t.st.SchedStep++
-		t.st.LogLossSum += loss
-		t.st.LogSteps++
-		t.lastLoss = loss
-		t.scaler.finite()
+		e.scaler.finite()
 	case skipOverflow:
-		t.scaler.overflow()
-		t.st.SkippedSteps++
-	case skipStep:
-		t.st.SkippedSteps++
-		t.progress.Log(fmt.Sprintf("step %d: loss %v, grad norm %v: update skipped (on_nan = skip)", t.st.Step+1, loss, gnorm))
-	default:
-		return flushed(t.metrics, &NaNError{Step: t.st.Step + 1, Loss: loss, GradNorm: gnorm, LastCheckpoint: t.lastCheckpointName()})
+		e.scaler.overflow()
 	}
-	return nil
+	return out, nil
 }
 
 // forward runs the model under the run's precision.
-func (t *Trainer) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
+func (e *engine) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output {
 	var out model.Output
-	t.underPrecision(func() { out = t.m.Forward(ids, o) })
+	e.underPrecision(func() { out = e.m.Forward(ids, o) })
 	return out
 }
 
 // underPrecision runs f under the run's autocast, if any.
-func (t *Trainer) underPrecision(f func()) { underAutocast(t.precision, t.dev, f) }
+func (e *engine) underPrecision(f func()) { underAutocast(e.precision, e.dev, f) }
 
 // underAutocast runs f under the autocast of resolved precision p on dev,
 // if any.
@@ -323,7 +355,9 @@ func (g nanGuard) due(step int) bool { return step%g.every == 0 }
 type verdict int
 
 const (
-	applyStep    verdict = iota // finite: apply the update
+	notTaken     verdict = iota // an error before the update
+	applyStep                   // finite: apply the update
+	deferredStep                // applied; checked at the next sync
 	skipOverflow                // fp16 overflow in the gradients: skip, halve the scale
 	skipStep                    // not finite, on_nan = skip
 	stopRun                     // not finite, on_nan = stop
@@ -379,29 +413,46 @@ func (p *pending) free() {
 	*p = pending{}
 }
 
-// sync reads what deferred steps left on the device: their losses join the
-// log window, and a non-finite loss or norm among them stops the run.
-func (t *Trainer) sync() error {
-	if t.pend.loss == nil {
-		return nil
+// checkWindow is what the steps since the last synchronisation left on the
+// device, read back.
+type checkWindow struct {
+	first, steps    int
+	loss, bad, norm float64 // the sum of their losses, the count of non-finite values, the latest norm
+}
+
+// takePending reads and clears the deferred steps' sums (steps 0: none).
+func (e *engine) takePending() (checkWindow, error) {
+	if e.pend.loss == nil {
+		return checkWindow{}, nil
 	}
 	var v []float64
 	err := torch.Try(func() {
 		s := torch.NewScope()
 		defer s.Close()
-		v = torch.Stack([]*torch.Tensor{t.pend.loss, t.pend.bad, t.pend.norm}, 0).Float64s()
+		v = torch.Stack([]*torch.Tensor{e.pend.loss, e.pend.bad, e.pend.norm}, 0).Float64s()
 	})
-	first, steps := t.pend.first, t.pend.steps
-	t.pend.free()
+	w := checkWindow{first: e.pend.first, steps: e.pend.steps}
+	e.pend.free()
 	if err != nil {
+		return checkWindow{}, err
+	}
+	w.loss, w.bad, w.norm = v[0], v[1], v[2]
+	return w, nil
+}
+
+// sync reads what deferred steps left on the device: their losses join the
+// log window, and a non-finite loss or norm among them stops the run.
+func (t *Trainer) sync() error {
+	w, err := t.eng.takePending()
+	if err != nil || w.steps == 0 {
 		return err
 	}
-	if v[1] > 0 {
-		return flushed(t.metrics, &NaNError{Step: first, LastStep: t.st.Step, Loss: v[0], GradNorm: v[2], LastCheckpoint: t.lastCheckpointName()})
+	if w.bad > 0 {
+		return flushed(t.metrics, &NaNError{Step: w.first, LastStep: t.st.Step, Loss: w.loss, GradNorm: w.norm, LastCheckpoint: t.lastCheckpointName()})
 	}
-	t.st.LogLossSum += v[0]
-	t.st.LogSteps += steps
-	t.lastLoss, t.lastNorm = v[0]/float64(steps), v[2]
+	t.st.LogLossSum += w.loss
+	t.st.LogSteps += w.steps
+	t.lastLoss, t.lastNorm = w.loss/float64(w.steps), w.norm
 	return nil
 }
 

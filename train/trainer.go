@@ -46,10 +46,7 @@ var ErrInterrupted = errors.New("interrupted")
 type Trainer struct {
 	exp      *Experiment
 	dir      string
-	dev      torch.Device
-	m        *model.Model
-	opt      optim.Optimizer
-	params   []*torch.Tensor // trainable, in registry order
+	eng      *engine // the step: model, optimizer, precision, checks, graphs
 	batches  Batches
 	valid    EvalSet
 	metrics  *runlog.Writer
@@ -57,23 +54,36 @@ type Trainer struct {
 	cost     costMeter
 	log      io.Writer
 	st       State
-	pad      model.Pad
 	lastCkpt string
 	resumed  bool // Resume loaded a checkpoint: its step-0 evaluation is logged already
-	rowBuf   []int64
+	// meter measures each log window's peak memory.
+	meter    peakMeter
+	lastLoss float64 // last synchronised step loss, for the progress bar
+	lastNorm float64
+}
+
+// engine is what takes a step: the model and its optimizer over the
+// trainable parameters, the precision with fp16's loss scaler, activation
+// checkpointing, the forwards' size (micro-batch fitting), the
+// data-parallel world, the NaN guard with the sums deferred checks keep on
+// the device, and the CUDA graph of the whole step. The Trainer around it
+// keeps the schedule of logs, evaluations and checkpoints, and the state.
+type engine struct {
+	dev    torch.Device
+	m      *model.Model
+	opt    optim.Optimizer
+	params []*torch.Tensor // trainable, in registry order
+	pad    model.Pad
+	rowBuf []int64
 	// precision is train.precision resolved for the device.
 	precision Precision
-	// meter measures each log window's peak memory.
-	meter peakMeter
 	// ckpt is train.checkpoint_activations.
 	ckpt   model.Checkpointing
 	scaler lossScaler
 	guard  nanGuard
 	// Deferred checks (train.nan_check_every > 1): device-side sums since
 	// the last host synchronisation.
-	pend     pending
-	lastLoss float64 // last synchronised step loss, for the progress bar
-	lastNorm float64
+	pend pending
 	// peers is the data-parallel world (solo for one process).
 	peers replicas
 	// fwdRows is the number of sequences per forward: micro_batch, or what
@@ -81,6 +91,7 @@ type Trainer struct {
 	fwdRows int
 	// graph is train.cuda_graphs (graph.go); nil when off.
 	graph *graphStep
+	log   io.Writer // the capture's messages
 }
 
 // Config of NewTrainer.
@@ -157,32 +168,32 @@ func NewTrainer(c Config) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{exp: e, dir: c.Dir, dev: c.Model.Options().Device, m: c.Model, opt: opt,
-		batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log, pad: c.Pad,
-		peers: peers}
+	t := &Trainer{exp: e, dir: c.Dir, batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log,
+		eng: &engine{dev: c.Model.Options().Device, m: c.Model, opt: opt, pad: c.Pad, peers: peers, log: c.Log}}
 	if t.log == nil {
 		t.log = io.Discard
 	}
+	t.eng.log = t.log
 	if t.progress == nil {
 		t.progress = nopProgress{}
 	}
 	fmt.Fprintln(t.log, summary)
 	for _, p := range c.Model.Params().Trainable() {
-		t.params = append(t.params, p.T)
+		t.eng.params = append(t.eng.params, p.T)
 	}
-	t.precision = e.Train.Precision.on(t.dev)
-	t.meter = peakMeter{dev: t.dev}
-	t.ckpt = e.Train.CheckpointActivations
+	t.eng.precision = e.Train.Precision.on(t.eng.dev)
+	t.meter = peakMeter{dev: t.eng.dev}
+	t.eng.ckpt = e.Train.CheckpointActivations
 	t.st = State{TotalSteps: c.TotalSteps, LossScale: 65536, LibTorch: torch.Version()}
-	t.scaler = lossScaler{on: t.precision == FP16, st: &t.st}
-	t.guard = newNaNGuard(&e.Train, t.precision, t.dev)
+	t.eng.scaler = lossScaler{on: t.eng.precision == FP16, st: &t.st}
+	t.eng.guard = newNaNGuard(&e.Train, t.eng.precision, t.eng.dev)
 	if b, err := e.TOML(); err == nil {
 		t.st.Experiment = string(b)
 	}
 	if e.Train.CUDAGraphs {
-		err := checkGraphs(&e.Train, t.dev, t.peers.Size())
+		err := checkGraphs(&e.Train, t.eng.dev, t.eng.peers.Size())
 		if err == nil {
-			err = t.enableGraphs(captureCUDA)
+			err = t.eng.enableGraphs(&e.Train, captureCUDA)
 		}
 		if err != nil {
 			opt.Close()
@@ -194,9 +205,9 @@ func NewTrainer(c Config) (*Trainer, error) {
 
 // Close releases the optimizer and the metrics files (not the model).
 func (t *Trainer) Close() error {
-	t.graph.close()
-	t.pend.free()
-	t.opt.Close()
+	t.eng.graph.close()
+	t.eng.pend.free()
+	t.eng.opt.Close()
 	if t.metrics != nil {
 		return t.metrics.Close()
 	}
@@ -207,12 +218,12 @@ func (t *Trainer) Close() error {
 func (t *Trainer) State() State { return t.st }
 
 // Optimizer returns the optimizer.
-func (t *Trainer) Optimizer() optim.Optimizer { return t.opt }
+func (t *Trainer) Optimizer() optim.Optimizer { return t.eng.opt }
 
 // rngDevices are the generators a checkpoint saves.
 func (t *Trainer) rngDevices() []torch.Device {
-	if t.dev.IsCUDA() {
-		return []torch.Device{torch.CPU, t.dev}
+	if t.eng.dev.IsCUDA() {
+		return []torch.Device{torch.CPU, t.eng.dev}
 	}
 	return []torch.Device{torch.CPU}
 }
@@ -228,10 +239,10 @@ func (t *Trainer) Resume() (bool, error) {
 	if err != nil {
 		return false, damaged(t.dir, ckpt, err)
 	}
-	if diff := configDiff(cfg, t.m.Config()); diff != "" {
+	if diff := configDiff(cfg, t.eng.m.Config()); diff != "" {
 		return false, fmt.Errorf("resume %s: the checkpoint's model differs from the experiment's: %s", ckpt, diff)
 	}
-	st, err := LoadCheckpoint(ckpt, t.m, t.opt, t.rngDevices())
+	st, err := LoadCheckpoint(ckpt, t.eng.m, t.eng.opt, t.rngDevices())
 	if err != nil {
 		return false, damaged(t.dir, ckpt, err)
 	}
@@ -296,7 +307,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		return err
 	}
 	tr := &t.exp.Train
-	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.m.Config().ContextLength)
+	tokensPerStep := int64(tr.MicroBatch * tr.Accumulation * t.eng.m.Config().ContextLength)
 	w := window{start: time.Now()}
 	t.meter.reset()
 	t.cost.begin(t.st.Step)
@@ -341,7 +352,7 @@ func threadCount(o *Options) int {
 // start opens the run log (rank 0), gives every replica rank 0's
 // parameters (data parallelism) and fits the forwards to the device.
 func (t *Trainer) start() error {
-	if t.peers.Rank() == 0 {
+	if t.eng.peers.Rank() == 0 {
 		keep := -1 // a run that starts over drops what an earlier attempt logged
 		if t.resumed {
 			keep = t.st.Step
@@ -352,16 +363,16 @@ func (t *Trainer) start() error {
 		}
 	}
 	// Every replica starts from rank 0's weights.
-	state := make([]*torch.Tensor, 0, len(t.m.State()))
-	for _, n := range t.m.State() {
+	state := make([]*torch.Tensor, 0, len(t.eng.m.State()))
+	for _, n := range t.eng.m.State() {
 		state = append(state, n.Tensor)
 	}
 	var err error
-	torch.NoGrad(func() { err = t.peers.Broadcast(state, 0) })
+	torch.NoGrad(func() { err = t.eng.peers.Broadcast(state, 0) })
 	if err != nil {
 		return fmt.Errorf("data parallel: %w", err)
 	}
-	if t.fwdRows == 0 {
+	if t.eng.fwdRows == 0 {
 		return t.fitForwardRows()
 	}
 	return nil
@@ -385,7 +396,7 @@ func (t *Trainer) afterStep(ctx context.Context, w *window) error {
 	logStep := t.st.Step%tr.LogEvery == 0 || last
 	evalStep := t.valid != nil && (t.st.Step%tr.EvalEvery == 0 || last)
 	saveStep := t.st.Step%tr.SaveEvery == 0 && !last // the last checkpoint follows the loop
-	if t.guard.due(t.st.Step) || logStep || evalStep || saveStep || ctx.Err() != nil {
+	if t.eng.guard.due(t.st.Step) || logStep || evalStep || saveStep || ctx.Err() != nil {
 		if err := t.sync(); err != nil {
 			return err
 		}
@@ -425,7 +436,7 @@ func (t *Trainer) logTrain(w *window) error {
 	peak := t.meter.peak()
 	rec := runlog.Train{Step: int64(t.st.Step), Loss: avg, LR: t.lastLR(), GradNorm: t.lastNorm,
 		TokensPerSec: tps, Tokens: t.st.Tokens, PeakMemory: peak}
-	if t.scaler.on {
+	if t.eng.scaler.on {
 		rec.LossScale = t.st.LossScale
 	}
 	if err := t.metrics.Record(rec); err != nil {
@@ -445,7 +456,7 @@ func (t *Trainer) lastLR() float64 {
 }
 
 func (t *Trainer) checkpoint() (string, error) {
-	if t.peers.Rank() != 0 {
+	if t.eng.peers.Rank() != 0 {
 		t.lastCkpt = CheckpointPath(t.dir, t.st.Step)
 		return t.lastCkpt, t.barrier()
 	}
@@ -454,7 +465,7 @@ func (t *Trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.st.Data = data
-	if !t.dev.IsCUDA() {
+	if !t.eng.dev.IsCUDA() {
 		// The copies written to disk would come on top of the blocks the
 		// CPU cache keeps for the next step (as much as the step's peak):
 		// give those back instead; the next step maps them again once.
@@ -466,7 +477,7 @@ func (t *Trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.progress.Phase(fmt.Sprintf("saving the checkpoint of step %d", t.st.Step), 0, 0)
-	path, err := SaveCheckpoint(t.dir, t.m, t.opt, t.st, t.rngDevices())
+	path, err := SaveCheckpoint(t.dir, t.eng.m, t.eng.opt, t.st, t.rngDevices())
 	if err != nil {
 		return "", err
 	}
@@ -478,16 +489,16 @@ func (t *Trainer) checkpoint() (string, error) {
 // barrier waits for every rank (data parallelism); a rank that died makes
 // it fail within the group's timeout.
 func (t *Trainer) barrier() error {
-	if err := t.peers.Barrier(); err != nil {
+	if err := t.eng.peers.Barrier(); err != nil {
 		return fmt.Errorf("data parallel, step %d: %w", t.st.Step, err)
 	}
 	return nil
 }
 
 // ids turns rows of token ids into an int64 [B, T] tensor on the device.
-func (t *Trainer) ids(rows [][]int32) *torch.Tensor {
-	x, buf := rowsTensor(rows, t.rowBuf, t.dev)
-	t.rowBuf = buf
+func (e *engine) ids(rows [][]int32) *torch.Tensor {
+	x, buf := rowsTensor(rows, e.rowBuf, e.dev)
+	e.rowBuf = buf
 	return x
 }
 
@@ -569,8 +580,8 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 // evalLossSum is Σ loss·rows over the first n validation chunks (see
 // evalLoop), with this trainer's batches, precision and ranks.
 func (t *Trainer) evalLossSum(ctx context.Context, n int) (float64, error) {
-	l := evalLoop{valid: t.valid, n: n, batch: t.exp.Train.EvalBatch, rank: t.peers.Rank(), size: t.peers.Size(),
-		ids: t.ids, pad: t.pad, forward: t.forward,
+	l := evalLoop{valid: t.valid, n: n, batch: t.exp.Train.EvalBatch, rank: t.eng.peers.Rank(), size: t.eng.peers.Size(),
+		ids: t.eng.ids, pad: t.eng.pad, forward: t.eng.forward,
 		phase: func(done, total int) { t.progress.Phase(fmt.Sprintf("eval at step %d", t.st.Step), done, total) }}
 	return l.sum(ctx)
 }
@@ -583,7 +594,7 @@ func (t *Trainer) recordStats(x *torch.Tensor) error {
 	rec := runlog.Stats{Step: int64(t.st.Step + 1)}
 	problem := func(err error) { t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err)) }
 	torch.NoGrad(func() {
-		out := t.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, Pad: t.pad})
+		out := t.eng.forward(x, model.ForwardOptions{Hidden: r.Outliers, Attention: r.Entropy, Pad: t.eng.pad})
 		if r.Outliers {
 			if ls, err := stats.OutlierStats(out.Hidden); err == nil {
 				rec.Layers = ls
@@ -601,7 +612,7 @@ func (t *Trainer) recordStats(x *torch.Tensor) error {
 	})
 	t.averageStats(&rec)
 	if r.Gains {
-		if gs, err := Gains(t.m.Params()); err == nil {
+		if gs, err := Gains(t.eng.m.Params()); err == nil {
 			rec.Gains = runlog.GainValues(gs) // identical on every replica
 		} else {
 			problem(err)
@@ -627,7 +638,7 @@ func (t *Trainer) averageStats(rec *runlog.Stats) {
 	}
 	v := torch.FromFloat64(flat)
 	defer v.Free()
-	if err := t.peers.AllReduce([]*torch.Tensor{v}, torch.ReduceOpAvg); err != nil {
+	if err := t.eng.peers.AllReduce([]*torch.Tensor{v}, torch.ReduceOpAvg); err != nil {
 		t.progress.Log(fmt.Sprintf("statistics at step %d: %v", t.st.Step+1, err))
 		return
 	}
