@@ -8,7 +8,9 @@
 #     cached between runs on this machine) and stops it on the way out.
 #  3. Base images: the real ones where Docker Hub answers, else stand-ins from
 #     Debian packages (scripts/docker-bases.sh).
-#  4. Builds clm:cpu and clm (CUDA) with `make docker-build`, timed, sized.
+#  4. Builds clm:cpu and clm (CUDA) with `make docker-build`, timed, sized,
+#     then prunes the images they replaced and the build cache beyond
+#     $CLM_DOCKER_KEEP (default 20GB).
 #  5. A broken image does not build: the Dockerfile with the shim deleted
 #     from the runtime stage must fail at its `clm version` check.
 #  6. The container checks of cmd/clm/image_test.go (TestImageCPU,
@@ -68,6 +70,14 @@ for v in cpu cuda; do
   size[$v]=$("$DOCKER" image inspect -f '{{.Size}}' "$img" | awk '{ printf "%.2f GB", $1 / 1e9 }')
   log "built $img ($v) in ${took[$v]}s: ${size[$v]}"
 done
+
+# The images these builds replaced are untagged now, and BuildKit's cache
+# grows with every change: left alone, a data root that runs this often
+# fills its disk (77 GB here after a day of runs). Keep the two images and
+# the most recently used cache, up to CLM_DOCKER_KEEP (default 20GB).
+"$DOCKER" image prune -f >/dev/null
+"$DOCKER" builder prune -f --keep-storage "${CLM_DOCKER_KEEP:-20GB}" >/dev/null
+log "data root after pruning: $("$DOCKER" system df --format '{{.Type}} {{.Size}}' | paste -sd ',' | sed 's/,/, /g')"
 
 # --- 5. a broken image is not built -------------------------------------------------
 broken=$(sed '/^RUN \["clm", "version"\]/i RUN rm /opt/clm/lib/libclmtorch.so' Dockerfile)
