@@ -141,23 +141,22 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 	return 0, fmt.Errorf("no micro-batch fits in memory, not even one sequence: %w", last)
 }
 
-// fitForwardRows sets t.eng.fwdRows; Run calls it once (unless a test set
-// fwdRows). On a CUDA device with train.fit_micro_batch, the rows per forward
+// fitForwardRows sets fwdRows; Run calls it once (unless a test set it),
+// fresh when the optimizer has taken no step yet. On a CUDA device with train.fit_micro_batch, the rows per forward
 // are chosen by trial forwards and backwards on random tokens under the
 // training precision, largest first; on the CPU, or when fitting is off,
 // forwards are the configured micro-batches. Data-parallel ranks take the
 // smallest size any rank fits.
-func (t *Trainer) fitForwardRows() error {
-	tr := &t.exp.Train
-	perStep := tr.MicroBatch * tr.Accumulation / t.eng.peers.Size()
-	t.eng.fwdRows = tr.MicroBatch
-	if !tr.FitMicroBatch || !t.eng.dev.IsCUDA() {
+func (e *engine) fitForwardRows(tr *Options, fresh bool) error {
+	perStep := tr.MicroBatch * tr.Accumulation / e.peers.Size()
+	e.fwdRows = tr.MicroBatch
+	if !tr.FitMicroBatch || !e.dev.IsCUDA() {
 		return nil
 	}
 	// The trial must not change the run: dropout draws from the generators,
 	// and the gradients it leaves are dropped.
 	var saved []*torch.Tensor
-	for _, d := range t.rngDevices() {
+	for _, d := range e.rngDevices() {
 		st, err := torch.RNGState(d)
 		if err != nil {
 			return err
@@ -165,7 +164,7 @@ func (t *Trainer) fitForwardRows() error {
 		saved = append(saved, st)
 	}
 	defer func() {
-		for i, d := range t.rngDevices() {
+		for i, d := range e.rngDevices() {
 			torch.SetRNGState(d, saved[i])
 			saved[i].Free()
 		}
@@ -173,15 +172,15 @@ func (t *Trainer) fitForwardRows() error {
 	// AdamW's state (two fp32 tensors per parameter) exists only after the
 	// first step; a fresh run must leave room for it.
 	var optState int64
-	if t.st.SchedStep == 0 {
-		for _, p := range t.eng.params {
+	if fresh {
+		for _, p := range e.params {
 			optState += 2 * 4 * p.Numel()
 		}
 	}
 	var report string
 	rows, err := chooseRows(perStep, func(rows int) error {
-		peak, usable, err := t.trialStep(rows)
-		t.eng.opt.ZeroGrad()
+		peak, usable, err := e.trialStep(tr, rows)
+		e.opt.ZeroGrad()
 		if err != nil {
 			if torch.IsOutOfMemory(err) {
 				torch.CUDAEmptyCache()
@@ -200,11 +199,11 @@ func (t *Trainer) fitForwardRows() error {
 	if err != nil {
 		return err
 	}
-	if rows, err = t.agreeRows(rows); err != nil {
+	if rows, err = e.agreeRows(rows); err != nil {
 		return err
 	}
-	t.eng.fwdRows = rows
-	fmt.Fprintf(t.log, "micro-batch fitting: %d sequences per forward, %d per step and rank (configured %d × %d; %s)\n",
+	e.fwdRows = rows
+	fmt.Fprintf(e.log, "micro-batch fitting: %d sequences per forward, %d per step and rank (configured %d × %d; %s)\n",
 		rows, perStep/rows, tr.Accumulation, tr.MicroBatch, report)
 	return nil
 }
@@ -214,31 +213,31 @@ func gb(b int64) float64 { return float64(b) / 1e9 }
 // trialStep runs one forward and backward of rows random sequences and
 // returns the allocator's peak and the memory this process can use (free
 // plus what the allocator holds).
-func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
-	if err := torch.ResetCUDAPeak(t.eng.dev); err != nil {
+func (e *engine) trialStep(tr *Options, rows int) (peak, usable int64, err error) {
+	if err := torch.ResetCUDAPeak(e.dev); err != nil {
 		return 0, 0, err
 	}
-	T := t.eng.m.Config().ContextLength
+	T := e.m.Config().ContextLength
 	r := rand.New(rand.NewPCG(uint64(rows), 1))
 	batch := make([][]int32, rows)
 	for i := range batch {
 		batch[i] = make([]int32, T)
 		for j := range batch[i] {
-			batch[i][j] = int32(r.IntN(t.eng.m.Config().VocabSize))
+			batch[i][j] = int32(r.IntN(e.m.Config().VocabSize))
 		}
 	}
 	err = torch.Try(func() {
-		t.eng.forwardBackwardIDs(&t.exp.Train, func() *torch.Tensor { return t.eng.ids(batch) }, nil).Free()
-		torch.Synchronize(t.eng.dev)
+		e.forwardBackwardIDs(tr, func() *torch.Tensor { return e.ids(batch) }, nil).Free()
+		torch.Synchronize(e.dev)
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	_, peak, err = torch.CUDAMemory(t.eng.dev)
+	_, peak, err = torch.CUDAMemory(e.dev)
 	if err != nil {
 		return 0, 0, err
 	}
-	free, _, reserved, err := torch.CUDAMemInfo(t.eng.dev)
+	free, _, reserved, err := torch.CUDAMemInfo(e.dev)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -246,16 +245,16 @@ func (t *Trainer) trialStep(rows int) (peak, usable int64, err error) {
 }
 
 // agreeRows returns the smallest rows any rank chose.
-func (t *Trainer) agreeRows(rows int) (int, error) {
-	v := make([]float64, t.eng.peers.Size())
-	v[t.eng.peers.Rank()] = float64(rows)
+func (e *engine) agreeRows(rows int) (int, error) {
+	v := make([]float64, e.peers.Size())
+	v[e.peers.Rank()] = float64(rows)
 	s := torch.NewScope()
 	defer s.Close()
 	var x *torch.Tensor
 	var out []float64
-	err := torch.Try(func() { x = torch.FromFloat64(v, int64(len(v))).ToDevice(t.eng.dev) })
+	err := torch.Try(func() { x = torch.FromFloat64(v, int64(len(v))).ToDevice(e.dev) })
 	if err == nil {
-		err = t.eng.peers.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
+		err = e.peers.AllReduce([]*torch.Tensor{x}, torch.ReduceOpSum)
 	}
 	if err == nil {
 		err = torch.Try(func() { out = x.Float64s() })

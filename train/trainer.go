@@ -221,9 +221,13 @@ func (t *Trainer) State() State { return t.st }
 func (t *Trainer) Optimizer() optim.Optimizer { return t.eng.opt }
 
 // rngDevices are the generators a checkpoint saves.
-func (t *Trainer) rngDevices() []torch.Device {
-	if t.eng.dev.IsCUDA() {
-		return []torch.Device{torch.CPU, t.eng.dev}
+func (t *Trainer) rngDevices() []torch.Device { return t.eng.rngDevices() }
+
+// rngDevices are the generators the step draws from: the CPU's, and the
+// GPU's when it runs on one.
+func (e *engine) rngDevices() []torch.Device {
+	if e.dev.IsCUDA() {
+		return []torch.Device{torch.CPU, e.dev}
 	}
 	return []torch.Device{torch.CPU}
 }
@@ -373,7 +377,7 @@ func (t *Trainer) start() error {
 		return fmt.Errorf("data parallel: %w", err)
 	}
 	if t.eng.fwdRows == 0 {
-		return t.fitForwardRows()
+		return t.eng.fitForwardRows(&t.exp.Train, t.st.SchedStep == 0)
 	}
 	return nil
 }
