@@ -13,12 +13,10 @@ package data
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
+	"clm/internal/progress"
 )
 
 // Progress reports the progress of a long step. Implementations must be safe
@@ -40,83 +38,52 @@ func (NopProgress) Add(int64)           {}
 func (NopProgress) Finish()             {}
 
 // IsTerminal reports whether w is a terminal.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
+func IsTerminal(w io.Writer) bool { return progress.IsTerminal(w) }
 
-// DefaultProgress returns a progress bar on w when w is a terminal, else a
-// reporter that writes a log line every few seconds.
+// DefaultProgress shows a step on w as clm shows long work
+// (internal/progress): a bar on a terminal, else a line of the units done
+// every few seconds and one at the end of a step that took that long.
 func DefaultProgress(w io.Writer) Progress {
-	if IsTerminal(w) {
-		return &barProgress{w: w}
-	}
-	return &logProgress{w: w, every: 5 * time.Second}
+	return &units{d: progress.New(w, progress.Options{Every: 5 * time.Second})}
 }
 
-type barProgress struct {
-	w   io.Writer
-	mu  sync.Mutex
-	bar *progressbar.ProgressBar
+// units is a Progress on a progress.Display.
+type units struct {
+	d           *progress.Display
+	mu          sync.Mutex
+	desc        string
+	total, done int64
+	start       time.Time
 }
 
-func (p *barProgress) Start(desc string, total int64) {
+func (p *units) Start(desc string, total int64) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(p.w), progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }))
+	p.desc, p.total, p.done, p.start = desc, total, 0, p.d.Now()
+	p.mu.Unlock()
+	p.d.Start(desc, total, 0, false)
 }
 
-func (p *barProgress) Add(n int64) {
+func (p *units) Add(n int64) {
+	p.d.Add(n)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Add64(n)
-	}
-}
-
-func (p *barProgress) Finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Finish()
-		p.bar = nil
-	}
-}
-
-type logProgress struct {
-	w     io.Writer
-	every time.Duration
-	mu    sync.Mutex
-	desc  string
-	total int64
-	done  int64
-	start time.Time
-	last  time.Time
-}
-
-func (p *logProgress) Start(desc string, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.desc, p.total, p.done = desc, total, 0
-	p.start, p.last = time.Now(), time.Now()
-}
-
-func (p *logProgress) Add(n int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.done += n
-	if time.Since(p.last) >= p.every {
-		p.last = time.Now()
-		fmt.Fprintf(p.w, "%s: %d/%d (%.0f%%, %s)\n", p.desc, p.done, p.total, 100*float64(p.done)/float64(max(p.total, 1)), time.Since(p.start).Round(time.Second))
-	}
+	done := p.done
+	p.mu.Unlock()
+	p.d.Status(func() string {
+		return fmt.Sprintf("%s: %d/%d (%.0f%%, %s)", p.desc, done, p.total, 100*float64(done)/float64(max(p.total, 1)),
+			p.d.Now().Sub(p.start).Round(time.Second))
+	})
 }
 
-func (p *logProgress) Finish() {
+func (p *units) Finish() {
+	p.d.Finish()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.start) >= p.every {
-		fmt.Fprintf(p.w, "%s: done, %d in %s\n", p.desc, p.done, time.Since(p.start).Round(time.Millisecond))
+	took, line := p.d.Now().Sub(p.start), ""
+	if !p.d.Terminal() && took >= 5*time.Second {
+		line = fmt.Sprintf("%s: done, %d in %s", p.desc, p.done, took.Round(time.Millisecond))
+	}
+	p.mu.Unlock()
+	if line != "" {
+		p.d.Line(line)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"clm/internal/progress"
 )
 
 // meta is what the HEAD of a resolve URL tells about a file.
@@ -307,12 +309,13 @@ func (c *Client) progress(t target, size int64) Progress {
 		p.Start(desc, size)
 		return p
 	}
-	return &logLines{w: c.cfg.Log, desc: desc, size: size, start: time.Now()}
+	return &logLines{d: progress.New(c.cfg.Log, progress.Options{Lines: true}), desc: desc, size: size, start: time.Now()}
 }
 
-// logLines reports a download in two log lines.
+// logLines reports a download in two lines, its start and its end, on a
+// progress.Display in lines.
 type logLines struct {
-	w     io.Writer
+	d     *progress.Display
 	desc  string
 	size  int64
 	done  int64
@@ -329,7 +332,7 @@ func (l *logLines) Add(n int64) {
 		if l.size >= 0 {
 			what = fmt.Sprintf("%.1f MB", float64(l.size)/1e6)
 		}
-		fmt.Fprintf(l.w, "hub: downloading %s (%s)\n", l.desc, what)
+		l.d.Line(fmt.Sprintf("hub: downloading %s (%s)", l.desc, what))
 	}
 	l.done += n
 }
@@ -337,6 +340,6 @@ func (l *logLines) Add(n int64) {
 func (l *logLines) Finish() {
 	if l.said {
 		s := time.Since(l.start).Seconds()
-		fmt.Fprintf(l.w, "hub: %s: %.1f MB in %.1fs\n", l.desc, float64(l.done)/1e6, s)
+		l.d.Line(fmt.Sprintf("hub: %s: %.1f MB in %.1fs", l.desc, float64(l.done)/1e6, s))
 	}
 }

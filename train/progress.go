@@ -3,12 +3,9 @@ package train
 import (
 	"fmt"
 	"io"
-	"os"
-	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
+	"clm/internal/progress"
 )
 
 // Progress shows a run's advance: an interactive bar on a terminal, plain
@@ -35,12 +32,11 @@ func (nopProgress) Log(string)                            {}
 func (nopProgress) Phase(string, int, int)                {}
 func (nopProgress) Finish()                               {}
 
-// NewProgress returns a bar when w is a terminal and plain lines otherwise.
+// NewProgress shows a run on w as clm shows long work (internal/progress):
+// a bar with step, loss, lr, tokens/s and ETA on a terminal, and otherwise
+// timestamped lines, never quiet for longer than quietLimit.
 func NewProgress(w io.Writer) Progress {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return &barProgress{w: w}
-	}
-	return &lineProgress{w: w, every: quietLimit, now: time.Now}
+	return &steps{d: progress.New(w, progress.Options{Every: quietLimit, Stamp: true})}
 }
 
 // quietLimit is the longest a run without a terminal stays silent (Slurm
@@ -48,131 +44,57 @@ func NewProgress(w io.Writer) Progress {
 // must not look like a hung job.
 const quietLimit = 30 * time.Second
 
-// lineProgress prints the Log lines with a timestamp, and a line of where
-// the run is whenever it has been quiet for `every`.
-type lineProgress struct {
-	w     io.Writer
-	every time.Duration
-	now   func() time.Time
-
-	start, last time.Time
+// steps is a run's Progress on a progress.Display: on a terminal the bar's
+// description carries the loss or the phase; without one, a line of the
+// step and ETA, or of the phase, whenever the run has been quiet.
+type steps struct {
+	d           *progress.Display
+	start       time.Time
 	from, total int
 	phaseStart  time.Time
 }
 
-func (p *lineProgress) Start(total, from int) {
-	p.start, p.from, p.total = p.now(), from, total
-	p.Log(fmt.Sprintf("training: step %d of %d", from, total))
+func (p *steps) Start(total, from int) {
+	p.start, p.from, p.total = p.d.Now(), from, total
+	p.d.Start("train", int64(total), int64(from), true)
+	if !p.d.Terminal() {
+		p.d.Line(fmt.Sprintf("training: step %d of %d", from, total))
+	}
 }
 
-func (p *lineProgress) Update(step int, loss, lr, tps float64) {
+func (p *steps) Update(step int, loss, lr, tps float64) {
 	p.phaseStart = time.Time{}
-	if p.now().Sub(p.last) < p.every {
+	if p.d.Terminal() {
+		p.d.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s", loss, lr, tps))
+		p.d.Set(int64(step))
 		return
 	}
-	line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  %.0f tok/s", step, p.total, loss, lr, tps)
-	if done := step - p.from; done > 0 && step < p.total {
-		per := p.now().Sub(p.start) / time.Duration(done)
-		line += "  ETA " + (per * time.Duration(p.total-step)).Round(time.Second).String()
-	}
-	p.Log(line)
-}
-
-func (p *lineProgress) Phase(what string, done, total int) {
-	if p.phaseStart.IsZero() {
-		p.phaseStart = p.now()
-	}
-	if p.now().Sub(p.last) < p.every {
-		return
-	}
-	line := what
-	if total > 0 {
-		line += fmt.Sprintf(" %d/%d", done, total)
-	}
-	p.Log(fmt.Sprintf("%s (%s so far)", line, p.now().Sub(p.phaseStart).Round(time.Second)))
-}
-
-func (p *lineProgress) Log(line string) {
-	p.last = p.now()
-	fmt.Fprintf(p.w, "%s %s\n", p.last.Format("15:04:05"), line)
-}
-
-func (p *lineProgress) Finish() {}
-
-// barProgress draws a progress bar with step, loss, lr, tokens/s and ETA,
-// redrawn every second so that its clock runs through long steps,
-// evaluations and checkpoint writes.
-type barProgress struct {
-	mu   sync.Mutex
-	w    io.Writer
-	bar  *progressbar.ProgressBar
-	stop chan struct{}
-}
-
-func (p *barProgress) Start(total, from int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.bar = progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(p.w),
-		progressbar.OptionSetDescription("train"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionClearOnFinish(),
-	)
-	p.bar.Set(from)
-	p.stop = make(chan struct{})
-	go p.tick(p.stop, p.bar)
-}
-
-func (p *barProgress) tick(stop chan struct{}, bar *progressbar.ProgressBar) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			p.mu.Lock()
-			bar.RenderBlank()
-			p.mu.Unlock()
+	p.d.Status(func() string {
+		line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  %.0f tok/s", step, p.total, loss, lr, tps)
+		if done := step - p.from; done > 0 && step < p.total {
+			per := p.d.Now().Sub(p.start) / time.Duration(done)
+			line += "  ETA " + (per * time.Duration(p.total-step)).Round(time.Second).String()
 		}
-	}
+		return line
+	})
 }
 
-func (p *barProgress) Phase(what string, done, total int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func (p *steps) Phase(what string, done, total int) {
 	if total > 0 {
 		what += fmt.Sprintf(" %d/%d", done, total)
 	}
-	p.bar.Describe(what)
-	p.bar.RenderBlank()
-}
-
-func (p *barProgress) Update(step int, loss, lr, tps float64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.bar.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s", loss, lr, tps))
-	p.bar.Set(step)
-}
-
-func (p *barProgress) Log(line string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.bar.Clear()
-	fmt.Fprintf(p.w, "%s %s\n", time.Now().Format("15:04:05"), line)
-	p.bar.RenderBlank()
-}
-
-func (p *barProgress) Finish() {
-	if p.stop != nil {
-		close(p.stop)
-		p.stop = nil
+	if p.d.Terminal() {
+		p.d.Describe(what)
+		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.bar.Finish()
-	fmt.Fprintln(p.w)
+	if p.phaseStart.IsZero() {
+		p.phaseStart = p.d.Now()
+	}
+	p.d.Status(func() string {
+		return fmt.Sprintf("%s (%s so far)", what, p.d.Now().Sub(p.phaseStart).Round(time.Second))
+	})
 }
+
+func (p *steps) Log(line string) { p.d.Line(line) }
+
+func (p *steps) Finish() { p.d.Finish() }

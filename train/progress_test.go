@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"clm/internal/progress"
 )
 
 // TestLineProgressNeverQuiet: without a terminal, a run writes a line at
@@ -11,7 +13,7 @@ import (
 func TestLineProgressNeverQuiet(t *testing.T) {
 	var out strings.Builder
 	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	p := &lineProgress{w: &out, every: quietLimit, now: func() time.Time { return now }}
+	p := &steps{d: progress.New(&out, progress.Options{Every: quietLimit, Stamp: true, Lines: true, Now: func() time.Time { return now }})}
 	p.Start(100, 0)
 	lines := func() int { return strings.Count(out.String(), "\n") }
 	steps := []struct {
