@@ -51,7 +51,7 @@ func benchTrainer(b *testing.B, src string, dev torch.Device) (tr *Trainer, done
 	if tr.metrics, err = runlog.Open(b.TempDir(), 0); err != nil {
 		b.Fatal(err)
 	}
-	if err := tr.eng.fitForwardRows(&tr.exp.Train, tr.st.SchedStep == 0); err != nil { // as Run does (a no-op on the CPU)
+	if err := tr.eng.fitForwardRows(tr.st.SchedStep == 0); err != nil { // as Run does (a no-op on the CPU)
 		b.Fatal(err)
 	}
 	return tr, func() { tr.Close(); m.Close() }

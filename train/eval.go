@@ -86,6 +86,16 @@ func (l *evalLoop) sum(ctx context.Context) (float64, error) {
 	return total, err
 }
 
+// evalSize is the number of chunks of valid an evaluation reads: all, or
+// at most batches batches of batch (batches > 0).
+func evalSize(valid EvalSet, batch, batches int) int {
+	n := valid.Len()
+	if batches > 0 {
+		n = min(n, batches*batch)
+	}
+	return n
+}
+
 // EvalOptions are Evaluate's batches and padding.
 type EvalOptions struct {
 	// Batch is the number of sequences per forward (a run's eval_batch).
@@ -115,27 +125,13 @@ func Evaluate(ctx context.Context, m *model.Model, valid EvalSet, o EvalOptions)
 	if o.Batch < 1 || o.Batches < 0 {
 		return EvalResult{}, fmt.Errorf("evaluate: %d batches of %d sequences", o.Batches, o.Batch)
 	}
-	n := valid.Len()
-	if o.Batches > 0 {
-		n = min(n, o.Batches*o.Batch)
-	}
+	n := evalSize(valid, o.Batch, o.Batches)
 	if n == 0 {
 		return EvalResult{}, errors.New("evaluate: the evaluation set is empty")
 	}
 	dev := m.Options().Device
-	p := o.Precision.on(dev)
-	var buf []int64
-	l := evalLoop{valid: valid, n: n, batch: o.Batch, rank: 0, size: 1, pad: o.Pad,
-		ids: func(rows [][]int32) *torch.Tensor {
-			x, b := rowsTensor(rows, buf, dev)
-			buf = b
-			return x
-		},
-		forward: func(ids *torch.Tensor, fo model.ForwardOptions) model.Output {
-			var out model.Output
-			underAutocast(p, dev, func() { out = m.Forward(ids, fo) })
-			return out
-		},
+	e := &engine{dev: dev, m: m, precision: o.Precision.on(dev)} // its ids and forward, as a run's
+	l := evalLoop{valid: valid, n: n, batch: o.Batch, rank: 0, size: 1, pad: o.Pad, ids: e.ids, forward: e.forward,
 		phase: func(done, total int) {
 			if o.Progress != nil {
 				o.Progress(done, total)

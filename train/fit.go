@@ -147,7 +147,8 @@ func chooseRows(perStep int, trial func(rows int) error) (int, error) {
 // training precision, largest first; on the CPU, or when fitting is off,
 // forwards are the configured micro-batches. Data-parallel ranks take the
 // smallest size any rank fits.
-func (e *engine) fitForwardRows(tr *Options, fresh bool) error {
+func (e *engine) fitForwardRows(fresh bool) error {
+	tr := e.tr
 	perStep := tr.MicroBatch * tr.Accumulation / e.peers.Size()
 	e.fwdRows = tr.MicroBatch
 	if !tr.FitMicroBatch || !e.dev.IsCUDA() {
@@ -179,7 +180,7 @@ func (e *engine) fitForwardRows(tr *Options, fresh bool) error {
 	}
 	var report string
 	rows, err := chooseRows(perStep, func(rows int) error {
-		peak, usable, err := e.trialStep(tr, rows)
+		peak, usable, err := e.trialStep(rows)
 		e.opt.ZeroGrad()
 		if err != nil {
 			if torch.IsOutOfMemory(err) {
@@ -213,7 +214,7 @@ func gb(b int64) float64 { return float64(b) / 1e9 }
 // trialStep runs one forward and backward of rows random sequences and
 // returns the allocator's peak and the memory this process can use (free
 // plus what the allocator holds).
-func (e *engine) trialStep(tr *Options, rows int) (peak, usable int64, err error) {
+func (e *engine) trialStep(rows int) (peak, usable int64, err error) {
 	if err := torch.ResetCUDAPeak(e.dev); err != nil {
 		return 0, 0, err
 	}
@@ -227,7 +228,7 @@ func (e *engine) trialStep(tr *Options, rows int) (peak, usable int64, err error
 		}
 	}
 	err = torch.Try(func() {
-		e.forwardBackwardIDs(tr, func() *torch.Tensor { return e.ids(batch) }, nil).Free()
+		e.forwardBackwardIDs(func() *torch.Tensor { return e.ids(batch) }, nil).Free()
 		torch.Synchronize(e.dev)
 	})
 	if err != nil {

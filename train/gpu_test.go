@@ -257,7 +257,7 @@ every = 0
 				m := seededModel(t, e.Model, dev, 4)
 				defer m.Close()
 				return trainedLosses(t, e, m, batches, model.Pad{}, nil, func(tr *Trainer) {
-					if err := tr.eng.enableGraphs(&tr.exp.Train, capture); err != nil {
+					if err := tr.eng.enableGraphs(capture); err != nil {
 						t.Fatal(err)
 					}
 				})

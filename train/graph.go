@@ -104,8 +104,8 @@ func checkGraphs(tr *Options, dev torch.Device, world int) error {
 // checks (a checked step reads its loss back before its update), one
 // process, and no block checkpointing (which saves and restores the RNG
 // state on the host between pieces of the backward).
-func (e *engine) enableGraphs(tr *Options, capture captureFunc) error {
-	if err := graphNeeds(tr, e.precision, e.dev, e.peers.Size()); err != nil {
+func (e *engine) enableGraphs(capture captureFunc) error {
+	if err := graphNeeds(e.tr, e.precision, e.dev, e.peers.Size()); err != nil {
 		return err
 	}
 	adam, ok := e.opt.(*optim.AdamW)
@@ -158,7 +158,7 @@ func (e *engine) update() {
 // capturing it first once the warm-up is over. It returns false, leaving
 // the step to the eager path, during the warm-up, after a failed capture,
 // and for a step whose forwards differ from the captured ones.
-func (e *engine) stepGraphed(s *torch.Scope, tr *Options, plan []forward, step int) (bool, outcome, error) {
+func (e *engine) stepGraphed(s *torch.Scope, plan []forward, step int) (bool, outcome, error) {
 	gs := e.graph
 	key := planKey(plan)
 	if gs.failed || (gs.g == nil && gs.Eager < graphWarmup) || (gs.g != nil && key != gs.key) {
@@ -169,7 +169,7 @@ func (e *engine) stepGraphed(s *torch.Scope, tr *Options, plan []forward, step i
 		return true, outcome{}, fmt.Errorf("step %d: %w", step, err)
 	}
 	if gs.g == nil {
-		if err := e.captureStep(s, tr, plan, key, step); err != nil {
+		if err := e.captureStep(s, plan, key, step); err != nil {
 			fmt.Fprintf(e.log, "train.cuda_graphs: the capture of step %d failed, training on without graphs: %v\n", step, err)
 			gs.close()
 			gs.failed, gs.prepared = true, true
@@ -206,14 +206,14 @@ func (e *engine) loadGraph(s *torch.Scope, plan []forward) {
 
 // captureStep captures the step's forwards and backwards on the graph's
 // inputs, the clipping and AdamW's device half.
-func (e *engine) captureStep(s *torch.Scope, tr *Options, plan []forward, key string, step int) error {
+func (e *engine) captureStep(s *torch.Scope, plan []forward, key string, step int) error {
 	gs := e.graph
 	e.opt.ZeroGrad() // the captured backward creates the gradients
 	var ferr error
 	g, err := gs.capture(e.dev, func() {
-		lossSum, err := e.forwardBackwardPlan(tr, plan, step, func(i int) *torch.Tensor { return gs.ids[i] })
+		lossSum, err := e.forwardBackwardPlan(plan, step, func(i int) *torch.Tensor { return gs.ids[i] })
 		if err == nil {
-			gs.loss, gs.norm, err = e.clip(tr, lossSum, step)
+			gs.loss, gs.norm, err = e.clip(lossSum, step)
 		}
 		if err == nil {
 			err = torch.Try(gs.opt.ApplyStep)

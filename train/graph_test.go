@@ -33,7 +33,7 @@ func graphedRun(t *testing.T, e *Experiment, batches [][][]int32, capture captur
 	defer tr.Close()
 	var log strings.Builder
 	tr.log, tr.eng.log = &log, &log
-	if err := tr.eng.enableGraphs(&tr.exp.Train, capture); err != nil {
+	if err := tr.eng.enableGraphs(capture); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Run(context.Background()); err != nil {
@@ -107,7 +107,7 @@ func TestGraphStepsRefused(t *testing.T) {
 			m, tr := newRun(t, e, t.TempDir(), "", &fixedBatches{rows: makeBatches(2, 4, 32, 512, 1)})
 			defer m.Close()
 			defer tr.Close()
-			err := tr.eng.enableGraphs(&tr.exp.Train, captureRerun)
+			err := tr.eng.enableGraphs(captureRerun)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "train.cuda_graphs needs ") {
 				t.Fatalf("enableGraphs: %v, want train.cuda_graphs needs … %q", err, c.want)
 			}

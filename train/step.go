@@ -35,8 +35,8 @@ func (t *Trainer) step() error {
 			return recErr
 		}
 	}
-	plan := planForwards(mine, t.eng.forwardRows(&t.exp.Train), t.eng.pad)
-	out, err := t.eng.step(s, &t.exp.Train, plan, t.st.Step+1)
+	plan := planForwards(mine, t.eng.forwardRows(), t.eng.pad)
+	out, err := t.eng.step(s, plan, t.st.Step+1)
 	if aerr := t.account(out); err == nil {
 		err = aerr
 	}
@@ -104,13 +104,13 @@ type outcome struct {
 // applies the update only if both are finite; otherwise it applies the
 // update and leaves the check to the next sync. With train.cuda_graphs the
 // forwards to the update are, after the warm-up, one replay (graph.go).
-func (e *engine) step(s *torch.Scope, tr *Options, plan []forward, step int) (outcome, error) {
+func (e *engine) step(s *torch.Scope, plan []forward, step int) (outcome, error) {
 	if e.graph != nil {
-		if done, out, err := e.stepGraphed(s, tr, plan, step); done || err != nil {
+		if done, out, err := e.stepGraphed(s, plan, step); done || err != nil {
 			return out, err
 		}
 	}
-	lossSum, err := e.forwardBackward(tr, plan, step)
+	lossSum, err := e.forwardBackward(plan, step)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -118,7 +118,7 @@ func (e *engine) step(s *torch.Scope, tr *Options, plan []forward, step int) (ou
 		return outcome{}, err
 	}
 	defer e.opt.ZeroGrad()
-	stepLoss, norm, err := e.clip(tr, lossSum, step)
+	stepLoss, norm, err := e.clip(lossSum, step)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -132,26 +132,26 @@ func (e *engine) step(s *torch.Scope, tr *Options, plan []forward, step int) (ou
 // fit.go) and their backwards, each loss divided by the accumulation (and
 // scaled under fp16). It returns the sum of the micro-batch mean losses,
 // float64, on the device.
-func (e *engine) forwardBackward(tr *Options, plan []forward, step int) (*torch.Tensor, error) {
-	return e.forwardBackwardPlan(tr, plan, step, func(i int) *torch.Tensor { return e.ids(plan[i].rows) })
+func (e *engine) forwardBackward(plan []forward, step int) (*torch.Tensor, error) {
+	return e.forwardBackwardPlan(plan, step, func(i int) *torch.Tensor { return e.ids(plan[i].rows) })
 }
 
 // forwardRows is the number of sequences per forward: fwdRows, or
 // micro_batch when Run has not fitted it (benchmarks of the step alone).
-func (e *engine) forwardRows(tr *Options) int {
+func (e *engine) forwardRows() int {
 	if e.fwdRows <= 0 {
-		return tr.MicroBatch
+		return e.tr.MicroBatch
 	}
 	return e.fwdRows
 }
 
 // forwardBackwardPlan runs the forwards of plan and their backwards; ids
 // gives forward i's token ids.
-func (e *engine) forwardBackwardPlan(tr *Options, plan []forward, step int, ids func(i int) *torch.Tensor) (*torch.Tensor, error) {
+func (e *engine) forwardBackwardPlan(plan []forward, step int, ids func(i int) *torch.Tensor) (*torch.Tensor, error) {
 	var lossSum *torch.Tensor
 	for i, f := range plan {
 		if err := torch.Try(func() {
-			d := e.forwardBackwardIDs(tr, func() *torch.Tensor { return ids(i) }, f.segs).ToDType(torch.Float64)
+			d := e.forwardBackwardIDs(func() *torch.Tensor { return ids(i) }, f.segs).ToDType(torch.Float64)
 			if lossSum == nil {
 				lossSum = d
 			} else {
@@ -169,11 +169,11 @@ func (e *engine) forwardBackwardPlan(tr *Options, plan []forward, step int, ids 
 // own: a micro-batch's activations are released before the next one
 // starts, so that the peak does not grow with the accumulation. It returns
 // the loss, detached.
-func (e *engine) forwardBackwardIDs(tr *Options, ids func() *torch.Tensor, segs []model.LossSegment) *torch.Tensor {
+func (e *engine) forwardBackwardIDs(ids func() *torch.Tensor, segs []model.LossSegment) *torch.Tensor {
 	s := torch.NewScope()
 	defer s.Close()
 	x := ids()
-	accum := float64(tr.Accumulation)
+	accum := float64(e.tr.Accumulation)
 	return s.Keep(e.m.ForwardBackward(x,
 		model.ForwardOptions{Labels: x, Pad: e.pad, Train: true, LossOnly: true, LossSegments: segs},
 		model.BackwardOptions{
@@ -205,15 +205,15 @@ func (e *engine) allReduce(lossSum *torch.Tensor, step int) error {
 // clip unscales the gradients (fp16) and clips their global norm to
 // max_grad_norm (0: no clipping, the norm is still computed). It returns
 // the step's mean loss and the norm before clipping, float64 on the device.
-func (e *engine) clip(tr *Options, lossSum *torch.Tensor, step int) (stepLoss, norm *torch.Tensor, err error) {
+func (e *engine) clip(lossSum *torch.Tensor, step int) (stepLoss, norm *torch.Tensor, err error) {
 	err = torch.Try(func() {
 		e.scaler.unscale(e.params)
-		maxNorm := tr.MaxGradNorm
+		maxNorm := e.tr.MaxGradNorm
 		if maxNorm == 0 {
 			maxNorm = math.Inf(1)
 		}
 		norm = torch.ClipGradNorm(e.params, maxNorm, 2).ToDType(torch.Float64)
-		stepLoss = lossSum.DivScalar(float64(tr.Accumulation))
+		stepLoss = lossSum.DivScalar(float64(e.tr.Accumulation))
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("step %d: %w", step, err)
@@ -260,13 +260,9 @@ func (e *engine) forward(ids *torch.Tensor, o model.ForwardOptions) model.Output
 }
 
 // underPrecision runs f under the run's autocast, if any.
-func (e *engine) underPrecision(f func()) { underAutocast(e.precision, e.dev, f) }
-
-// underAutocast runs f under the autocast of resolved precision p on dev,
-// if any.
-func underAutocast(p Precision, dev torch.Device, f func()) {
-	if dt, ok := p.autocast(); ok {
-		torch.Autocast(dev, dt, f)
+func (e *engine) underPrecision(f func()) {
+	if dt, ok := e.precision.autocast(); ok {
+		torch.Autocast(e.dev, dt, f)
 		return
 	}
 	f()

@@ -69,6 +69,7 @@ type Trainer struct {
 // the device, and the CUDA graph of the whole step. The Trainer around it
 // keeps the schedule of logs, evaluations and checkpoints, and the state.
 type engine struct {
+	tr     *Options // the run's [train] settings, fixed for the run
 	dev    torch.Device
 	m      *model.Model
 	opt    optim.Optimizer
@@ -169,7 +170,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 		return nil, err
 	}
 	t := &Trainer{exp: e, dir: c.Dir, batches: c.Batches, valid: c.Valid, progress: c.Progress, log: c.Log,
-		eng: &engine{dev: c.Model.Options().Device, m: c.Model, opt: opt, pad: c.Pad, peers: peers, log: c.Log}}
+		eng: &engine{tr: &e.Train, dev: c.Model.Options().Device, m: c.Model, opt: opt, pad: c.Pad, peers: peers}}
 	if t.log == nil {
 		t.log = io.Discard
 	}
@@ -193,7 +194,7 @@ func NewTrainer(c Config) (*Trainer, error) {
 	if e.Train.CUDAGraphs {
 		err := checkGraphs(&e.Train, t.eng.dev, t.eng.peers.Size())
 		if err == nil {
-			err = t.eng.enableGraphs(&e.Train, captureCUDA)
+			err = t.eng.enableGraphs(captureCUDA)
 		}
 		if err != nil {
 			opt.Close()
@@ -377,7 +378,7 @@ func (t *Trainer) start() error {
 		return fmt.Errorf("data parallel: %w", err)
 	}
 	if t.eng.fwdRows == 0 {
-		return t.eng.fitForwardRows(&t.exp.Train, t.st.SchedStep == 0)
+		return t.eng.fitForwardRows(t.st.SchedStep == 0)
 	}
 	return nil
 }
@@ -501,29 +502,21 @@ func (t *Trainer) barrier() error {
 
 // ids turns rows of token ids into an int64 [B, T] tensor on the device.
 func (e *engine) ids(rows [][]int32) *torch.Tensor {
-	x, buf := rowsTensor(rows, e.rowBuf, e.dev)
-	e.rowBuf = buf
-	return x
-}
-
-// rowsTensor is rows [B][T] as int64 ids [B, T] on dev, converted in buf
-// (grown when too small, and returned for the next call).
-func rowsTensor(rows [][]int32, buf []int64, dev torch.Device) (*torch.Tensor, []int64) {
 	B, T := len(rows), len(rows[0])
-	if cap(buf) < B*T {
-		buf = make([]int64, B*T)
+	if cap(e.rowBuf) < B*T {
+		e.rowBuf = make([]int64, B*T)
 	}
-	flat := buf[:B*T]
+	buf := e.rowBuf[:B*T]
 	for i, r := range rows {
 		for j, v := range r {
-			flat[i*T+j] = int64(v)
+			buf[i*T+j] = int64(v)
 		}
 	}
-	x := torch.FromInt64(flat, int64(B), int64(T))
-	if dev.IsCUDA() {
-		x = x.Upload(dev) // the step loop never waits for the GPU here
+	x := torch.FromInt64(buf, int64(B), int64(T))
+	if e.dev.IsCUDA() {
+		x = x.Upload(e.dev) // the step loop never waits for the GPU here
 	}
-	return x, buf
+	return x
 }
 
 // finishPendingEval does the evaluation that an interrupted run left pending
@@ -553,10 +546,7 @@ func (t *Trainer) finishPendingEval(ctx context.Context) error {
 // cancelled, it stops between batches with errEvalInterrupted.
 func (t *Trainer) evaluate(ctx context.Context) error {
 	tr := &t.exp.Train
-	n := t.valid.Len()
-	if tr.EvalBatches > 0 {
-		n = min(n, tr.EvalBatches*tr.EvalBatch)
-	}
+	n := evalSize(t.valid, tr.EvalBatch, tr.EvalBatches)
 	if n == 0 {
 		return nil
 	}
