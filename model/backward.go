@@ -139,13 +139,14 @@ func (m *Model) checkpointed(ids *torch.Tensor, o ForwardOptions, b BackwardOpti
 	states := make([]*torch.Tensor, len(m.blocks)+1) // before the embedding, before block i
 	inputs := make([]*torch.Tensor, len(m.blocks))
 	var x *torch.Tensor
+	p := m.pass(o)
 	torch.NoGrad(func() {
 		b.under(func() {
 			states[0] = rng()
 			x = m.embed(m.wte, ids, o.Train)
 			for i := range m.blocks {
 				inputs[i], states[i+1] = x, rng()
-				x, _ = m.block(i, x, o)
+				x, _ = m.block(i, x, p)
 			}
 		})
 	})
@@ -174,7 +175,7 @@ func (m *Model) checkpointed(ids *torch.Tensor, o ForwardOptions, b BackwardOpti
 			inputs[i].Free()
 			restore(states[i+1])
 			var y *torch.Tensor
-			b.under(func() { y, _ = m.block(i, xi, o) })
+			b.under(func() { y, _ = m.block(i, xi, p) })
 			y.BackwardWith(g)
 			g.Free()
 			g = f.Keep(xi.Grad())

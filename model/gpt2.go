@@ -237,13 +237,14 @@ func (m *Model) Forward(ids *torch.Tensor, o ForwardOptions) Output {
 		panic(&torch.Error{Op: "model.forward", Msg: fmt.Sprintf("input ids of shape %v: want [B, T] with T ≤ n_positions %d", s, m.cfg.NPositions)})
 	}
 	var out Output
+	p := m.pass(o)
 	x := m.embed(m.wte, ids, o.Train)
 	for i := range m.blocks {
 		if o.Hidden {
 			out.Hidden = append(out.Hidden, x)
 		}
 		var probs *torch.Tensor
-		x, probs = m.block(i, x, o)
+		x, probs = m.block(i, x, p)
 		if o.Attention {
 			out.Attention = append(out.Attention, probs)
 		}
@@ -265,11 +266,11 @@ func (m *Model) embed(wte, ids *torch.Tensor, train bool) *torch.Tensor {
 // of its own that keeps only the output and the probabilities: the
 // temporaries autograd did not save are released at once, as eager
 // PyTorch releases them.
-func (m *Model) block(i int, x *torch.Tensor, o ForwardOptions) (y, probs *torch.Tensor) {
+func (m *Model) block(i int, x *torch.Tensor, p *pass) (y, probs *torch.Tensor) {
 	torch.WithScope(func(s *torch.Scope) {
-		y, probs = m.blocks[i].forward(m.pass(o), x)
-		if o.Quant != nil {
-			y = o.Quant.Residual(i, y)
+		y, probs = m.blocks[i].forward(p, x)
+		if p.quant != nil {
+			y = p.quant.Residual(i, y)
 		}
 		s.Keep(y)
 		if probs != nil {
