@@ -44,8 +44,12 @@ func IsTerminal(w io.Writer) bool { return progress.IsTerminal(w) }
 // (internal/progress): a bar on a terminal, else a line of the units done
 // every few seconds and one at the end of a step that took that long.
 func DefaultProgress(w io.Writer) Progress {
-	return &units{d: progress.New(w, progress.Options{Every: 5 * time.Second})}
+	return &units{d: progress.New(w, progress.Options{Every: unitsEvery})}
 }
+
+// unitsEvery is how often a step without a terminal says how far it is,
+// and how long one must take to say when it is done.
+const unitsEvery = 5 * time.Second
 
 // units is a Progress on a progress.Display.
 type units struct {
@@ -79,7 +83,7 @@ func (p *units) Finish() {
 	p.d.Finish()
 	p.mu.Lock()
 	took, line := p.d.Now().Sub(p.start), ""
-	if !p.d.Terminal() && took >= 5*time.Second {
+	if !p.d.Terminal() && took >= unitsEvery {
 		line = fmt.Sprintf("%s: done, %d in %s", p.desc, p.done, took.Round(time.Millisecond))
 	}
 	p.mu.Unlock()
