@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 25m
 
 SHIM := build/libclmtorch.so
 
-.PHONY: all setup build test vet docker-build docker-check bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
+.PHONY: all setup build docs test vet docker-build docker-check bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
 	fig2 fig4 fig5 fig9 fig10 baselines long op of
 
 all: build
@@ -31,6 +31,11 @@ build: $(SHIM)
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/clm ./cmd/clm
 	@echo "built bin/clm"
+
+# docs/configuration.md from the configuration structs' doc comments
+# (cmd/configdoc; TestPageIsCurrent fails while the page is stale).
+docs:
+	$(GO) run ./cmd/configdoc
 
 # staticcheck, pinned; `go run` fetches it through the module proxy.
 vet: $(SHIM)

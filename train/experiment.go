@@ -39,65 +39,123 @@ type Experiment struct {
 }
 
 // Options are the [train] keys: the HF Trainer settings of the original.
+// Their doc comments are the [train] table of docs/configuration.md
+// (cmd/configdoc writes it).
 type Options struct {
-	MicroBatch   int `toml:"micro_batch"`  // sequences per forward (32)
-	EvalBatch    int `toml:"eval_batch"`   // sequences per eval forward (32)
-	Accumulation int `toml:"accumulation"` // micro-batches per optimizer step (4)
-	// FitMicroBatch, on a GPU, regroups the step's micro_batch × accumulation
-	// sequences into the largest forwards that fit in memory; the sequences
-	// and the loss of each step stay the same (true).
-	FitMicroBatch bool                `toml:"fit_micro_batch"`
-	Epochs        float64             `toml:"epochs"`        // passes over the training chunks (1), unless MaxSteps
-	MaxSteps      int                 `toml:"max_steps"`     // optimizer steps; 0: from Epochs
-	LR            float64             `toml:"lr"`            // peak learning rate (1e-3)
-	WeightDecay   float64             `toml:"weight_decay"`  // AdamW decoupled decay (0.1)
-	WarmupRatio   float64             `toml:"warmup_ratio"`  // warmup = ceil(ratio·total) steps (0.05)
-	Schedule      Schedule            `toml:"schedule"`      // polynomial | linear | cosine | constant | constant_with_warmup
-	Power         float64             `toml:"power"`         // polynomial power (1)
-	LREnd         float64             `toml:"lr_end"`        // polynomial end lr (1e-7)
-	Optimizer     Optimizer           `toml:"optimizer"`     // adamw_hf | adamw_torch
-	Beta1         float64             `toml:"beta1"`         // 0.9
-	Beta2         float64             `toml:"beta2"`         // 0.999
-	Eps           float64             `toml:"eps"`           // 1e-8
-	MaxGradNorm   float64             `toml:"max_grad_norm"` // global clip (1); 0 disables
-	Precision     Precision           `toml:"precision"`     // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (dynamic loss scaling)
-	EvalEvery     int                 `toml:"eval_every"`    // steps between evaluations (500)
-	EvalBatches   int                 `toml:"eval_batches"`  // cap on eval batches; 0: the whole valid set
-	LogEvery      int                 `toml:"log_every"`     // steps between log lines (500)
-	SaveEvery     int                 `toml:"save_every"`    // steps between checkpoints (10000)
-	Seed          int64               `toml:"seed"`          // seed of init, data order and dropout (0)
-	Device        string              `toml:"device"`        // auto | cpu | cuda | cuda:N
-	Threads       int                 `toml:"threads"`       // CPU threads of libtorch; 0: libtorch's default
-	Attention     model.AttentionImpl `toml:"attention"`     // auto | fused | materialised
-	// CheckpointActivations is "none" (keep every block's activations for
-	// backward) or "block" (keep each block's input and recompute its
-	// activations in backward, as torch.utils.checkpoint per block: a
-	// fraction of the memory for about one more forward; losses and
-	// gradients are bit-identical).
+	// MicroBatch is the number of sequences per micro-batch: per forward on
+	// the CPU, or with fit_micro_batch = false.
+	MicroBatch int `toml:"micro_batch"`
+	// EvalBatch is the number of sequences per evaluation forward.
+	EvalBatch int `toml:"eval_batch"`
+	// Accumulation is the number of micro-batches per optimizer step (the
+	// loss is divided by it).
+	Accumulation int `toml:"accumulation"`
+	// FitMicroBatch, on a GPU, runs each step's micro_batch × accumulation
+	// sequences (per rank) as the fewest forwards that fit in memory, chosen
+	// by trial steps at start-up and logged. The sequences and the loss of
+	// every step stay the same (each micro-batch's mean loss keeps its
+	// weight, padding included); only floating-point summation order
+	// changes. Checkpoints stay in micro-batch units, so a run resumes on a
+	// GPU that fits another size. No effect on the CPU.
+	FitMicroBatch bool `toml:"fit_micro_batch"`
+	// Epochs is the number of passes over the training chunks, unless
+	// max_steps.
+	Epochs float64 `toml:"epochs"`
+	// MaxSteps is the number of optimizer steps (0: from epochs).
+	MaxSteps int `toml:"max_steps"`
+	// LR is the peak learning rate.
+	LR float64 `toml:"lr"`
+	// WeightDecay is the decoupled decay; not applied to norm parameters,
+	// biases and gains (their model.Role).
+	WeightDecay float64 `toml:"weight_decay"`
+	// WarmupRatio sets the warmup, ceil(ratio × total) steps, linear from 0.
+	WarmupRatio float64 `toml:"warmup_ratio"`
+	// Schedule is one of polynomial (power 1 to lr_end, HF's), linear, cosine,
+	// constant or constant_with_warmup.
+	Schedule Schedule `toml:"schedule"`
+	// Power is the polynomial schedule's power.
+	Power float64 `toml:"power"`
+	// LREnd is the polynomial schedule's final learning rate.
+	LREnd float64 `toml:"lr_end"`
+	// Optimizer is one of adamw_hf (transformers' AdamW, the original's: ε before
+	// bias correction, decay after the update), adamw_torch, soap (Adam in
+	// Shampoo's eigenbases, as pytorch_optimizer.SOAP 4.1.0) or muon
+	// (torch.optim.Muon on the 2-D hidden matrices, torch.optim.AdamW on
+	// embeddings, gains, norms and biases).
+	Optimizer Optimizer `toml:"optimizer"`
+	// Beta1 is AdamW's β₁ (SOAP's, and that of Muon's AdamW part).
+	Beta1 float64 `toml:"beta1"`
+	// Beta2 is AdamW's β₂ (SOAP's, and that of Muon's AdamW part).
+	Beta2 float64 `toml:"beta2"`
+	// Eps is AdamW's ε (SOAP's, and that of Muon's AdamW part).
+	Eps float64 `toml:"eps"`
+	// MaxGradNorm is the global gradient-norm clip, after unscaling; 0
+	// disables it.
+	MaxGradNorm float64 `toml:"max_grad_norm"`
+	// Precision is one of auto (bf16 on a GPU, fp32 on the CPU), fp32, bf16
+	// (autocast, fp32 master weights) or fp16 (autocast with dynamic loss
+	// scaling, as the original trained; overflowing steps are skipped and
+	// the schedule does not advance).
+	Precision Precision `toml:"precision"`
+	// EvalEvery is the number of steps between evaluations (the mean loss
+	// per sequence over the valid set).
+	EvalEvery int `toml:"eval_every"`
+	// EvalBatches caps the evaluation batches (0: the whole valid set).
+	EvalBatches int `toml:"eval_batches"`
+	// LogEvery is the number of steps between train log lines.
+	LogEvery int `toml:"log_every"`
+	// SaveEvery is the number of steps between checkpoints (one is also
+	// written at the end and on Ctrl-C).
+	SaveEvery int `toml:"save_every"`
+	// Seed seeds the init, the data order and dropout.
+	Seed int64 `toml:"seed"`
+	// Device is one of auto (CUDA when available), cpu, cuda or cuda:N.
+	Device string `toml:"device"`
+	// Threads is the number of libtorch CPU threads (0: its default).
+	Threads int `toml:"threads"`
+	// Attention is the shaped attention's implementation: fused (no T×T
+	// matrix; what auto picks where exact) or materialised (as the
+	// original).
+	Attention model.AttentionImpl `toml:"attention"`
+	// CheckpointActivations is none (keep every block's activations for
+	// backward) or block (keep each block's input and recompute the block in
+	// backward, as torch.utils.checkpoint around every block, dropout
+	// replayed): about one more forward for a fraction of the activation
+	// memory, with bit-identical losses and gradients; micro-batch fitting
+	// on a GPU then finds larger forwards.
 	CheckpointActivations model.Checkpointing `toml:"checkpoint_activations"`
-	// FusedKernels computes the MLP activation, RMSNorm, the residual
-	// combinations and the shaped-attention epilogue each in one fused
-	// kernel (true); false uses the composite ops, for A/B checks.
+	// FusedKernels computes the leaky ReLU, RMSNorm, the residual
+	// combinations (and Eq. 6's weight) and the shaped-attention epilogue
+	// each as one fused operation with its own backward (CPU kernels, and
+	// CUDA kernels where the shim was built with nvcc), equal to the
+	// composite ops to rounding; false runs the composite ops, for A/B
+	// checks.
 	FusedKernels bool `toml:"fused_kernels"`
-	// CUDAGraphs, on a GPU, captures the step (forwards, backwards,
+	// CUDAGraphs, on a GPU, captures the whole step (forwards, backwards,
 	// clipping, AdamW) in a CUDA graph after 3 eager steps and replays it
-	// for every later step (false). It needs AdamW, deferred NaN checks,
-	// one process and checkpoint_activations = "none".
-	CUDAGraphs bool      `toml:"cuda_graphs"`
-	OnNaN      NaNPolicy `toml:"on_nan"` // stop | skip
+	// for every later step: one launch per step instead of thousands. It
+	// needs AdamW, deferred NaN checks (nan_check_every > 1 or its GPU
+	// default), one process and checkpoint_activations = none; an error
+	// names what is missing, and true on a CPU is an error before the data
+	// are prepared. See hardware.md.
+	CUDAGraphs bool `toml:"cuda_graphs"`
+	// OnNaN is what a non-finite loss or gradient does: stop the run or skip
+	// the step.
+	OnNaN NaNPolicy `toml:"on_nan"`
 	// NaNCheckEvery is the number of steps between host synchronisations
-	// that check the loss and gradient norm; 0: every step on the CPU, every
-	// log_every steps on a GPU (fp16 and on_nan = skip always check every
-	// step).
+	// that check the loss and gradient norm: 0 is every step on the CPU and
+	// every log_every steps on a GPU, so the GPU step loop never waits for
+	// the host; fp16 and on_nan = skip check every step.
 	NaNCheckEvery int `toml:"nan_check_every"`
-	// DistTimeout is how long a data-parallel collective may wait for the
-	// other ranks, in seconds (a rank that died makes the others stop).
+	// DistTimeout is how long, in seconds, a data-parallel collective waits
+	// for the other ranks (a rank that died makes the others stop).
 	DistTimeout float64 `toml:"dist_timeout"`
-	// InitFrom warm-starts a new run from the weights of another run's
-	// checkpoint: a run folder (its latest checkpoint, resolved when the run
-	// starts and recorded so) or a checkpoint folder. Only the weights are
-	// taken: the optimizer, schedule, data order and step start afresh, and
-	// the model must be the same architecture ("": initialise).
+	// InitFrom warm-starts a new run from the weights of another run: a run
+	// folder (its latest checkpoint, resolved when the run starts and
+	// written so into the run's config.toml) or a checkpoint folder. Only
+	// the weights are taken: the optimizer, schedule, data order and step
+	// start afresh, and the model must be the same architecture (refused
+	// before anything is written otherwise). Empty: initialise.
 	InitFrom string `toml:"init_from"`
 	// Optim are the [train.optim] keys of SOAP and Muon.
 	Optim OptimOptions `toml:"optim"`
@@ -108,54 +166,98 @@ type Options struct {
 // AdamW part too). Their JSON is what scripts/reference/train.py's --optim
 // takes.
 type OptimOptions struct {
-	// SOAP (Vyas et al. 2024), as pytorch_optimizer.SOAP.
-	PreconditionFrequency int     `toml:"precondition_frequency" json:"precondition_frequency"` // steps between eigenbasis refreshes (10)
-	MaxPreconditionDim    int     `toml:"max_precondition_dim" json:"max_precondition_dim"`     // larger dimensions keep the identity (10000)
-	ShampooBeta           float64 `toml:"shampoo_beta" json:"shampoo_beta"`                     // decay of the preconditioner statistics; −1: beta2
-	Precondition1D        bool    `toml:"precondition_1d" json:"precondition_1d"`               // precondition 1-D parameters too (false)
-	NormalizeGradient     bool    `toml:"normalize_gradient" json:"normalize_gradient"`         // divide each update by its RMS (false)
-	// Muon, as torch.optim.Muon, for the 2-D hidden matrices (AdamW,
-	// torch's, for embeddings, gains, norms and biases).
-	Momentum float64 `toml:"momentum" json:"momentum"`   // 0.95
-	Nesterov bool    `toml:"nesterov" json:"nesterov"`   // true
-	NSSteps  int     `toml:"ns_steps" json:"ns_steps"`   // Newton–Schulz iterations (5)
-	AdjustLR string  `toml:"adjust_lr" json:"adjust_lr"` // original | match_rms_adamw | spectral_unclamped
+	// PreconditionFrequency is SOAP's number of steps between eigenbasis
+	// refreshes (one power iteration and a QR decomposition).
+	PreconditionFrequency int `toml:"precondition_frequency" json:"precondition_frequency"`
+	// MaxPreconditionDim is SOAP's largest preconditioned dimension; larger
+	// ones keep the identity (the vocabulary side of wte).
+	MaxPreconditionDim int `toml:"max_precondition_dim" json:"max_precondition_dim"`
+	// ShampooBeta is SOAP's decay of the preconditioner statistics; −1 is
+	// beta2.
+	ShampooBeta float64 `toml:"shampoo_beta" json:"shampoo_beta"`
+	// Precondition1D makes SOAP precondition 1-D parameters too (else they
+	// take Adam updates).
+	Precondition1D bool `toml:"precondition_1d" json:"precondition_1d"`
+	// NormalizeGradient makes SOAP divide each update by its RMS.
+	NormalizeGradient bool `toml:"normalize_gradient" json:"normalize_gradient"`
+	// Momentum is Muon's momentum.
+	Momentum float64 `toml:"momentum" json:"momentum"`
+	// Nesterov makes Muon's momentum Nesterov's.
+	Nesterov bool `toml:"nesterov" json:"nesterov"`
+	// NSSteps is Muon's number of Newton–Schulz iterations (in bfloat16, as
+	// torch's).
+	NSSteps int `toml:"ns_steps" json:"ns_steps"`
+	// AdjustLR is Muon's learning rate per matrix, with A = fan-out and B =
+	// fan-in (clm stores W as [in, out], so A, B = out, in, as
+	// torch.optim.Muon reads nn.Linear's [out, in]): original
+	// (× √max(1, A/B)), match_rms_adamw (× 0.2·√max(A, B), so AdamW's lr
+	// carries over) or spectral_unclamped.
+	AdjustLR string `toml:"adjust_lr" json:"adjust_lr"`
 }
 
 // DataOptions are the [data] keys.
 type DataOptions struct {
-	Source     string   `toml:"source"`     // stdlib | dir | hf | hub
-	Path       string   `toml:"path"`       // directory or files (dir, hf)
-	Extensions []string `toml:"extensions"` // file filter (dir, stdlib)
-	Column     string   `toml:"column"`     // text column (hf, hub)
-	ValidPath  string   `toml:"valid_path"` // separate validation files; empty: hash split
-	// Dataset and ValidDataset are Hub dataset repositories (source "hub"),
-	// read at Revision (ValidRevision, default Revision) and split Split
-	// (ValidSplit) as datasets.load_dataset reads them; without a
-	// ValidDataset, validation documents are a hash split of Dataset.
-	Dataset       string `toml:"dataset"`
-	ValidDataset  string `toml:"valid_dataset"`
-	Revision      string `toml:"revision"`       // branch, tag or commit ("main")
-	ValidRevision string `toml:"valid_revision"` // default: revision
-	Split         string `toml:"split"`          // "train"
-	ValidSplit    string `toml:"valid_split"`    // "validation"
-	// Tokenizer is a tokenizer.json (or directory, or vocab.json:merges.txt),
-	// or "hub:org/name[@revision]" on the Hub; empty: train one on the
-	// corpus (cached).
-	Tokenizer      string  `toml:"tokenizer"`
-	TokenizerVocab int     `toml:"tokenizer_vocab"` // vocabulary of a trained tokenizer (52000)
-	NumTokenMult   float64 `toml:"num_token_mult"`  // num_token_mult × 100000 training documents
-	ValidDocs      int     `toml:"valid_docs"`      // validation documents (2000)
-	ValidFraction  float64 `toml:"valid_fraction"`  // held-out share without a validation corpus (0.05)
-	Seed           int64   `toml:"seed"`            // document shuffle seed (0, as the original's shuffle(seed=0))
+	// Source is one of stdlib (the local Python standard library), dir (a source
+	// tree), hf (dataset files on disk: parquet, json, jsonl, .gz, or the
+	// Hub cache layout) or hub (a dataset repository on the Hugging Face
+	// Hub; the figure experiments).
+	Source string `toml:"source"`
+	// Path is the directory or files of dir and hf.
+	Path string `toml:"path"`
+	// Extensions filter the files of dir and stdlib.
+	Extensions []string `toml:"extensions"`
+	// Column is the text column of hf and hub files.
+	Column string `toml:"column"`
+	// ValidPath names separate validation files of dir and hf (CodeParrot's
+	// -valid); empty: 5% of the documents by a hash of their name.
+	ValidPath string `toml:"valid_path"`
+	// Dataset is the Hub dataset of source hub, e.g.
+	// huggingface-course/codeparrot-ds-train, read as datasets.load_dataset
+	// reads it.
+	Dataset string `toml:"dataset"`
+	// ValidDataset is a separate Hub validation dataset
+	// (huggingface-course/codeparrot-ds-valid); empty: a hash split of
+	// dataset.
+	ValidDataset string `toml:"valid_dataset"`
+	// Revision is the branch, tag or commit of dataset.
+	Revision string `toml:"revision"`
+	// ValidRevision is the branch, tag or commit of valid_dataset (empty:
+	// revision).
+	ValidRevision string `toml:"valid_revision"`
+	// Split is the split of dataset read, as load_dataset(..., split=...).
+	Split string `toml:"split"`
+	// ValidSplit is the split of the validation dataset read.
+	ValidSplit string `toml:"valid_split"`
+	// Tokenizer is a tokenizer.json (or a directory, or vocab.json:merges.txt),
+	// or hub:org/name[@revision] on the Hub; empty: train one on the corpus
+	// (cached under $CLM_CACHE/tokenizers).
+	Tokenizer string `toml:"tokenizer"`
+	// TokenizerVocab is the vocabulary of a tokenizer trained that way.
+	TokenizerVocab int `toml:"tokenizer_vocab"`
+	// NumTokenMult takes num_token_mult × 100000 training documents (all,
+	// with a warning, if fewer).
+	NumTokenMult float64 `toml:"num_token_mult"`
+	// ValidDocs is the number of validation documents.
+	ValidDocs int `toml:"valid_docs"`
+	// ValidFraction is the held-out share without a validation corpus.
+	ValidFraction float64 `toml:"valid_fraction"`
+	// Seed is the document shuffle seed: the original's
+	// Dataset.shuffle(seed=0).
+	Seed int64 `toml:"seed"`
 }
 
 // ReportOptions are the [report] keys: the statistics logged during training.
 type ReportOptions struct {
-	Every    int  `toml:"every"`    // steps between statistics (100), plus the first and last step; 0: never
-	Outliers bool `toml:"outliers"` // kurtosis, max/median, correlations per layer
-	Entropy  bool `toml:"entropy"`  // attention entropy per layer
-	Gains    bool `toml:"gains"`    // every trained gain
+	// Every is the number of steps between statistics, which are also
+	// logged at the first and last step (0: never).
+	Every int `toml:"every"`
+	// Outliers logs the kurtosis, max/median ratio, and feature and batch
+	// correlations per layer.
+	Outliers bool `toml:"outliers"`
+	// Entropy logs the attention entropy per layer.
+	Entropy bool `toml:"entropy"`
+	// Gains logs every gain's value (mean and std over heads).
+	Gains bool `toml:"gains"`
 }
 
 // Defaults returns the original's settings (HF Trainer as configured by the
