@@ -135,6 +135,9 @@ func checkDocCommand(t *testing.T, work, micro string, trained map[string]bool, 
 		return checkDocClm(t, work, micro, trained, f[1:], isMarked)
 	case f[0] == "mkdir":
 		return "ran"
+	case len(f) > 1 && f[0] == "go" && f[1] == "test":
+		checkDocGoTest(t, f)
+		return "parsed"
 	case f[0] == "eval" || strings.HasPrefix(f[0], "scripts/"):
 		if !isMarked && !strings.Contains(strings.Join(f, " "), "scripts/") {
 			t.Errorf("%q: not a command the docs test knows", strings.Join(f, " "))
@@ -145,6 +148,31 @@ func checkDocCommand(t *testing.T, work, micro string, trained map[string]bool, 
 		t.Errorf("%q runs nowhere in the tests: mark it (%s) in its comment", strings.Join(f, " "), strings.Join(docMarks, ", "))
 	}
 	return "marked"
+}
+
+// checkDocGoTest checks that `go test PKG -run PATTERN …` names a package
+// with a test that the pattern selects (`go test -list`).
+func checkDocGoTest(t *testing.T, f []string) {
+	t.Helper()
+	pkg, pattern := "", ""
+	for i := 2; i < len(f); i++ {
+		switch {
+		case f[i] == "-run" && i+1 < len(f):
+			pattern, i = f[i+1], i+1
+		case strings.HasPrefix(f[i], "./"):
+			pkg = f[i]
+		}
+	}
+	if pkg == "" || pattern == "" {
+		t.Errorf("%q: a go test command in the docs names a package and a -run pattern", strings.Join(f, " "))
+		return
+	}
+	cmd := exec.Command("go", "test", "-list", pattern, pkg)
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "Test") {
+		t.Errorf("%q: no test of %s matches %s: %v\n%s", strings.Join(f, " "), pkg, pattern, err, out)
+	}
 }
 
 // checkDocClm checks a clm command line (args after "clm").
