@@ -19,7 +19,6 @@ import (
 	"clm/internal/errjoin"
 	"clm/model"
 	"clm/optim"
-	"clm/torch"
 )
 
 // Experiment is one TOML experiment file: the model variant, the training
@@ -110,7 +109,7 @@ type Options struct {
 	// Seed seeds the init, the data order and dropout.
 	Seed int64 `toml:"seed"`
 	// Device is one of auto (CUDA when available), cpu, cuda or cuda:N.
-	Device string `toml:"device"`
+	Device DeviceSetting `toml:"device"`
 	// Threads is the number of libtorch CPU threads (0: its default).
 	Threads int `toml:"threads"`
 	// Attention is the shaped attention's implementation: fused (no T×T
@@ -269,7 +268,7 @@ func Defaults() Experiment {
 			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, FitMicroBatch: true, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
-			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: "auto", Attention: model.AttentionAuto, OnNaN: "stop",
+			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: DeviceAuto, Attention: model.AttentionAuto, OnNaN: "stop",
 			CheckpointActivations: model.CheckpointNone, FusedKernels: true,
 			DistTimeout: 1800,
 			Optim: OptimOptions{PreconditionFrequency: 10, MaxPreconditionDim: 10000, ShampooBeta: -1,
@@ -593,10 +592,8 @@ func (v *validator) train(t *Options) {
 	default:
 		v.bad("train.precision", "unknown precision %q (want auto, fp32, bf16 or fp16)", t.Precision)
 	}
-	if t.Device != "auto" && t.Device != "" {
-		if _, err := torch.ParseDevice(t.Device); err != nil {
-			v.bad("train.device", "%v", err)
-		}
+	if err := t.Device.Parse(); err != nil {
+		v.bad("train.device", "%v", err)
 	}
 	if t.OnNaN != StopOnNaN && t.OnNaN != SkipOnNaN {
 		v.bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)

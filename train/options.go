@@ -72,3 +72,40 @@ const (
 
 // flavour parses an AdamW optimizer.
 func (o Optimizer) flavour() (torch.AdamWFlavour, error) { return torch.ParseAdamWFlavour(string(o)) }
+
+// DeviceSetting is train.device (and the -device flag of the commands that
+// load a run): auto, or a device torch.ParseDevice reads (cpu, cuda,
+// cuda:N). Load refuses any other value, naming the key.
+type DeviceSetting string
+
+// DeviceAuto is the local rank's GPU where CUDA can use one, else the CPU.
+const DeviceAuto DeviceSetting = "auto"
+
+// Auto reports whether the setting leaves the choice to clm ("" is auto).
+func (d DeviceSetting) Auto() bool { return d == "" || d == DeviceAuto }
+
+// Parse checks the setting without touching a device.
+func (d DeviceSetting) Parse() error {
+	if d.Auto() {
+		return nil
+	}
+	_, err := torch.ParseDevice(string(d))
+	return err
+}
+
+// IsCPU reports whether the setting names the CPU.
+func (d DeviceSetting) IsCPU() bool { return d == "cpu" }
+
+// Resolve is the device the setting picks on this machine: for auto a
+// usable GPU, else the CPU, refused on a machine with GPUs that CUDA
+// cannot use (torch.AutoDevice); a named device must be usable.
+func (d DeviceSetting) Resolve() (torch.Device, error) {
+	if d.Auto() {
+		return torch.AutoDevice()
+	}
+	dev, err := torch.ParseDevice(string(d))
+	if err != nil {
+		return dev, err
+	}
+	return dev, torch.CheckDevice(dev)
+}

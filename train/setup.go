@@ -140,7 +140,7 @@ func (r *Run) joinGroup() error {
 	}
 	r.Rank = o.Rank
 	o.Backend = "gloo"
-	if torch.CUDAAvailable() && r.Exp.Train.Device != "cpu" {
+	if torch.CUDAAvailable() && !r.Exp.Train.Device.IsCPU() {
 		o.Backend = "nccl"
 	}
 	o.Timeout = time.Duration(r.Exp.Train.DistTimeout * float64(time.Second))
@@ -160,13 +160,13 @@ func (r *Run) joinGroup() error {
 // train.threads.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
-	dev, err := deviceFor(t.Device)
+	dev, err := t.Device.Resolve()
 	switch {
-	case err != nil && isAuto(t.Device):
+	case err != nil && t.Device.Auto():
 		return fmt.Errorf("train.device = \"auto\": %v; or train on the CPU: -set train.device=cpu", err)
 	case err != nil:
 		return fmt.Errorf("train.device: %v", err)
-	case isAuto(t.Device) && r.peers.Size() > 1 && dev.IsCUDA():
+	case t.Device.Auto() && r.peers.Size() > 1 && dev.IsCUDA():
 		dev = torch.CUDA(r.peers.LocalRank())
 		if err := torch.CheckDevice(dev); err != nil {
 			return fmt.Errorf("train.device: %v", err)

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"clm/model"
-	"clm/torch"
 )
 
 // Trained is a model restored from a checkpoint for inference, with the
@@ -50,7 +49,7 @@ func OpenTrained(path, device string) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := deviceFor(device)
+	dev, err := DeviceSetting(device).Resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -71,20 +70,3 @@ func OpenTrained(path, device string) (*Trained, error) {
 
 // Close frees the model.
 func (t *Trained) Close() { t.Model.Close() }
-
-// deviceFor resolves a device setting (train.device, -device): "auto" (or
-// "") is a usable GPU, else the CPU, refused on a machine with GPUs that
-// CUDA cannot use (see torch.AutoDevice); a named device must be usable.
-func deviceFor(device string) (torch.Device, error) {
-	if isAuto(device) {
-		return torch.AutoDevice()
-	}
-	dev, err := torch.ParseDevice(device)
-	if err != nil {
-		return dev, err
-	}
-	return dev, torch.CheckDevice(dev)
-}
-
-// isAuto reports whether a device setting leaves the choice to clm.
-func isAuto(device string) bool { return device == "" || device == "auto" }
