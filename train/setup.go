@@ -33,6 +33,9 @@ type SetupOptions struct {
 	Progress bool
 	// Command is the command line, recorded in the run folder's StartsFile.
 	Command []string
+	// Profile names steps to profile with libtorch's profiler (written to
+	// the run folder's profile/); the zero value profiles none.
+	Profile ProfileSteps
 }
 
 // Run is an experiment ready to train in its run folder: the process group
@@ -371,7 +374,8 @@ func (r *Run) buildTrainer() error {
 		progress = NewProgress(r.log)
 	}
 	tr, err := NewTrainer(Config{Experiment: r.Exp, Dir: r.Dir, Model: r.Model, Batches: batcher{b}, Valid: r.ds.Valid,
-		TotalSteps: TotalSteps(r.Exp, r.ds.Train.Len()), Pad: r.pad, Log: r.log, Progress: progress, Group: r.group})
+		TotalSteps: TotalSteps(r.Exp, r.ds.Train.Len()), Pad: r.pad, Log: r.log, Progress: progress, Group: r.group,
+		Profile: r.opts.Profile})
 	if err != nil {
 		return err
 	}

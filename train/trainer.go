@@ -93,6 +93,8 @@ type engine struct {
 	// graph is train.cuda_graphs (graph.go); nil when off.
 	graph *graphStep
 	log   io.Writer // the capture's messages
+	// profile, when not nil, profiles some steps (rank 0).
+	profile *stepProfile
 }
 
 // Config of NewTrainer.
@@ -116,6 +118,9 @@ type Config struct {
 	// micro_batch × accumulation); gradients are summed across ranks before
 	// clipping; rank 0 alone writes metrics and checkpoints.
 	Group *torch.ProcessGroup
+	// Profile names the steps to profile with libtorch's profiler (rank 0
+	// only; see ProfileDir); the zero value profiles none.
+	Profile ProfileSteps
 }
 
 // TotalSteps is the schedule length of e with trainChunks training chunks:
@@ -175,6 +180,12 @@ func NewTrainer(c Config) (*Trainer, error) {
 		t.log = io.Discard
 	}
 	t.eng.log = t.log
+	if c.Profile.From > 0 && peers.Rank() == 0 {
+		if c.Profile.To > c.TotalSteps {
+			return nil, fmt.Errorf("profile: steps %d-%d, but the run has %d steps", c.Profile.From, c.Profile.To, c.TotalSteps)
+		}
+		t.eng.profile = &stepProfile{ProfileSteps: c.Profile, dir: ProfileDir(c.Dir), dev: t.eng.dev, log: t.log}
+	}
 	if t.progress == nil {
 		t.progress = nopProgress{}
 	}
@@ -323,7 +334,13 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 			return flushed(t.metrics, ErrInterrupted)
 		}
+		if err := t.eng.profile.begin(t.st.Step + 1); err != nil {
+			return err
+		}
 		if err := t.step(); err != nil {
+			return err
+		}
+		if err := t.eng.profile.end(t.st.Step + 1); err != nil {
 			return err
 		}
 		t.st.Step++

@@ -29,6 +29,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	resume := fs.String("resume", "", "run folder to continue from its latest checkpoint")
 	runDir := fs.String("run-dir", "", "run folder (default runs/<experiment name>); one that holds this experiment is continued, another is refused")
 	fresh := fs.Bool("fresh", false, "move a run folder that holds a run aside (to DIR.old-<time>, never deleted) and start afresh")
+	profile := fs.String("profile", "", "profile step N, or steps N:M, with libtorch's profiler: the time per op and a Chrome trace in RUN/profile/")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a key, e.g. -set model.n_layer=18 -set train.lr=3e-4 (repeatable)")
 	if isHelp(args) {
@@ -41,6 +42,12 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q (see clm -h)", pos[0])
+	}
+	var steps train.ProfileSteps
+	if *profile != "" {
+		if steps, err = train.ParseProfileSteps(*profile); err != nil {
+			return fmt.Errorf("-%w", err)
+		}
 	}
 	exp, dir, err := loadExperiment(*configPath, *resume, *runDir, sets.values)
 	if err != nil {
@@ -60,7 +67,8 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	r, err := train.Setup(ctx, exp, train.SetupOptions{Dir: dir, Resume: *resume != "", Log: os.Stderr, Progress: true, Command: os.Args})
+	r, err := train.Setup(ctx, exp, train.SetupOptions{Dir: dir, Resume: *resume != "", Log: os.Stderr, Progress: true, Command: os.Args,
+		Profile: steps})
 	if errors.Is(err, train.ErrDataInterrupted) {
 		fmt.Fprintf(os.Stderr, "clm: %v\n", err)
 		return errInterrupted

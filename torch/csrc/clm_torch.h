@@ -43,6 +43,14 @@ void clm_capabilities(char *buf, size_t n);
  * cuDNN, the devices seen and why none, the thread count). The caller frees
  * *out with clm_free_string. */
 char *clm_build_report(char **out);
+/* libtorch's profiler (Kineto) on the calling thread: clm_profiler_start
+ * records the CPU ops (and, with cuda, the CUDA kernels) until
+ * clm_profiler_stop, which writes the Chrome trace to trace_path (none when
+ * it is empty) and returns the events in *out, one per line:
+ * name TAB start_ns TAB duration_ns TAB thread TAB device ("cpu"/"cuda").
+ * The caller frees *out with clm_free_string. */
+char *clm_profiler_start(int cuda);
+char *clm_profiler_stop(const char *trace_path, char **out);
 char *clm_set_num_threads(int n);
 int clm_get_num_threads(void);
 int clm_cuda_is_available(void);
