@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # `make bench-peers`: clm's real training binary against its PyTorch peers on
 # the CPU, at the same shapes and thread count: (a) eager PyTorch with SDPA
-# attention and torch.optim.AdamW(foreach=True), (b) torch.compile (Inductor,
-# default mode) of the same model (scripts/reference/bench_peers.py). Both
+# attention, ln_f and the LM head only at the T-1 positions the loss uses,
+# the positions as a slice of wpe, no dropout modules (p = 0), and
+# torch.optim.AdamW(foreach=True) with foreach clipping, (b) torch.compile
+# (Inductor, PEERS_COMPILE_MODE, default "default") of the same model
+# (scripts/reference/bench_peers.py; train/peers_test.go holds both to
+# clm's losses on the same weights and batches). Both
 # peers and clm run the same step: accumulation, clipping at 1, AdamW (clm:
 # adamw_torch) with decay 0.1, lr 1e-3, polynomial schedule with 5% warmup,
 # fp32. Runs interleave clm, eager, compile, clm, ... per configuration; each
@@ -20,6 +24,8 @@
 #                      micro-batch of 8 x 128
 #   PEERS_PRESETS      default "default skipless-parallel"
 #   PEERS_PEERS        default "clm eager compile"
+#   PEERS_COMPILE_MODE torch.compile's mode (default "default"; e.g.
+#                      max-autotune-no-cudagraphs)
 #   PEERS_MID_STEPS, PEERS_PAPER_STEPS
 #                      warm-up+measured optimizer steps per run (default 2+3
 #                      and 1+2); tokens/s is over the measured steps only
@@ -159,7 +165,8 @@ measure() {
     rm -rf "$tmp/run"
   else
     if ! out=$("$py" $bp measure -- "$py" $bp peer --mode "$peer" --size "$size" --preset "$preset" \
-        --threads "$t" --warmup "$w" --steps "$s" 2>"$log") || ! grep -q 'rc=0' <<<"$out"; then
+        --threads "$t" --warmup "$w" --steps "$s" --compile-mode "${PEERS_COMPILE_MODE:-default}" 2>"$log") ||
+        ! grep -q 'rc=0' <<<"$out"; then
       cat "$log" >&2; echo "bench-peers: $peer failed ($size $preset, $t threads)" >&2; exit 1
     fi
     res=$(grep '^result ' <<<"$out") mea=$(grep '^measure ' <<<"$out")

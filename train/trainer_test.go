@@ -323,13 +323,20 @@ every = 0
 // with the reference) and model config to a fresh folder.
 func prepareTrajectoryRun(t *testing.T, c trajectoryCase) trajectoryRun {
 	t.Helper()
-	e := trajectoryExperiment(t, c)
-	dir := t.TempDir()
-	r := trajectoryRun{name: c.name(), dir: dir, e: e, traj: filepath.Join(dir, "traj.json"),
-		weights: filepath.Join(dir, "w0.safetensors"), dtype: torch.Float32}
+	r := prepareRun(t, trajectoryExperiment(t, c), c.name())
 	if c.fp64 {
 		r.dtype = torch.Float64
 	}
+	return r
+}
+
+// prepareRun writes e's initial weights (Go's init, seed 3) and model
+// config to a fresh folder, for a reference to start from.
+func prepareRun(t *testing.T, e *Experiment, name string) trajectoryRun {
+	t.Helper()
+	dir := t.TempDir()
+	r := trajectoryRun{name: name, dir: dir, e: e, traj: filepath.Join(dir, "traj.json"),
+		weights: filepath.Join(dir, "w0.safetensors"), dtype: torch.Float32}
 	m, err := model.New(e.Model, model.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -353,10 +360,10 @@ func prepareTrajectoryRun(t *testing.T, c trajectoryCase) trajectoryRun {
 }
 
 // writeTrajectoryBatches writes the micro-batches as train.py's
-// batches.safetensors (input_ids [steps·accum, B, T]).
+// batches.safetensors (input_ids [micro-batches, B, T]).
 func writeTrajectoryBatches(t *testing.T, batches [][][]int32) string {
 	t.Helper()
-	ids := make([]int64, 0, trajSteps*trajAccum*trajB*trajT)
+	var ids []int64
 	for _, mb := range batches {
 		for _, row := range mb {
 			for _, v := range row {
@@ -365,7 +372,7 @@ func writeTrajectoryBatches(t *testing.T, batches [][][]int32) string {
 		}
 	}
 	bpath := filepath.Join(t.TempDir(), "batches.safetensors")
-	shape := []int64{trajSteps * trajAccum, trajB, trajT}
+	shape := []int64{int64(len(batches)), int64(len(batches[0])), int64(len(batches[0][0]))}
 	if err := safetensors.Write(bpath, []safetensors.Tensor{safetensors.NewTensor("input_ids", shape, ids)}, nil); err != nil {
 		t.Fatal(err)
 	}

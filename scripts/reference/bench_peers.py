@@ -25,9 +25,15 @@ configuration's.
       clm's steady-state throughput from a run's metrics.jsonl (log_every 1):
       the tokens of the train records after step W over the time between
       the records of steps W and the last; prints one `result` line.
+  bench_peers.py trajectory --config cfg.json --weights w.safetensors \
+      --batches b.safetensors --steps S --accum K --mode eager|compile --out traj.json
+      the peer's training step (the same code as `peer`) from the given
+      weights on the given micro-batches; writes each step's loss as
+      train.py does, for train/bench_peers_test.go to compare with clm's.
   bench_peers.py check
-      the SDPA attention against the materialised one (float64, both
-      presets, forward and gradients).
+      the benchmarks' forward (SDPA attention, loss_only, no dropout
+      modules) against the plain materialised one (float64, four presets,
+      loss and gradients).
 """
 import argparse
 import json
@@ -65,7 +71,7 @@ def polynomial(warmup, total, lr, lr_end=1e-7, power=1.0):
 class Peer:
     """One peer's model, optimizer and schedule, and its training step."""
 
-    def __init__(self, net, mode, total, accum):
+    def __init__(self, net, mode, total, accum, compile_mode="default"):
         import torch
 
         import train as T
@@ -76,7 +82,7 @@ class Peer:
         self.opt = torch.optim.AdamW(plain, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, foreach=True)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, polynomial(math.ceil(0.05 * total), total, 1e-3))
         self.params = [p for p in net.parameters() if p.requires_grad]
-        self.fwd = torch.compile(net) if mode == "compile" else net
+        self.fwd = torch.compile(net, mode=compile_mode) if mode == "compile" else net
 
     def step(self, batches):
         import torch
@@ -94,6 +100,19 @@ class Peer:
         return loss / self.accum
 
 
+def lean(net):
+    """Drops the modules that do nothing in a training step: dropout of
+    probability 0 (every preset's) becomes nn.Identity, as a user writing
+    the step for speed would."""
+    import torch.nn as nn
+
+    for name, mod in list(net.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, nn.Dropout) and child.p == 0:
+                setattr(mod, child_name, nn.Identity())
+    return net
+
+
 def build_net(a):
     """The reference model of a.size and a.preset with SDPA attention, and
     the size's random batches."""
@@ -104,7 +123,7 @@ def build_net(a):
     torch.set_num_threads(a.threads)
     L, D, H, V, CTX, B, ACCUM = SIZES[a.size]
     cfg = M.preset(a.preset, n_layer=L, n_embd=D, n_head=H, vocab_size=V, context_length=CTX)
-    net = M.set_attention(M.build(cfg), "sdpa")
+    net = lean(M.set_attention(M.build(cfg), "sdpa"))
     net.train()
     g = torch.Generator().manual_seed(7)
     batches = [torch.randint(0, V, (B, CTX), generator=g) for _ in range(ACCUM)]
@@ -118,7 +137,7 @@ def cmd_peer(a):
     net, batches = build_net(a)
     B, CTX, ACCUM = SIZES[a.size][5], SIZES[a.size][4], SIZES[a.size][6]
     total = a.warmup + a.steps
-    peer = Peer(net, a.mode, total, ACCUM)
+    peer = Peer(net, a.mode, total, ACCUM, a.compile_mode)
     build_s = time.perf_counter() - t_build
 
     times = []
@@ -135,7 +154,7 @@ def cmd_peer(a):
     print(f"result peer={a.mode} size={a.size} preset={a.preset} threads={torch.get_num_threads()} "
           f"tokens_per_s={tokens / sum(steady):.1f} step_s={sum(steady) / len(steady):.4f} "
           f"warmup_s={sum(times[:a.warmup]):.2f} build_s={build_s:.2f} steps={a.steps} warmup={a.warmup} "
-          f"loss={loss:.4f} graph_breaks={breaks} torch={torch.__version__}", flush=True)
+          f"loss={loss:.4f} graph_breaks={breaks} compile_mode={a.compile_mode} torch={torch.__version__}", flush=True)
 
 
 def cmd_pair(a):
@@ -147,7 +166,7 @@ def cmd_pair(a):
 
     net, batches = build_net(a)
     total = a.warmup + a.steps
-    peers = {m: Peer(copy.deepcopy(net), m, total, SIZES[a.size][6]) for m in ("eager", "compile")}
+    peers = {m: Peer(copy.deepcopy(net), m, total, SIZES[a.size][6], a.compile_mode) for m in ("eager", "compile")}
     times = {m: [] for m in peers}
     for i in range(total):
         for m, peer in peers.items():
@@ -193,7 +212,31 @@ def cmd_clm_metrics(a):
           f"steps={last['step'] - a.warmup} warmup={a.warmup} loss={last['loss']:.4f}", flush=True)
 
 
+def cmd_trajectory(a):
+    import torch
+
+    import model as M
+
+    torch.manual_seed(0)
+    net = M.build(M.Config.from_json(a.config))
+    net.load_weights(M.load_tensors(a.weights))
+    net = lean(M.set_attention(net, "sdpa")).float()
+    net.train()
+    ids = M.load_tensors(a.batches)["input_ids"].long()
+    if ids.shape[0] < a.steps * a.accum:
+        raise SystemExit(f"trajectory: {a.batches} holds {ids.shape[0]} micro-batches, need {a.steps * a.accum}")
+    peer = Peer(net, a.mode, a.steps, a.accum, a.compile_mode)
+    steps = []
+    for i in range(a.steps):
+        loss = peer.step([ids[i * a.accum + j] for j in range(a.accum)])
+        steps.append({"step": i + 1, "loss": loss})
+    with open(a.out, "w") as fh:
+        json.dump({"mode": a.mode, "compile_mode": a.compile_mode, "steps": steps}, fh, indent=1)
+
+
 def cmd_check(a):
+    """The benchmarks' forward (SDPA, loss_only, lean) against the plain
+    materialised forward, in float64: loss and every gradient."""
     import torch
 
     import model as M
@@ -206,15 +249,18 @@ def cmd_check(a):
         for impl in ("materialised", "sdpa"):
             net = M.set_attention(M.build(cfg), impl).double()
             net.perturb(0.02, torch.Generator().manual_seed(2))
-            out = net(ids, labels=ids)
+            if impl == "sdpa":
+                net = lean(net)
+            out = net(ids, labels=ids, loss_only=impl == "sdpa")
             out["loss"].backward()
-            res[impl] = [out["logits"]] + [p.grad for p in net.parameters() if p.grad is not None]
+            res[impl] = [out["loss"]] + [p.grad for p in net.parameters() if p.grad is not None]
         err = max((x - y).abs().max().item() for x, y in zip(res["materialised"], res["sdpa"]))
-        print(f"check {preset}: max |materialised - sdpa| = {err:.3g} over logits and {len(res['sdpa']) - 1} gradients")
+        print(f"check {preset}: max |plain - benchmark forward| = {err:.3g} over the loss and "
+              f"{len(res['sdpa']) - 1} gradients")
         worst = max(worst, err)
     if worst > 1e-10:
-        raise SystemExit("check: SDPA attention differs from the materialised one")
-    print("check: SDPA attention matches the materialised one")
+        raise SystemExit("check: the benchmarks' forward differs from the plain one")
+    print("check: the benchmarks' forward matches the plain one")
 
 
 def main():
@@ -227,6 +273,8 @@ def main():
         r.add_argument("--threads", type=int, default=1)
         r.add_argument("--warmup", type=int, default=warmup)
         r.add_argument("--steps", type=int, default=steps)
+        r.add_argument("--compile-mode", default="default",
+                       help="torch.compile's mode (default, max-autotune-no-cudagraphs, ...)")
         r.set_defaults(fn=fn)
         return r
 
@@ -239,6 +287,14 @@ def main():
     c.add_argument("metrics")
     c.add_argument("--warmup", type=int, default=2)
     c.set_defaults(fn=cmd_clm_metrics)
+    j = sub.add_parser("trajectory")
+    for flag in ("--config", "--weights", "--batches", "--out"):
+        j.add_argument(flag, required=True)
+    j.add_argument("--steps", type=int, required=True)
+    j.add_argument("--accum", type=int, required=True)
+    j.add_argument("--mode", choices=("eager", "compile"), required=True)
+    j.add_argument("--compile-mode", default="default")
+    j.set_defaults(fn=cmd_trajectory)
     k = sub.add_parser("check")
     k.set_defaults(fn=cmd_check)
     a = ap.parse_args()

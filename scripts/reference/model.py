@@ -514,7 +514,7 @@ class Attention(nn.Module):
         """A V of Eq. 5 without the T×T matrices (impl "sdpa")."""
         if self.dot_norm_type != "none":
             raise ValueError("attention impl sdpa: dot_norm_type must be none")
-        if self.training and self.attn_dropout.p > 0:
+        if self.training and getattr(self.attn_dropout, "p", 0) > 0:
             raise ValueError("attention impl sdpa: attn_pdrop must be 0 in training")
         # SDPA's default scale is 1/sqrt(head_dim), as the materialised logits.
         out = self.attn_mat_resid_gain.to(v.dtype) * F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -681,14 +681,18 @@ class GPT(nn.Module):
         loss_only (with labels; the benchmarks' training step): ln_f and the
         head run only at the T-1 positions that have a target, and logits is
         None: the same loss and gradients without the last position's logits
-        and the copy of the slice logits[:, :-1].
+        and the copy of the slice logits[:, :-1]; the positions are the
+        slice wpe.weight[:T] rather than a lookup of arange(T) (the same
+        values, and a slice's backward rather than embedding_dense_backward).
         hidden_states (HF semantics): L+1 tensors, the inputs of blocks
         0..L-1 (entry 0 = embedding output) then ln_f(last block output).
         attentions: per layer, the softmax probabilities P (before Eq. 5 gains)."""
         t = self.transformer
         B, T = input_ids.shape
-        pos = torch.arange(T, device=input_ids.device)
-        x = t.drop(t.wte(input_ids) + t.wpe(pos))
+        if loss_only:
+            x = t.drop(t.wte(input_ids) + t.wpe.weight[:T])  # rows 0..T-1: a slice, no lookup
+        else:
+            x = t.drop(t.wte(input_ids) + t.wpe(torch.arange(T, device=input_ids.device)))
         hidden, attns = [], []
         for i, block in enumerate(t.h):
             if output_hidden_states:
