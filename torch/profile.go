@@ -158,7 +158,7 @@ func (p Profile) Table(top int) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-44s %7s %10s %7s %10s\n", "op", "calls", "self ms", "self %", "total ms")
+	fmt.Fprintf(&b, "%-52s %7s %10s %7s %10s\n", "op", "calls", "self ms", "self %", "total ms")
 	for i, o := range ops {
 		if i == top {
 			break
@@ -167,10 +167,8 @@ func (p Profile) Table(top int) string {
 		if o.CUDA {
 			all, name = gpu, "[cuda] "+name
 		}
-		if len(name) > 44 {
-			name = name[:41] + "..."
-		}
-		fmt.Fprintf(&b, "%-44s %7d %10.2f %6.1f%% %10.2f\n", name, o.Calls, float64(o.Self)/1e6,
+		name = shortOpName(name)
+		fmt.Fprintf(&b, "%-52s %7d %10.2f %6.1f%% %10.2f\n", name, o.Calls, float64(o.Self)/1e6,
 			100*float64(o.Self)/float64(max(all, 1)), float64(o.Total)/1e6)
 	}
 	fmt.Fprintf(&b, "self time on the CPU: %.2f ms", float64(cpu)/1e6)
@@ -192,4 +190,21 @@ func (p Profile) Span() int64 {
 		first, last = min(first, e.Start), max(last, e.Start+e.Dur)
 	}
 	return last - first
+}
+
+// shortOpName fits an op's name in the table's column: the shim's autograd
+// nodes lose their namespaces (CppNode<LeakyReLUFn>), other long names keep
+// their start.
+func shortOpName(name string) string {
+	if rest, ok := strings.CutPrefix(name, "torch::autograd::CppNode<"); ok {
+		rest = strings.TrimPrefix(rest, "(anonymous namespace)::")
+		name = "CppNode<" + rest
+	}
+	if rest, ok := strings.CutPrefix(name, "autograd::engine::evaluate_function: "); ok {
+		name = "evaluate " + rest // the engine's call of a node, beside the node's own row
+	}
+	if len(name) > 52 {
+		name = name[:49] + "..."
+	}
+	return name
 }
