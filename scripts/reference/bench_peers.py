@@ -11,7 +11,8 @@ configuration's.
       schedule with 5% warmup (the clm defaults). mode compile wraps the
       model in torch.compile (Inductor, default mode). W warm-up steps (for
       compile: the compilation) are timed apart from the S steady steps.
-      Prints one `result` line of key=value fields.
+      Prints one `result` line of key=value fields; --profile prints
+      torch.profiler's table of the last step (self CPU time per op) first.
   bench_peers.py pair --size mid|paper --preset P --threads N --warmup W --steps S
       eager PyTorch and torch.compile in one process, from the same weights,
       alternating steps (W warm-up steps each, then S measured); prints one
@@ -113,6 +114,18 @@ def lean(net):
     return net
 
 
+def profiler(on):
+    """torch.profiler over the CPU ops when on, else a context that does
+    nothing."""
+    import contextlib
+
+    import torch
+
+    if not on:
+        return contextlib.nullcontext()
+    return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+
 def build_net(a):
     """The reference model of a.size and a.preset with SDPA attention, and
     the size's random batches."""
@@ -141,10 +154,15 @@ def cmd_peer(a):
     build_s = time.perf_counter() - t_build
 
     times = []
-    for _ in range(total):
+    for i in range(total):
+        prof = profiler(a.profile and i == total - 1)
         t0 = time.perf_counter()
-        loss = peer.step(batches)
+        with prof:
+            loss = peer.step(batches)
         times.append(time.perf_counter() - t0)
+        if a.profile and i == total - 1:
+            print(f"profile of the last step ({a.mode}):")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=52))
     steady = times[a.warmup:]
     tokens = a.steps * B * ACCUM * CTX
     breaks = 0
@@ -278,7 +296,9 @@ def main():
         r.set_defaults(fn=fn)
         return r
 
-    run_parser("peer", cmd_peer, 2, 4).add_argument("--mode", choices=("eager", "compile"), required=True)
+    pp = run_parser("peer", cmd_peer, 2, 4)
+    pp.add_argument("--mode", choices=("eager", "compile"), required=True)
+    pp.add_argument("--profile", action="store_true", help="print torch.profiler's table of the last step")
     run_parser("pair", cmd_pair, 3, 8)
     m = sub.add_parser("measure")
     m.add_argument("cmd", nargs=argparse.REMAINDER)
