@@ -165,6 +165,11 @@ type panel struct {
 	// bars, when set, are groups of bars side by side at categories
 	// (instead of series against a numeric x).
 	bars *bars
+	// under are drawn beneath the series (spread bands, error bars).
+	under []gplot.Plotter
+	// logX puts x on a log scale; categories, when set, name x = 0, 1, …
+	logX       bool
+	categories []string
 }
 
 // bars are grouped bar charts: one bar per group at each category.
@@ -364,6 +369,8 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	if pn.bars != nil {
 		return p, pn.plotBars(p)
 	}
+	pn.xAxis(p)
+	p.Add(pn.under...)
 	drawable := false
 	yMin, yMax := math.Inf(1), math.Inf(-1)
 	for _, s := range pn.series {
@@ -391,6 +398,18 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 		}
 	}
 	return p, nil
+}
+
+// xAxis sets a log or categorical x axis.
+func (pn *panel) xAxis(p *gplot.Plot) {
+	switch {
+	case pn.logX:
+		p.X.Scale = gplot.LogScale{}
+		p.X.Tick.Marker = tidyTicks{logTicks{}}
+	case len(pn.categories) > 0:
+		p.NominalX(pn.categories...)
+		p.X.Min, p.X.Max = -0.5, float64(len(pn.categories))-0.5
+	}
 }
 
 // logTicks labels decades when the range spans one, and falls back to
