@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 )
 
@@ -12,6 +13,8 @@ import (
 type Outcome struct {
 	// Code is its exit status (-1: killed by a signal).
 	Code int
+	// Signal is the signal that killed it, if one did.
+	Signal string
 	// Stopped: the sweep was asked to stop (SIGINT, SIGTERM) while the
 	// point ran, and passed the request on.
 	Stopped bool
@@ -20,6 +23,14 @@ type Outcome struct {
 // Interrupted reports whether the point stopped on request, resumable:
 // it was stopped, or it exited as clm does on Ctrl-C (130).
 func (o Outcome) Interrupted() bool { return o.Stopped || o.Code == 130 }
+
+// String says how the process ended: "exit 1", "killed by signal: killed".
+func (o Outcome) String() string {
+	if o.Signal != "" {
+		return "killed by signal: " + o.Signal
+	}
+	return "exit " + strconv.Itoa(o.Code)
+}
 
 // RunChild runs argv (a `clm -config …` of one point) to its end, its
 // output on stdout and stderr. The child has a process group of its own,
@@ -49,6 +60,9 @@ func RunChild(argv []string, stdout, stderr io.Writer, stop <-chan os.Signal) (O
 			case err == nil:
 			case errors.As(err, &ee):
 				o.Code = ee.ExitCode()
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					o.Signal = ws.Signal().String()
+				}
 			default:
 				return o, err
 			}

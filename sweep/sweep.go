@@ -86,7 +86,7 @@ func Load(path string, keys []string) (*Sweep, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(s.Base); err != nil {
-		return nil, fmt.Errorf("%s:%d: base: %v", path, lineOf(src, "base"), err)
+		return nil, fmt.Errorf("%s: base: %v", at(path, src, "base"), err)
 	}
 	return s, nil
 }
@@ -104,7 +104,7 @@ func Parse(path string, src []byte, keys []string) (*Sweep, error) {
 	}
 	for _, k := range md.Undecoded() {
 		if k[0] != "grid" && k[0] != "set" {
-			return nil, fmt.Errorf("%s:%d: unknown key %q (a sweep has base, folder, seeds, [grid] and [set])", path, lineOf(src, k[len(k)-1]), k.String())
+			return nil, fmt.Errorf("%s: unknown key %q (a sweep has base, folder, seeds, [grid] and [set])", at(path, src, k[len(k)-1]), k.String())
 		}
 	}
 	if doc.Base == "" {
@@ -117,7 +117,7 @@ func Parse(path string, src []byte, keys []string) (*Sweep, error) {
 		s.Folder = filepath.Join(dir, doc.Folder)
 	}
 	if s.Seeds, err = parseSeeds(doc.Seeds); err != nil {
-		return nil, fmt.Errorf("%s:%d: seeds: %v", path, lineOf(src, "seeds"), err)
+		return nil, fmt.Errorf("%s: seeds: %v", at(path, src, "seeds"), err)
 	}
 	known := map[string]bool{}
 	for _, k := range keys {
@@ -154,12 +154,12 @@ func (s *Sweep) parseGrid(src []byte, md toml.MetaData, grid map[string]any, kno
 		}
 		list, ok := v.([]any)
 		if !ok || len(list) == 0 {
-			return fmt.Errorf("%s:%d: grid %q: want a list of values, e.g. [1e-3, 3e-3]", s.Path, lineOf(src, k[len(k)-1]), key)
+			return fmt.Errorf("%s: grid %q: want a list of values, e.g. [1e-3, 3e-3]", at(s.Path, src, key), key)
 		}
 		for i, a := range list {
 			for _, b := range list[:i] {
 				if fmt.Sprint(a) == fmt.Sprint(b) {
-					return fmt.Errorf("%s:%d: grid %q: %v is listed twice", s.Path, lineOf(src, k[len(k)-1]), key, a)
+					return fmt.Errorf("%s: grid %q: %v is listed twice", at(s.Path, src, key), key, a)
 				}
 			}
 		}
@@ -171,14 +171,14 @@ func (s *Sweep) parseGrid(src []byte, md toml.MetaData, grid map[string]any, kno
 // checkKey refuses a [grid] or [set] key that no experiment has, and the
 // keys the sweep sets itself.
 func (s *Sweep) checkKey(src []byte, table, key string, known map[string]bool) error {
-	line := lineOf(src, key[strings.LastIndex(key, ".")+1:])
+	where := at(s.Path, src, key)
 	switch {
 	case key == "name":
-		return fmt.Errorf("%s:%d: %s %q: the sweep names its points itself", s.Path, line, table, key)
+		return fmt.Errorf("%s: %s %q: the sweep names its points itself", where, table, key)
 	case key == SeedKey && table == "grid":
-		return fmt.Errorf("%s:%d: grid %q: give the seeds as seeds = N (or a list)", s.Path, line, key)
-	case known != nil && len(known) > 0 && !known[key]:
-		return fmt.Errorf("%s:%d: %s %q: not a key of the experiment%s", s.Path, line, table, key, nearest(key, known))
+		return fmt.Errorf("%s: grid %q: give the seeds as seeds = N (or a list)", where, key)
+	case len(known) > 0 && !known[key]:
+		return fmt.Errorf("%s: %s %q: not a key of the experiment%s", where, table, key, nearest(key, known))
 	}
 	return nil
 }
@@ -295,18 +295,28 @@ func flatten(prefix string, m map[string]any) map[string]any {
 	return out
 }
 
-// lineOf is the 1-based line of the first assignment to key (bare or
-// quoted), 0 when none is found.
+// lineOf is the 1-based line of the first assignment to key: whole,
+// quoted or bare, or by its last part (under a table); 0 when none is
+// found.
 func lineOf(src []byte, key string) int {
-	for i, l := range strings.Split(string(src), "\n") {
-		t := strings.TrimSpace(l)
-		for _, form := range []string{key, `"` + key + `"`, `'` + key + `'`} {
-			if rest, ok := strings.CutPrefix(t, form); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
+	last := key[strings.LastIndex(key, ".")+1:]
+	for _, form := range []string{`"` + key + `"`, `'` + key + `'`, key, last, `"` + last + `"`} {
+		for i, l := range strings.Split(string(src), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), form); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
 				return i + 1
 			}
 		}
 	}
 	return 0
+}
+
+// at is "file:line" of key in the sweep file, or "file" when its line is
+// not found.
+func at(path string, src []byte, key string) string {
+	if n := lineOf(src, key); n > 0 {
+		return fmt.Sprintf("%s:%d", path, n)
+	}
+	return path
 }
 
 // nearest is ` (did you mean "train.lr"?)` for the known key closest to

@@ -188,7 +188,11 @@ func Table(w io.Writer, s *Sweep, rows []Row, groups []Group) error {
 		cells := []string{g.Name, fmt.Sprintf("%d/%d", g.Finished, len(g.Rows))}
 		for _, c := range columns {
 			sp := g.Spreads[c.name]
-			cells = append(cells, cell(c.format, sp.Mean)+" ± "+cell(c.format, sp.SD))
+			v := cell(c.format, sp.Mean)
+			if !math.IsNaN(sp.SD) {
+				v += " ± " + cell(c.format, sp.SD)
+			}
+			cells = append(cells, v)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}

@@ -221,7 +221,7 @@ func (pl *sweepPlan) slurmScript(stdout io.Writer, sets setFlags) error {
 	}
 	launcher := filepath.Join("scripts", "slurm-clm.sh")
 	if _, err := os.Stat(launcher); err != nil {
-		return fmt.Errorf("sweep -slurm: run it in clm's folder (the tasks start %s, which runs bin/clm)", launcher)
+		fmt.Fprintf(os.Stderr, "clm sweep: note: the tasks run %s from %s, which has none: submit from clm's folder\n", launcher, wd)
 	}
 	job := sweep.SlurmJob{WorkDir: wd, Script: launcher, SweepArg: pl.arg, Finished: map[string]bool{}}
 	for _, k := range sets.order {
@@ -296,7 +296,7 @@ func (pl *sweepPlan) runAll(stdout io.Writer, metric string, formats []string) e
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(stop)
-	failed := map[string]int{}
+	failed := map[string]string{}
 	for _, p := range pl.points {
 		r, err := pl.row(p)
 		if err != nil {
@@ -327,8 +327,8 @@ func (pl *sweepPlan) runAll(stdout io.Writer, metric string, formats []string) e
 			fmt.Fprintf(os.Stderr, "sweep: interrupted in point %s; continue with: clm sweep %s\n", p.Name, pl.arg)
 			return errInterrupted
 		case out.Code != 0:
-			failed[p.Name] = out.Code
-			fmt.Fprintf(os.Stderr, "sweep: point %s failed (exit %d); going on with the next\n", p.Name, out.Code)
+			failed[p.Name] = out.String()
+			fmt.Fprintf(os.Stderr, "sweep: point %s failed (%s); going on with the next\n", p.Name, out)
 		}
 	}
 	if err := pl.summarize(stdout, metric, formats, failed); err != nil {
@@ -342,15 +342,15 @@ func (pl *sweepPlan) runAll(stdout io.Writer, metric string, formats []string) e
 
 // summarize writes summary.csv, summary-seeds.csv and the figures of
 // metric into the sweep folder, and prints the tables.
-func (pl *sweepPlan) summarize(stdout io.Writer, metric string, formats []string, failed map[string]int) error {
+func (pl *sweepPlan) summarize(stdout io.Writer, metric string, formats []string, failed map[string]string) error {
 	var rows []sweep.Row
 	for _, p := range pl.points {
 		r, err := pl.row(p)
 		if err != nil {
 			return err
 		}
-		if code, ok := failed[p.Name]; ok {
-			r.Status = fmt.Sprintf("failed (exit %d)", code)
+		if how, ok := failed[p.Name]; ok && !r.Finished {
+			r.Status = "failed (" + how + "): " + r.Status
 		}
 		rows = append(rows, r)
 	}
