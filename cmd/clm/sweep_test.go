@@ -335,3 +335,35 @@ func TestSweepRefuses(t *testing.T) {
 		t.Errorf("the experiment has no key %s", sweep.SeedKey)
 	}
 }
+
+// TestSweepPoint: -point I (a task of the Slurm array job) records the
+// sweep, trains point I alone as clm -config does, and does nothing for a
+// finished point.
+func TestSweepPoint(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "micro.toml"), microExperiment)
+	write(t, filepath.Join(dir, "s.toml"), "base = \"micro.toml\"\nseeds = [5]\n[grid]\n\"train.lr\" = [1e-3, 3e-3]\n[set]\n\"train.max_steps\" = 2\n")
+	out, stderr, code := clm(t, dir, "sweep", "s.toml", "-point", "1")
+	if code != 0 || !strings.Contains(out, "done: 2 steps; run folder s/lr=0.003,seed=5") {
+		t.Fatalf("-point 1: exit %d\n%s%s", code, out, stderr)
+	}
+	if st, ok, err := train.LatestState(filepath.Join(dir, "s", "lr=0.003,seed=5")); !ok || err != nil || !st.Finished() {
+		t.Errorf("point 1 did not finish: %+v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s", "lr=0.001,seed=5")); err == nil {
+		t.Errorf("-point 1 ran point 0 too")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s", sweep.File)); err != nil {
+		t.Errorf("-point wrote no record: %v", err)
+	}
+	if out, _, code := clm(t, dir, "sweep", "s.toml", "-point", "1"); code != 0 || !strings.Contains(out, "point 1 (lr=0.003,seed=5) has finished") {
+		t.Errorf("-point 1 again: exit %d\n%s", code, out)
+	}
+	if _, stderr, code := clm(t, dir, "sweep", "s.toml", "-point", "2"); code != 1 || !strings.Contains(stderr, "-point 2: the sweep has points 0 to 1") {
+		t.Errorf("-point 2: exit %d\n%s", code, stderr)
+	}
+	out, _, code = clm(t, dir, "sweep", "s.toml", "-summary")
+	if table := strings.Join(strings.Fields(out), " "); code != 0 || !strings.Contains(table, "lr=0.001,seed=5 not started") || !strings.Contains(table, "lr=0.003,seed=5 finished") {
+		t.Errorf("-summary: exit %d\n%s", code, out)
+	}
+}
