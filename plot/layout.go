@@ -170,6 +170,9 @@ type panel struct {
 	// logX puts x on a log scale; categories, when set, name x = 0, 1, …
 	logX       bool
 	categories []string
+	// padX leaves a margin on either side of the data's x range, so that
+	// points at its ends show whole.
+	padX bool
 }
 
 // bars are grouped bar charts: one bar per group at each category.
@@ -390,6 +393,9 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	if !math.IsInf(pn.yMax, 0) && !math.IsNaN(pn.yMax) && pn.yMax > yMin && pn.yMax < yMax {
 		p.Y.Max = pn.yMax
 	}
+	if pn.padX && len(pn.categories) == 0 {
+		padX(p, pn.logX)
+	}
 	if pn.logY {
 		p.Y.Scale = gplot.LogScale{}
 		p.Y.Tick.Marker = tidyTicks{logTicks{}}
@@ -409,6 +415,26 @@ func (pn *panel) xAxis(p *gplot.Plot) {
 	case len(pn.categories) > 0:
 		p.NominalX(pn.categories...)
 		p.X.Min, p.X.Max = -0.5, float64(len(pn.categories))-0.5
+	}
+}
+
+// padX widens the x range by 5% on either side (of its decades on a log
+// axis); a single x gets a range around it.
+func padX(p *gplot.Plot, logX bool) {
+	lo, hi := p.X.Min, p.X.Max
+	switch {
+	case logX && lo > 0:
+		f := math.Pow(hi/lo, 0.05)
+		if hi == lo {
+			f = 2
+		}
+		p.X.Min, p.X.Max = lo/f, hi*f
+	case hi > lo:
+		d := 0.05 * (hi - lo)
+		p.X.Min, p.X.Max = lo-d, hi+d
+	default:
+		d := math.Max(0.5*math.Abs(lo), 0.5)
+		p.X.Min, p.X.Max = lo-d, hi+d
 	}
 }
 

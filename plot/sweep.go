@@ -41,7 +41,7 @@ func WriteSpread(f SpreadFigure, outDir string, formats []string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
-	pn := &panel{xLabel: f.XLabel, yLabel: f.YLabel, yMax: math.Inf(1), logX: f.LogX && len(f.Categories) == 0, categories: f.Categories}
+	pn := &panel{xLabel: f.XLabel, yLabel: f.YLabel, yMax: math.Inf(1), logX: f.LogX && len(f.Categories) == 0, categories: f.Categories, padX: true}
 	fig := &figure{stem: f.Stem, title: f.Title, panels: []*panel{pn}, cols: 1}
 	for i, l := range f.Lines {
 		name := l.Name

@@ -304,3 +304,20 @@ func TestSpreadOf(t *testing.T) {
 		}
 	}
 }
+
+func TestLockFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sw")
+	l, err := LockFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockFolder(dir); err == nil || !strings.Contains(err.Error(), "is in use by process") {
+		t.Errorf("a second lock: %v", err)
+	}
+	l.Release()
+	l2, err := LockFolder(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	l2.Release()
+}

@@ -283,6 +283,11 @@ func (pl *sweepPlan) runPoint(stdout io.Writer, i int) error {
 // Ctrl-C (or SIGTERM) stops the running point with its checkpoint and
 // ends the sweep (exit 130), to be resumed by the same command.
 func (pl *sweepPlan) runAll(stdout io.Writer, metric string, formats []string) error {
+	lock, err := sweep.LockFolder(pl.s.Folder)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if err := pl.record.Write(pl.s.Folder); err != nil {
 		return err
 	}
@@ -331,6 +336,7 @@ func (pl *sweepPlan) runAll(stdout io.Writer, metric string, formats []string) e
 			fmt.Fprintf(os.Stderr, "sweep: point %s failed (%s); going on with the next\n", p.Name, out)
 		}
 	}
+	signal.Stop(stop)
 	if err := pl.summarize(stdout, metric, formats, failed); err != nil {
 		return err
 	}
