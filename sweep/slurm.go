@@ -13,8 +13,8 @@ type SlurmJob struct {
 	// Script is the launcher of one clm process per Slurm task
 	// (scripts/slurm-clm.sh), SweepArg the sweep file as given.
 	Script, SweepArg string
-	// Sets are -set flags given to every point (key=value).
-	Sets []string
+	// Args are flags every task passes on (-folder DIR, -set key=value).
+	Args []string
 	// Finished names the points that need no task.
 	Finished map[string]bool
 }
@@ -53,8 +53,8 @@ func SlurmScript(s *Sweep, points []Point, job SlurmJob) (string, error) {
 	}
 	fmt.Fprintf(&b, "set -euo pipefail\ncd %s\n", shellQuote(job.WorkDir))
 	args := []string{"srun", shellQuote(job.Script), "sweep", shellQuote(job.SweepArg), "-point", `"$SLURM_ARRAY_TASK_ID"`}
-	for _, kv := range job.Sets {
-		args = append(args, "-set", shellQuote(kv))
+	for _, a := range job.Args {
+		args = append(args, shellQuote(a))
 	}
 	fmt.Fprintf(&b, "exec %s\n", strings.Join(args, " "))
 	return b.String(), nil

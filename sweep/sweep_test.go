@@ -264,7 +264,7 @@ func TestRanges(t *testing.T) {
 func TestSlurmScript(t *testing.T) {
 	s, _ := Parse("sw/grid.toml", []byte("base = \"x\"\nseeds = 2\n[grid]\n\"train.lr\" = [1e-3, 3e-3]\n"), keys)
 	ps, _ := s.Points()
-	job := SlurmJob{WorkDir: "/work/it's", Script: "scripts/slurm-clm.sh", SweepArg: "sw/grid.toml", Sets: []string{`train.device="cuda"`},
+	job := SlurmJob{WorkDir: "/work/it's", Script: "scripts/slurm-clm.sh", SweepArg: "sw/grid.toml", Args: []string{"-folder", "runs/x y", "-set", `train.device="cuda"`},
 		Finished: map[string]bool{ps[1].Name: true}}
 	got, err := SlurmScript(s, ps, job)
 	if err != nil {
@@ -272,7 +272,7 @@ func TestSlurmScript(t *testing.T) {
 	}
 	for _, want := range []string{"#!/usr/bin/env bash\n", "#SBATCH --array=0,2-3\n", "#SBATCH --job-name=sweep-grid\n",
 		"#     1  lr=0.001,seed=1  (finished)\n", `cd '/work/it'\''s'` + "\n",
-		`exec srun scripts/slurm-clm.sh sweep sw/grid.toml -point "$SLURM_ARRAY_TASK_ID" -set 'train.device="cuda"'` + "\n"} {
+		`exec srun scripts/slurm-clm.sh sweep sw/grid.toml -point "$SLURM_ARRAY_TASK_ID" -folder 'runs/x y' -set 'train.device="cuda"'` + "\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
 		}

@@ -67,7 +67,7 @@ func runSweep(args []string, stdout io.Writer) error {
 	case o.list || o.dryRun:
 		return pl.list(stdout, o.dryRun)
 	case o.slurm:
-		return pl.slurmScript(stdout, o.sets)
+		return pl.slurmScript(stdout, o.folder, o.sets)
 	case o.summary:
 		if _, err := os.Stat(pl.s.Folder); err != nil {
 			return fmt.Errorf("sweep: no sweep folder %s yet: run the sweep first (clm sweep %s)", pl.s.Folder, pl.arg)
@@ -214,7 +214,7 @@ func shellWord(s string) string {
 }
 
 // slurmScript prints the array job of the points that have not finished.
-func (pl *sweepPlan) slurmScript(stdout io.Writer, sets setFlags) error {
+func (pl *sweepPlan) slurmScript(stdout io.Writer, folder string, sets setFlags) error {
 	wd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -224,12 +224,15 @@ func (pl *sweepPlan) slurmScript(stdout io.Writer, sets setFlags) error {
 		fmt.Fprintf(os.Stderr, "clm sweep: note: the tasks run %s from %s, which has none: submit from clm's folder\n", launcher, wd)
 	}
 	job := sweep.SlurmJob{WorkDir: wd, Script: launcher, SweepArg: pl.arg, Finished: map[string]bool{}}
+	if folder != "" {
+		job.Args = append(job.Args, "-folder", folder)
+	}
 	for _, k := range sets.order {
 		v, err := sweep.TOMLValue(sets.values[k])
 		if err != nil {
 			return fmt.Errorf("-set %s: %v", k, err)
 		}
-		job.Sets = append(job.Sets, k+"="+v)
+		job.Args = append(job.Args, "-set", k+"="+v)
 	}
 	for _, p := range pl.points {
 		r, err := pl.row(p)
