@@ -33,11 +33,13 @@ func runSweep(args []string, stdout io.Writer) error {
 			"sweep folder, one after another, each as `clm -config BASE -run-dir FOLDER/POINT -set …` in a process of its own; "+
 			"a finished point is skipped and an interrupted one continues exactly, so the same command resumes the sweep after any stop. "+
 			"Then writes summary.csv, summary-seeds.csv (mean ± sd over seeds) and figures/ of a metric against each swept key, "+
-			"and prints the tables. The folder keeps the resolved sweep (sweep.json): a changed sweep is refused, a grown grid runs its new points.",
-		"clm sweep experiments/sweeps/fig2.toml -list",
-		"clm sweep experiments/sweeps/fig2.toml",
-		"clm sweep experiments/sweeps/fig2.toml -summary -metric peak_kurtosis",
-		"clm sweep experiments/sweeps/fig2.toml -slurm | sbatch --gpus-per-task=1 --time=24:00:00")
+			"and prints the tables. The folder keeps the resolved sweep (sweep.json): a changed sweep is refused, a grown grid runs its new points. "+
+			"A sweep file: base = \"../tiny.toml\" (relative to it), seeds = 2 (or [0, 5]), folder = \"…\" (optional), "+
+			"[grid] \"train.lr\" = [1e-3, 3e-3] and any other key -set takes, [set] fixed overrides (docs/experiments.md).",
+		"clm sweep experiments/sweeps/lr-tiny.toml -list",
+		"clm sweep experiments/sweeps/lr-tiny.toml",
+		"clm sweep experiments/sweeps/lr-tiny.toml -summary -metric peak_kurtosis",
+		"clm sweep experiments/sweeps/fig2-seeds.toml -slurm | sbatch --gpus-per-task=1 --time=24:00:00")
 	var o sweepOpts
 	fs.BoolVar(&o.list, "list", false, "print the points and where each stands; run nothing")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the command line of each point that would run; run nothing")
