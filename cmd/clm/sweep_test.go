@@ -367,3 +367,30 @@ func TestSweepPoint(t *testing.T) {
 		t.Errorf("-summary: exit %d\n%s", code, out)
 	}
 }
+
+// TestSweepDocExample: the sweep file docs/experiments.md shows is one.
+func TestSweepDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/experiments.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(doc), "### Sweeps")
+	_, block, ok := strings.Cut(after, "```toml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !ok || block == "" {
+		t.Fatal("docs/experiments.md has no sweep file under Sweeps")
+	}
+	dir := t.TempDir()
+	tiny, err := os.ReadFile("../../experiments/tiny.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "tiny.toml"), string(tiny))
+	pl, err := planSweep(write(t, filepath.Join(dir, "sweeps", "doc.toml"), block), "", setFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.points) != 12 || pl.points[7].Name != "lr=0.003,preset=skipless-parallel,seed=1" {
+		t.Errorf("%d points, point 7 %s", len(pl.points), pl.points[7].Name)
+	}
+}
