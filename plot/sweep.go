@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	gplot "gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -116,4 +117,10 @@ func finiteAll(xs ...float64) bool {
 		}
 	}
 	return true
+}
+
+// Formats checks a comma-separated list of figure formats ("png,svg"),
+// before a long job whose figures come last.
+func Formats(list string) ([]string, error) {
+	return checkFormats(strings.Split(list, ","))
 }

@@ -60,11 +60,23 @@ func runSweep(args []string, stdout io.Writer) error {
 	if !slices.Contains(sweep.MetricNames, o.metric) {
 		return fmt.Errorf("sweep: -metric %q: want one of %s", o.metric, strings.Join(sweep.MetricNames, ", "))
 	}
+	modes := 0
+	for _, on := range []bool{o.list || o.dryRun, o.slurm, o.summary, o.point >= 0} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return fmt.Errorf("sweep: give one of -list, -dry-run, -slurm, -summary and -point")
+	}
+	formats, err := plot.Formats(o.formats)
+	if err != nil {
+		return fmt.Errorf("sweep: -format: %v", err)
+	}
 	pl, err := planSweep(pos[0], o.folder, o.sets)
 	if err != nil {
 		return err
 	}
-	formats := strings.Split(o.formats, ",")
 	switch {
 	case o.list || o.dryRun:
 		return pl.list(stdout, o.dryRun)

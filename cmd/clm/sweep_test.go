@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -295,6 +296,19 @@ func TestSweepRefuses(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 		t.Errorf("a refused sweep made its folder")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-list", "-slurm", "s.toml"}, "give one of -list, -dry-run, -slurm, -summary and -point"},
+		{[]string{"-format", "gif", "s.toml"}, `sweep: -format: plot: unsupported format "gif"`},
+		{[]string{"-metric", "loss", "s.toml"}, `sweep: -metric "loss": want one of final_eval_loss,`},
+		{[]string{"a.toml", "b.toml"}, "sweep: which sweep file?"},
+	} {
+		if err := runSweep(tc.args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("clm sweep %v: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 	write(t, filepath.Join(dir, "s.toml"), good)
 	for _, args := range [][]string{{"-list"}, {"-dry-run"}, {"-slurm"}} {
