@@ -28,9 +28,9 @@ type Metrics struct {
 	PeakKurtosis, PeakMaxMedian float64
 	// TokensPerSec is the median throughput of the logged windows.
 	TokensPerSec float64
-	// WallSeconds is the time the run spent from each start (starts.jsonl)
-	// to its last record before the next start: the stops in between
-	// do not count.
+	// WallSeconds is the time the run spent from each start (starts.jsonl,
+	// to the second) to its last record before the next start: the stops
+	// in between do not count.
 	WallSeconds float64
 }
 
