@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 25m
 SHIM := build/libclmtorch.so
 
 .PHONY: all setup build docs test vet docker-build docker-check bench bench-torch bench-model bench-train bench-optim bench-peers bench-data fuzz check-cuda-shim device-bins clean demo \
-	fig2 fig4 fig5 fig9 fig10 baselines long op of
+	fig2 fig4 fig5 fig9 fig10 baselines long op of fig2-seeds lr-sweep
 
 all: build
 
@@ -163,6 +163,14 @@ OF_RUNS := of-preln-adamw of-op-adamw of-preln-soap of-op-soap of-preln-muon of-
 QUANT_ARGS ?=
 of: build        ## the outlier-features study: kurtosis in training, and int8 quantisation
 	$(call run_experiments,of,$(OF_RUNS),$(CLM) quant $(QUANT_ARGS))
+
+# Sweeps (`clm sweep`, docs/experiments.md "Sweeps"): every point trained (or
+# continued) in runs/sweeps/<sweep>/<point>, then summary.csv (mean ± sd over
+# seeds) and figures/ there. ARGS passes -set overrides (or -list, -slurm).
+fig2-seeds: build ## Fig. 2 with three seeds per block: mean ± sd, the seeds' spread
+	$(CLM) sweep experiments/sweeps/fig2-seeds.toml $(ARGS)
+lr-sweep: build   ## learning rate × Pre-LN/SAS-P × 2 seeds on the tiny model (CPU)
+	$(CLM) sweep experiments/sweeps/lr-tiny.toml $(ARGS)
 
 # Test binaries for scripts/device-check.sh on a GPU machine without Go.
 DEVICE_PKGS ?= torch model train

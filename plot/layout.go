@@ -165,6 +165,14 @@ type panel struct {
 	// bars, when set, are groups of bars side by side at categories
 	// (instead of series against a numeric x).
 	bars *bars
+	// under are drawn beneath the series (spread bands, error bars).
+	under []gplot.Plotter
+	// logX puts x on a log scale; categories, when set, name x = 0, 1, …
+	logX       bool
+	categories []string
+	// padX leaves a margin on either side of the data's x range, so that
+	// points at its ends show whole.
+	padX bool
 }
 
 // bars are grouped bar charts: one bar per group at each category.
@@ -364,6 +372,8 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	if pn.bars != nil {
 		return p, pn.plotBars(p)
 	}
+	pn.xAxis(p)
+	p.Add(pn.under...)
 	drawable := false
 	yMin, yMax := math.Inf(1), math.Inf(-1)
 	for _, s := range pn.series {
@@ -383,6 +393,9 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 	if !math.IsInf(pn.yMax, 0) && !math.IsNaN(pn.yMax) && pn.yMax > yMin && pn.yMax < yMax {
 		p.Y.Max = pn.yMax
 	}
+	if pn.padX && len(pn.categories) == 0 {
+		padX(p, pn.logX)
+	}
 	if pn.logY {
 		p.Y.Scale = gplot.LogScale{}
 		p.Y.Tick.Marker = tidyTicks{logTicks{}}
@@ -391,6 +404,38 @@ func (pn *panel) plot() (*gplot.Plot, error) {
 		}
 	}
 	return p, nil
+}
+
+// xAxis sets a log or categorical x axis.
+func (pn *panel) xAxis(p *gplot.Plot) {
+	switch {
+	case pn.logX:
+		p.X.Scale = gplot.LogScale{}
+		p.X.Tick.Marker = tidyTicks{logTicks{}}
+	case len(pn.categories) > 0:
+		p.NominalX(pn.categories...)
+		p.X.Min, p.X.Max = -0.5, float64(len(pn.categories))-0.5
+	}
+}
+
+// padX widens the x range by 5% on either side (of its decades on a log
+// axis); a single x gets a range around it.
+func padX(p *gplot.Plot, logX bool) {
+	lo, hi := p.X.Min, p.X.Max
+	switch {
+	case logX && lo > 0:
+		f := math.Pow(hi/lo, 0.05)
+		if hi == lo {
+			f = 2
+		}
+		p.X.Min, p.X.Max = lo/f, hi*f
+	case hi > lo:
+		d := 0.05 * (hi - lo)
+		p.X.Min, p.X.Max = lo-d, hi+d
+	default:
+		d := math.Max(0.5*math.Abs(lo), 0.5)
+		p.X.Min, p.X.Max = lo-d, hi+d
+	}
 }
 
 // logTicks labels decades when the range spans one, and falls back to
