@@ -21,7 +21,8 @@ import (
 // the ground floor, which any package may use.
 var floors = map[string][]string{
 	"cmd/clm":     {"train", "quant", "plot", "model", "data", "data/bpe", "data/corpus", "runlog", "torch"},
-	"train":       {"stats", "optim", "model", "data", "data/corpus", "hub", "runlog", "safetensors", "torch"},
+	"train":       {"stats", "optim", "model", "data", "data/corpus", "hf", "hub", "runlog", "safetensors", "torch"},
+	"hf":          {"model", "hub", "safetensors"},
 	"quant":       {"model", "stats", "runlog", "torch"},
 	"stats":       {"runlog", "torch"},
 	"optim":       {"torch"},
