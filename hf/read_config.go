@@ -179,7 +179,10 @@ func gpt2Config(raw map[string]json.RawMessage) (model.Config, error) {
 			c.MLPWidthMult = float64(n) / float64(c.NEmbd)
 		}
 	}
-	return c, validate(c)
+	if err := c.Validate(); err != nil {
+		return model.Config{}, unprefix(err)
+	}
+	return c, nil
 }
 
 // variantConfig is the config of the original code's checkpoint or of
@@ -231,14 +234,6 @@ func checkInner(raw map[string]json.RawMessage, c model.Config) error {
 	if n != c.NInner {
 		return fmt.Errorf("n_inner = %d is not expressible: clm's MLP width is int(n_embd·mlp_width_mult) = int(%d·%v) = %d",
 			n, c.NEmbd, c.MLPWidthMult, c.NInner)
-	}
-	return nil
-}
-
-// validate validates c, its errors naming config.json's keys.
-func validate(c model.Config) error {
-	if err := c.Validate(); err != nil {
-		return unprefix(err)
 	}
 	return nil
 }
