@@ -175,6 +175,9 @@ func gpt2Config(raw map[string]json.RawMessage) (model.Config, error) {
 		if err := getKey(raw, "n_inner", &n); err != nil {
 			return model.Config{}, err
 		}
+		if n < 1 {
+			return model.Config{}, fmt.Errorf("n_inner = %d: want a positive MLP width (or null: 4·n_embd)", n)
+		}
 		if c.NEmbd > 0 {
 			c.MLPWidthMult = float64(n) / float64(c.NEmbd)
 		}

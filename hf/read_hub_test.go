@@ -1,0 +1,77 @@
+package hf
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"clm/hub"
+	"clm/hub/hubtest"
+)
+
+// TestDownload: a hub: model is fetched into the Hub cache with its
+// shards, pinned to its commit, and opens as a folder; a repository of
+// PyTorch pickles only is refused with the conversion, before anything
+// large is downloaded; offline, the cache serves the snapshot.
+func TestDownload(t *testing.T) {
+	srv := hubtest.New()
+	defer srv.Close()
+	src := writeFolder(t, gpt2JSON(t, nil), hfTensors(), true)
+	files := map[string]hubtest.File{}
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(src, e.Name()))
+		files[e.Name()] = hubtest.File{Content: b, LFS: strings.HasSuffix(e.Name(), ".safetensors")}
+	}
+	files["README.md"] = hubtest.File{Content: []byte("# a card clm does not need\n")}
+	srv.Repo(hub.TypeModel, "tester/tiny", hubtest.Public)
+	commit := srv.Commit(hub.TypeModel, "tester/tiny", "main", files)
+	srv.Repo(hub.TypeModel, "tester/pickled", hubtest.Public)
+	srv.Commit(hub.TypeModel, "tester/pickled", "main", map[string]hubtest.File{
+		ConfigFile: {Content: gpt2JSON(t, nil)}, pytorchWeights: {Content: []byte("pickle"), LFS: true}})
+	cache := t.TempDir()
+	c := hub.New(hub.Config{Endpoint: srv.URL, CacheDir: cache, Log: io.Discard})
+	ctx := context.Background()
+
+	dir, pinned, err := Download(ctx, c, "hub:tester/tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pinned != "hub:tester/tiny@"+commit || dir != c.SnapshotDir(hub.Model("tester/tiny"), commit) {
+		t.Errorf("pinned %q in %s, want commit %s", pinned, dir, commit)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "README.md")); err == nil {
+		t.Errorf("the model card was downloaded too")
+	}
+	f, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := local.Weights()
+	if w, err := f.Weights(); err != nil || len(w.Tensors) != len(want.Tensors) {
+		t.Fatalf("the downloaded shards: %v", err)
+	}
+
+	_, _, err = Download(ctx, c, "hub:tester/pickled")
+	if err == nil || !strings.Contains(err.Error(), "pytorch_model.bin") || !strings.Contains(err.Error(), "save_pretrained") {
+		t.Errorf("pickles only: %v", err)
+	}
+	filepath.Walk(cache, func(p string, _ os.FileInfo, _ error) error {
+		if filepath.Base(p) == pytorchWeights {
+			t.Errorf("the pickle was downloaded: %s", p)
+		}
+		return nil
+	})
+
+	off := hub.New(hub.Config{Endpoint: "http://127.0.0.1:1", CacheDir: cache, Offline: true, Log: io.Discard})
+	if d, p, err := Download(ctx, off, "hub:tester/tiny@"+commit); err != nil || d != dir || p != pinned {
+		t.Errorf("offline: %s %s %v", d, p, err)
+	}
+}
