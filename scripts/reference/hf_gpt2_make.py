@@ -7,15 +7,15 @@ usage:
       64, 4 heads, 64 positions, GPT2Config's dropouts) with every weight
       and bias perturbed away from its init, saved with save_pretrained
       (safetensors) beside the tokenizer (tokenizer.json, tokenizer_config.json)
-  hf_gpt2_make.py loss --model DIR --ids IDS.json --batch B
-      the mean loss per sequence over the rows of IDS.json (a list of token
-      id lists), in batches of B rows, each batch's mean weighted by its rows;
-      labels equal to <|endoftext|> are ignored (-100), as clm's collator
-      does. Prints {"loss": L, "sequences": N}.
+  hf_gpt2_make.py loss --model DIR --job IDS.json:B [--job ...]
+      for each job, the mean loss per sequence over the rows of IDS.json (a
+      list of token id lists), in batches of B rows, each batch's mean
+      weighted by its rows; labels equal to <|endoftext|> are ignored (-100),
+      as clm's collator does. Prints a JSON list of {"loss", "sequences"}.
   hf_gpt2_make.py generate --model DIR --prompt TEXT --n N
       greedy generate(); prints {"prompt_ids", "ids" (new tokens, without a
-      final <|endoftext|>), "text" (the prompt and each new token decoded
-      alone, as clm sample prints them)}.
+      final <|endoftext|>), "hex" (the bytes clm sample prints: the prompt,
+      then each new token's bytes, which need not be UTF-8 one by one)}.
 """
 import argparse
 import json
@@ -53,19 +53,26 @@ def load(path):
     return model, PreTrainedTokenizerFast.from_pretrained(path)
 
 
-def cmd_loss(a):
-    model, tok = load(a.model)
-    eos = tok.convert_tokens_to_ids(EOS)
-    with open(a.ids) as f:
-        rows = json.load(f)
+def mean_loss(model, eos, rows, batch):
     total = 0.0
     with torch.no_grad():
-        for i in range(0, len(rows), a.batch):
-            ids = torch.tensor(rows[i:i + a.batch], dtype=torch.long)
+        for i in range(0, len(rows), batch):
+            ids = torch.tensor(rows[i:i + batch], dtype=torch.long)
             labels = ids.clone()
             labels[labels == eos] = -100
             total += model(ids, labels=labels).loss.double().item() * ids.shape[0]
-    print(json.dumps({"loss": total / len(rows), "sequences": len(rows)}))
+    return {"loss": total / len(rows), "sequences": len(rows)}
+
+
+def cmd_loss(a):
+    model, tok = load(a.model)
+    eos = tok.convert_tokens_to_ids(EOS)
+    out = []
+    for job in a.job:
+        path, batch = job.rsplit(":", 1)
+        with open(path) as f:
+            out.append(mean_loss(model, eos, json.load(f), int(batch)))
+    print(json.dumps(out))
 
 
 def cmd_generate(a):
@@ -78,8 +85,23 @@ def cmd_generate(a):
     new = out[0, len(prompt):].tolist()
     if eos in new:
         new = new[:new.index(eos)]
-    text = a.prompt + "".join(tok.decode([i]) for i in new)
-    print(json.dumps({"prompt_ids": prompt, "ids": new, "text": text}))
+    byte_of = {c: b for b, c in byte_chars().items()}
+    raw = a.prompt.encode() + b"".join(bytes(byte_of[c] for c in tok.convert_ids_to_tokens(i)) for i in new)
+    print(json.dumps({"prompt_ids": prompt, "ids": new, "hex": raw.hex()}))
+
+
+def byte_chars():
+    """GPT-2's byte-level alphabet: byte -> the character that stands for it
+    in the vocabulary (printable bytes as themselves, the rest from U+0100)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
 
 
 def main():
@@ -93,8 +115,7 @@ def main():
     m.set_defaults(fn=cmd_make)
     lo = sub.add_parser("loss")
     lo.add_argument("--model", required=True)
-    lo.add_argument("--ids", required=True)
-    lo.add_argument("--batch", type=int, required=True)
+    lo.add_argument("--job", action="append", required=True, help="IDS.json:BATCH")
     lo.set_defaults(fn=cmd_loss)
     g = sub.add_parser("generate")
     g.add_argument("--model", required=True)
