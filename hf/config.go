@@ -209,7 +209,7 @@ func ConfigJSON(m ModelKeys, meta Meta) ([]byte, error) {
 		out["auto_map"] = AutoMap
 		out["use_cache"] = false
 	}
-	return json.MarshalIndent(out, "", "  ")
+	return indentJSON(out), nil
 }
 
 // hfOnlyKeys are the keys of a clm config.json that are not model keys:
