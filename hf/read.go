@@ -1,11 +1,10 @@
-// Package hf reads Hugging Face model folders of GPT-2-family checkpoints
-// as clm's models: a transformers GPT2LMHeadModel, a checkpoint of the
-// original code (the same layout with the original's model keys in
-// config.json) and clm's own export. It maps config.json onto
-// model.Config (refusing, by key, what clm's blocks cannot express) and
-// the weights onto clm's parameter names; it allocates no tensor (train
-// loads what it returns).
 package hf
+
+// Import: a Hugging Face model folder of a GPT-2-family checkpoint (a
+// transformers GPT2LMHeadModel, a checkpoint of the original code, which
+// has the same layout with its model yaml's keys in config.json, or clm's
+// own export) read as clm's model keys and weights under clm's names;
+// train resolves the keys to a model.Config and loads the tensors.
 
 import (
 	"bytes"
@@ -15,10 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 
-	"clm/model"
 	"clm/safetensors"
 )
 
@@ -38,16 +35,17 @@ type Folder struct {
 	Dir string
 	// Format is what config.json says the checkpoint is.
 	Format Format
-	// Config is the model, validated; context_length is the model's
-	// n_positions unless config.json says otherwise.
-	Config model.Config
+	// Keys are the model keys for model.PresetWith(Preset, Keys);
+	// context_length is n_ctx, else n_positions, unless config.json says
+	// otherwise.
+	Keys ModelKeys
+	// Preset is clm_preset of a clm export, else "default".
+	Preset string
 	// Tokenizer is the folder's tokenizer.json (the one the model was
 	// trained with).
 	Tokenizer string
 	// weights are the safetensors files, in order.
 	weights []string
-	// untied is config.json's tie_word_embeddings = false.
-	untied bool
 }
 
 // IsFolder reports whether dir looks like a Hugging Face model folder: it
@@ -69,17 +67,11 @@ func Open(dir string) (*Folder, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, format, err := ParseConfig(raw)
+	keys, format, preset, err := ReadConfig(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	f := &Folder{Dir: dir, Format: format, Config: cfg}
-	var tie struct {
-		Tie *bool `json:"tie_word_embeddings"`
-	}
-	if json.Unmarshal(raw, &tie) == nil && tie.Tie != nil && !*tie.Tie {
-		f.untied = true
-	}
+	f := &Folder{Dir: dir, Format: format, Keys: keys, Preset: preset}
 	if f.weights, err = weightFiles(dir); err != nil {
 		return nil, err
 	}
@@ -121,7 +113,7 @@ func ShardNames(index []byte) ([]string, error) {
 	}
 	seen := map[string]bool{}
 	var names []string
-	for _, k := range sortedKeys(idx.WeightMap) {
+	for _, k := range sortedNames(idx.WeightMap) {
 		s := idx.WeightMap[k]
 		if s == "" || strings.ContainsAny(s, `/\`) || s == "." || s == ".." || !strings.HasSuffix(s, ".safetensors") {
 			return nil, fmt.Errorf("weight_map[%q]: %q is not a safetensors file of the folder", k, s)
@@ -146,33 +138,15 @@ func indexShards(dir, index string, b []byte) ([]string, error) {
 	return paths, nil
 }
 
-// Weights are a folder's tensors under clm's parameter names.
-type Weights struct {
-	// Tensors are the parameters the folder holds, in the model's order.
-	Tensors []safetensors.Tensor
-	// KeepInit names the parameters the folder does not hold and that
-	// keep the value the model's config gives them: the fixed gains of
-	// clm's blocks (1 in GPT-2's) and the frozen zero biases.
-	KeepInit []string
-	// FrozenNonZero names the frozen parameters the folder gives non-zero
-	// values (a GPT-2's trained biases where clm's blocks train none):
-	// they keep those values, and training leaves them as they are.
-	FrozenNonZero []string
-}
-
-// attnBuffer is the causal-mask buffer of older GPT-2 checkpoints; cAttn
-// is GPT-2's fused query/key/value projection.
-var attnBuffer = regexp.MustCompile(`^transformer\.h\.\d+\.attn\.(bias|masked_bias)$`)
-var cAttn = regexp.MustCompile(`^(transformer\.h\.\d+\.attn\.)c_attn\.(weight|bias)$`)
-
-// Weights reads the folder's tensors and maps them onto the parameters of
-// f.Config: names with or without the "transformer." prefix; GPT-2's
-// c_attn [d, 3d] = [W_q | W_k | W_v] split into qk_attn (the first 2d
-// columns) and v_attn (the last d); the attention mask buffers of older
-// checkpoints dropped; lm_head.weight accepted only as the tied copy of
-// wte. A tensor missing, extra or of another shape is an error that names
-// it.
-func (f *Folder) Weights() (*Weights, error) {
+// Tensors reads the folder's tensors under clm's names for the model of
+// resolved (every model key, as model.Config.JSON writes them): a plain
+// GPT-2's through FromGPT2 (c_attn split into qk_attn and v_attn, the
+// block gains added with their config values), the other formats' names
+// as they are; names get the "transformer." prefix where they lack it,
+// and the attention-mask buffers of older checkpoints are dropped.
+// lm_head.weight is accepted only as the tied copy of wte. Whether the
+// tensors are exactly the model's is the loader's check.
+func (f *Folder) Tensors(resolved ModelKeys) ([]safetensors.Tensor, error) {
 	have, closeAll, err := f.readAll()
 	defer closeAll()
 	if err != nil {
@@ -181,58 +155,34 @@ func (f *Folder) Weights() (*Weights, error) {
 	if err := f.checkHead(have); err != nil {
 		return nil, err
 	}
-	w := &Weights{}
-	var problems []string
-	for _, spec := range f.Config.Params() {
-		t, ok := have[spec.Name]
-		delete(have, spec.Name)
-		switch {
-		case !ok && (spec.Role == model.RoleGain || (spec.Role == model.RoleBias && !spec.Trainable)):
-			w.KeepInit = append(w.KeepInit, spec.Name)
-			continue
-		case !ok:
-			problems = append(problems, fmt.Sprintf("missing %s %v", spec.Name, spec.Shape))
-			continue
-		case !equalShape(t.Shape, spec.Shape):
-			problems = append(problems, fmt.Sprintf("%s has shape %v, the model of config.json %v", spec.Name, t.Shape, spec.Shape))
-			continue
-		case !isFloat(t.DType):
-			problems = append(problems, fmt.Sprintf("%s has dtype %s, not floating point", spec.Name, t.DType))
-			continue
-		}
-		if !spec.Trainable && spec.Role == model.RoleBias && !allZero(t.Data) {
-			w.FrozenNonZero = append(w.FrozenNonZero, spec.Name)
-		}
-		w.Tensors = append(w.Tensors, t)
+	var out []safetensors.Tensor
+	for _, name := range sortedNames(have) {
+		out = append(out, have[name])
 	}
-	for _, name := range sortedKeys(have) {
-		problems = append(problems, "unexpected "+name)
-	}
-	if len(problems) > 0 {
-		if len(problems) > 6 {
-			problems = append(problems[:6], fmt.Sprintf("and %d more", len(problems)-6))
+	if f.Format == FormatGPT2 {
+		if out, err = FromGPT2(out, resolved); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Dir, err)
 		}
-		return nil, fmt.Errorf("%s: the weights do not match its config.json: %s", f.Dir, strings.Join(problems, "; "))
 	}
-	return w, nil
+	return out, nil
 }
 
-// checkHead accepts lm_head.weight only as a copy of wte (clm ties them)
-// and refuses an untied config without one.
+// checkHead accepts lm_head.weight only as a copy of wte (clm ties them).
 func (f *Folder) checkHead(have map[string]safetensors.Tensor) error {
 	head, ok := have["lm_head.weight"]
 	delete(have, "lm_head.weight")
 	wte := have["transformer.wte.weight"]
-	switch {
-	case ok && (head.DType != wte.DType || !equalShape(head.Shape, wte.Shape) || !bytes.Equal(head.Data, wte.Data)):
+	if ok && (head.DType != wte.DType || !equalShape(head.Shape, wte.Shape) || !bytes.Equal(head.Data, wte.Data)) {
 		return fmt.Errorf("%s: lm_head.weight differs from transformer.wte.weight: clm ties the output head to the token embedding (tie_word_embeddings = true)", f.Dir)
-	case !ok && f.untied:
-		return fmt.Errorf("%s: %s: tie_word_embeddings = false and no lm_head.weight: clm ties the output head to the token embedding", f.Dir, ConfigFile)
 	}
 	return nil
 }
 
-// readAll reads every tensor of the weight files under clm's names.
+// attnBuffer is the causal-mask buffer of older GPT-2 checkpoints.
+var attnBuffer = regexp.MustCompile(`^transformer\.h\.\d+\.attn\.(bias|masked_bias)$`)
+
+// readAll reads every tensor of the weight files, named with the
+// "transformer." prefix (but lm_head.weight), without the mask buffers.
 func (f *Folder) readAll() (map[string]safetensors.Tensor, func(), error) {
 	var files []*safetensors.File
 	closeAll := func() {
@@ -253,72 +203,19 @@ func (f *Folder) readAll() (map[string]safetensors.Tensor, func(), error) {
 				return nil, closeAll, err
 			}
 			t.Data = bytes.Clone(t.Data) // the file is unmapped on return
-			if err := add(have, t, path); err != nil {
-				return nil, closeAll, err
+			if t.Name != "lm_head.weight" && !strings.HasPrefix(t.Name, "transformer.") {
+				t.Name = "transformer." + t.Name
 			}
+			if attnBuffer.MatchString(t.Name) {
+				continue
+			}
+			if _, dup := have[t.Name]; dup {
+				return nil, closeAll, fmt.Errorf("%s: %s is in the weights twice", path, t.Name)
+			}
+			have[t.Name] = t
 		}
 	}
 	return have, closeAll, nil
-}
-
-// add files one tensor under its clm name(s).
-func add(have map[string]safetensors.Tensor, t safetensors.Tensor, path string) error {
-	if t.Name != "lm_head.weight" && !strings.HasPrefix(t.Name, "transformer.") {
-		t.Name = "transformer." + t.Name
-	}
-	if attnBuffer.MatchString(t.Name) {
-		return nil // the causal mask of older GPT-2 checkpoints
-	}
-	var parts []safetensors.Tensor
-	if m := cAttn.FindStringSubmatch(t.Name); m != nil {
-		qk, v, err := splitQKV(t)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %v", path, t.Name, err)
-		}
-		qk.Name, v.Name = m[1]+"qk_attn."+m[2], m[1]+"v_attn."+m[2]
-		parts = append(parts, qk, v)
-	} else {
-		parts = append(parts, t)
-	}
-	for _, p := range parts {
-		if _, dup := have[p.Name]; dup {
-			return fmt.Errorf("%s: %s is in the weights twice", path, p.Name)
-		}
-		have[p.Name] = p
-	}
-	return nil
-}
-
-// splitQKV splits c_attn's weight [d, 3d] (or bias [3d]) into [d, 2d] (W_q
-// and W_k, qk_attn) and [d, d] (W_v, v_attn).
-func splitQKV(t safetensors.Tensor) (qk, v safetensors.Tensor, err error) {
-	es := int64(t.DType.Size())
-	var rows, cols int64
-	switch len(t.Shape) {
-	case 1:
-		rows, cols = 1, t.Shape[0]
-	case 2:
-		rows, cols = t.Shape[0], t.Shape[1]
-	default:
-		return qk, v, fmt.Errorf("shape %v: want [d, 3d] or [3d]", t.Shape)
-	}
-	if cols%3 != 0 || es == 0 || int64(len(t.Data)) != rows*cols*es {
-		return qk, v, fmt.Errorf("shape %v: want [d, 3d] or [3d]", t.Shape)
-	}
-	d := cols / 3
-	qk = safetensors.Tensor{DType: t.DType, Data: make([]byte, 0, rows*2*d*es)}
-	v = safetensors.Tensor{DType: t.DType, Data: make([]byte, 0, rows*d*es)}
-	for r := int64(0); r < rows; r++ {
-		row := t.Data[r*cols*es : (r+1)*cols*es]
-		qk.Data = append(qk.Data, row[:2*d*es]...)
-		v.Data = append(v.Data, row[2*d*es:]...)
-	}
-	if len(t.Shape) == 1 {
-		qk.Shape, v.Shape = []int64{2 * d}, []int64{d}
-	} else {
-		qk.Shape, v.Shape = []int64{rows, 2 * d}, []int64{rows, d}
-	}
-	return qk, v, nil
 }
 
 func equalShape(a, b []int64) bool {
@@ -331,27 +228,4 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
-}
-
-func isFloat(d safetensors.DType) bool {
-	return d == safetensors.F32 || d == safetensors.F64 || d == safetensors.F16 || d == safetensors.BF16
-}
-
-func allZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// sortedKeys is m's keys in order, for stable messages.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

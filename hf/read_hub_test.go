@@ -50,13 +50,12 @@ func TestDownload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, err := Open(src)
+	cfg, _, err := resolve(gpt2JSON(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := local.Weights()
-	if w, err := f.Weights(); err != nil || len(w.Tensors) != len(want.Tensors) {
-		t.Fatalf("the downloaded shards: %v", err)
+	if w, err := f.Tensors(keysOf(t, cfg)); err != nil || len(w) != len(cfg.Params()) {
+		t.Fatalf("the downloaded shards: %d tensors, %v", len(w), err)
 	}
 
 	_, _, err = Download(ctx, c, "hub:tester/pickled")

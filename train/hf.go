@@ -12,6 +12,7 @@ import (
 	"clm/data"
 	"clm/hf"
 	"clm/model"
+	"clm/safetensors"
 	"clm/torch"
 )
 
@@ -23,34 +24,46 @@ import (
 // or a model folder (config.json, not a clm checkpoint).
 func IsHF(path string) bool { return hf.IsHub(path) || hf.IsFolder(path) }
 
+// hfModel is a Hugging Face model folder with its config resolved.
+type hfModel struct {
+	*hf.Folder
+	// Config is the model: the folder's keys over its preset, validated.
+	Config model.Config
+}
+
 // openHF resolves a hub: spec through the Hub client and its cache (the
 // same environment as huggingface_hub: HF_ENDPOINT, HF_HOME, HF_TOKEN,
 // HF_HUB_OFFLINE) and opens the folder; pinned is spec with the commit it
 // resolved to, or the folder.
-func openHF(ctx context.Context, spec string, log io.Writer) (f *hf.Folder, pinned string, err error) {
+func openHF(ctx context.Context, spec string, log io.Writer) (h *hfModel, pinned string, err error) {
 	dir, pinned := spec, spec
 	if hf.IsHub(spec) {
 		if dir, pinned, err = hf.Download(ctx, (data.Options{Log: log}).HubClient(), spec); err != nil {
 			return nil, "", err
 		}
 	}
-	if f, err = hf.Open(dir); err != nil {
+	f, err := hf.Open(dir)
+	if err != nil {
 		return nil, "", err
+	}
+	cfg, err := model.PresetWith(f.Preset, f.Keys)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", filepath.Join(dir, hf.ConfigFile), err)
 	}
 	tok, err := data.LoadTokenizer(ctx, f.Tokenizer, log)
 	if err != nil {
 		return nil, "", err
 	}
-	if n := tok.VocabSize(); n > f.Config.VocabSize {
-		return nil, "", fmt.Errorf("%s: its tokenizer has %d tokens, the model's vocab_size is %d", f.Dir, n, f.Config.VocabSize)
+	if n := tok.VocabSize(); n > cfg.VocabSize {
+		return nil, "", fmt.Errorf("%s: its tokenizer has %d tokens, the model's vocab_size is %d", dir, n, cfg.VocabSize)
 	}
-	return f, pinned, nil
+	return &hfModel{Folder: f, Config: cfg}, pinned, nil
 }
 
 // hfExperiment is the experiment of a model folder, which has none: the
 // default experiment with the folder's model and its tokenizer. Its data
 // source is the default's; the commands that evaluate ask for one.
-func hfExperiment(f *hf.Folder, name string) *Experiment {
+func hfExperiment(f *hfModel, name string) *Experiment {
 	e := Defaults()
 	e.Name = name
 	e.Model = f.Config.Clone()
@@ -85,11 +98,22 @@ func openTrainedHF(spec, device string) (*Trained, error) {
 	return &Trained{Model: m, Exp: exp, Checkpoint: pinned, RunDir: f.Dir, hf: f}, nil
 }
 
-// loadHF loads the folder's weights into m (built from f.Config): the
-// parameters the folder lacks (the fixed gains of clm's blocks, which
-// GPT-2 does not have) keep the values the config gives them.
-func loadHF(m *model.Model, f *hf.Folder) (*hf.Weights, error) {
-	w, err := f.Weights()
+// loadHF loads the folder's weights into m (built from h.Config) and
+// returns the frozen biases it gave non-zero values (a GPT-2's trained
+// biases where clm's blocks train none: they keep those values, and
+// training leaves them). The gains and frozen zero biases of clm's blocks
+// that a checkpoint lacks keep the values m's config gives them; any other
+// difference from the model is an error that names the tensor.
+func loadHF(m *model.Model, h *hfModel) (frozen []string, err error) {
+	raw, err := h.Config.JSON()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := hf.ParseModelKeys(raw)
+	if err != nil {
+		return nil, err
+	}
+	tensors, err := h.Tensors(keys)
 	if err != nil {
 		return nil, err
 	}
@@ -99,26 +123,50 @@ func loadHF(m *model.Model, f *hf.Folder) (*hf.Weights, error) {
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	dev := m.Options().Device
-	named := make([]torch.Named, 0, len(w.Tensors)+len(w.KeepInit))
-	for _, t := range w.Tensors {
-		dt, err := torch.DTypeFromSafetensors(t.DType)
+	named := make([]torch.Named, 0, len(tensors))
+	have := map[string]bool{}
+	for _, t := range tensors {
+		x, err := hfTensor(t, m.Options().Device)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", f.Dir, t.Name, err)
-		}
-		var x *torch.Tensor
-		if err := torch.Try(func() { x = torch.FromBytes(t.Data, dt, t.Shape, dev) }); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", f.Dir, t.Name, err)
+			return nil, fmt.Errorf("%s: %s: %w", h.Dir, t.Name, err)
 		}
 		named = append(named, torch.Named{Name: t.Name, Tensor: x})
+		have[t.Name] = !allZero(t.Data)
 	}
-	for _, name := range w.KeepInit {
-		named = append(named, torch.Named{Name: name, Tensor: m.Params().Lookup(name).T})
+	for _, p := range m.Params().All() {
+		nonZero, ok := have[p.Name]
+		fixed := p.Role == model.RoleGain || (p.Role == model.RoleBias && !p.Trainable)
+		switch {
+		case !ok && fixed:
+			named = append(named, torch.Named{Name: p.Name, Tensor: p.T})
+		case ok && nonZero && p.Role == model.RoleBias && !p.Trainable:
+			frozen = append(frozen, p.Name)
+		}
 	}
 	if err := m.LoadState(named); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Dir, err)
+		return nil, fmt.Errorf("%s: %w", h.Dir, err)
 	}
-	return w, nil
+	return frozen, nil
+}
+
+// hfTensor is a safetensors tensor on dev.
+func hfTensor(t safetensors.Tensor, dev torch.Device) (*torch.Tensor, error) {
+	dt, err := torch.DTypeFromSafetensors(t.DType)
+	if err != nil {
+		return nil, err
+	}
+	var x *torch.Tensor
+	err = torch.Try(func() { x = torch.FromBytes(t.Data, dt, t.Shape, dev) })
+	return x, err
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Experiment is the trained model's experiment with `-set` overrides: a
@@ -190,13 +238,13 @@ func (r *Run) checkHFInit() error {
 // warmStartHF loads the Hugging Face model's weights into the new run's
 // model.
 func (r *Run) warmStartHF() error {
-	w, err := loadHF(r.Model, r.initHF)
+	frozen, err := loadHF(r.Model, r.initHF)
 	if err != nil {
 		return fmt.Errorf("train.init_from: %w", err)
 	}
 	fmt.Fprintf(r.log, "warm start: the weights of %s (Hugging Face, %s); optimizer, schedule and data order start afresh\n", r.Exp.Train.InitFrom, r.initHF.Format)
-	if n := len(w.FrozenNonZero); n > 0 {
-		fmt.Fprintf(r.log, "warm start: %d trained biases (e.g. %s) stay frozen at their values: clm's blocks train no bias in v_attn, attn.c_proj, mlp.c_fc and mlp.c_proj\n", n, w.FrozenNonZero[0])
+	if len(frozen) > 0 {
+		fmt.Fprintf(r.log, "warm start: %d trained biases (e.g. %s) stay frozen at their values: clm's blocks train no bias in v_attn, attn.c_proj, mlp.c_fc and mlp.c_proj\n", len(frozen), frozen[0])
 	}
 	return nil
 }

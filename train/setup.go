@@ -13,7 +13,6 @@ import (
 
 	"clm/data"
 	"clm/data/corpus"
-	"clm/hf"
 	"clm/hub"
 	"clm/internal/atomicfile"
 	"clm/model"
@@ -53,7 +52,7 @@ type Run struct {
 	peers   replicas            // the group, or solo
 	ds      *data.Dataset
 	pad     model.Pad
-	initHF  *hf.Folder     // the Hugging Face model of train.init_from, if it is one
+	initHF  *hfModel       // the Hugging Face model of train.init_from, if it is one
 	closers []func() error // in order of acquisition
 }
 

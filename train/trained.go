@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"clm/hf"
 	"clm/model"
 	"clm/torch"
 )
@@ -18,7 +17,7 @@ type Trained struct {
 	Checkpoint string // the checkpoint folder (a model's folder or pinned hub: spec)
 	RunDir     string // the run folder it belongs to (a model's folder)
 
-	hf *hf.Folder // a Hugging Face model's folder, or nil
+	hf *hfModel // a Hugging Face model, or nil
 }
 
 // Config is the path of the run's config.toml, which Exp was read from.

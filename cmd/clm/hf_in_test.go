@@ -282,18 +282,20 @@ func (m *hfModel) checkRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name, key string
 		value     any
 		want      string
 	}{
-		{"inverse layer scaling", "scale_attn_by_inverse_layer_idx", true, "scale_attn_by_inverse_layer_idx = true does not map onto clm"},
-		{"unscaled attention", "scale_attn_weights", false, "scale_attn_weights = false does not map onto clm"},
-		{"upcast attention", "reorder_and_upcast_attn", true, "reorder_and_upcast_attn = true"},
+		{"inverse layer scaling", "scale_attn_by_inverse_layer_idx", true, "scale_attn_by_inverse_layer_idx = true: clm computes only false"},
+		{"unscaled attention", "scale_attn_weights", false, "scale_attn_weights = false: clm computes only true"},
+		{"untied head", "tie_word_embeddings", false, "tie_word_embeddings = false"},
 		{"cross-attention", "add_cross_attention", true, "add_cross_attention = true"},
-		{"activation", "activation_function", "relu6", `activation_function: unknown value "relu6"`},
-		{"another model", "model_type", "llama", `model_type "llama"`},
-		{"MLP width", "n_inner", 0, "n_inner = 0"},
+		{"activation", "activation_function", "relu6", `activation_function = "relu6" has no clm equivalent`},
+		{"another model", "model_type", "llama", `model_type "llama" is neither`},
+		{"MLP width", "n_inner", 0, "n_inner = 0: want a positive MLP width"},
+		{"heads", "n_head", 5, "model.n_embd: 64 is not divisible by n_head 5"},
+		{"unknown key", "attn_mat_resid_gian", 1, "model.attn_mat_resid_gian: unknown key"},
 	} {
 		var c map[string]any
 		json.Unmarshal(raw, &c)
@@ -302,11 +304,11 @@ func (m *hfModel) checkRefusals(t *testing.T) {
 		copyDir(t, m.dir, dir)
 		b, _ := json.Marshal(c)
 		write(t, filepath.Join(dir, "config.json"), string(b))
-		for _, cmd := range [][]string{{"sample", dir}, {"eval", dir, "-set", "data.source=stdlib"}, {"quant", dir, "-set", "data.source=stdlib"}} {
-			_, stderr, code := m.clm(t, cmd...)
-			if code != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, filepath.Join(dir, "config.json")+": "+tc.want) {
-				t.Errorf("%s: clm %v: exit %d, stderr %q, want one line with %q", tc.name, cmd, code, stderr, tc.want)
-			}
+		cmd := [][]string{{"sample", dir}, {"eval", dir, "-set", "data.source=stdlib"}, {"quant", dir, "-set", "data.source=stdlib"}}[i%3]
+		_, stderr, code := m.clm(t, cmd...)
+		if code != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, filepath.Join(dir, "config.json")+": ") ||
+			!strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: clm %v: exit %d, stderr %q, want one line with %q", tc.name, cmd, code, stderr, tc.want)
 		}
 	}
 	pickled := filepath.Join(m.work, "pickled")
