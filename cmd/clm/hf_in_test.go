@@ -323,3 +323,87 @@ func (m *hfModel) checkRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestHFExportIn: clm's own exports open again, in both of their forms
+// (the remote-code clm model of a skipless run; the plain GPT-2 of a
+// Pre-LN LayerNorm run) and as the original code's checkpoint (the clm
+// export's config.json with model_type gpt2 and no remote code): clm eval
+// and clm sample give what they give on the run, and train.init_from
+// starts from the run's last evaluation.
+func TestHFExportIn(t *testing.T) {
+	dir := t.TempDir()
+	cfg := write(t, filepath.Join(dir, "micro.toml"), microExperiment)
+	data := []string{"-set", "data.num_token_mult=0.002", "-set", "data.valid_docs=20"}
+	for _, tc := range []struct {
+		name     string
+		sets     []string
+		original bool
+		format   string
+	}{
+		{"skipless", nil, false, "clm"},
+		{"skipless-original", nil, true, "original"},
+		{"plain", []string{"-set", `model.preset="default"`, "-set", `model.norm_type="ln"`, "-set", `model.activation_function="gelu_new"`}, false, "gpt2"},
+	} {
+		run, out := filepath.Join(dir, "run-"+tc.name), filepath.Join(dir, "hf-"+tc.name)
+		if _, stderr, code := clm(t, dir, append([]string{"-config", cfg, "-run-dir", run}, tc.sets...)...); code != 0 {
+			t.Fatalf("%s: training: %d\n%s", tc.name, code, stderr)
+		}
+		if _, stderr, code := clm(t, dir, "export", run, "-o", out); code != 0 {
+			t.Fatalf("%s: export: %d\n%s", tc.name, code, stderr)
+		}
+		if tc.original {
+			asOriginal(t, out)
+		}
+		evalOf := func(src string, sets ...string) float64 {
+			o, stderr, code := clm(t, dir, append([]string{"eval", src, "-device", "cpu", "-eval-batches", "2"}, sets...)...)
+			var rec evalRecord
+			if code != 0 || json.Unmarshal([]byte(o), &rec) != nil {
+				t.Fatalf("%s: clm eval %s: exit %d %q\n%s", tc.name, src, code, o, stderr)
+			}
+			return rec.EvalLoss
+		}
+		if a, b := evalOf(run), evalOf(out, append(data, "-set", "data.source=stdlib")...); math.Abs(a-b) > 1e-6 {
+			t.Errorf("%s: clm eval: %v on the run, %v on its export", tc.name, a, b)
+		}
+		sample := func(src string) string {
+			o, stderr, code := clm(t, dir, "sample", src, "-device", "cpu", "-prompt", "def f(", "-n", "12")
+			if code != 0 {
+				t.Fatalf("%s: clm sample %s: exit %d\n%s", tc.name, src, code, stderr)
+			}
+			return o
+		}
+		if a, b := sample(run), sample(out); a != b {
+			t.Errorf("%s: clm sample: %q on the run, %q on its export", tc.name, a, b)
+		}
+		warm := filepath.Join(dir, "warm-"+tc.name)
+		args := append([]string{"-config", cfg, "-run-dir", warm, "-set", fmt.Sprintf("train.init_from=%q", out), "-set", "train.max_steps=2"}, tc.sets...)
+		if _, stderr, code := clm(t, dir, args...); code != 0 || !strings.Contains(stderr, "(Hugging Face, "+tc.format+")") {
+			t.Fatalf("%s: init_from the export: exit %d, want format %s\n%s", tc.name, code, tc.format, stderr)
+		}
+		base, got := readRecords(t, run), readRecords(t, warm)
+		if b, w := base["eval@12"]["eval_loss"], got["eval@0"]["eval_loss"]; b == nil || b != w {
+			t.Errorf("%s: init_from the export: step-0 eval loss %v, the run's last %v", tc.name, w, b)
+		}
+	}
+}
+
+// asOriginal makes a clm export look like a checkpoint of the original
+// code: model_type gpt2 with the model yaml's keys, no remote code.
+func asOriginal(t *testing.T, dir string) {
+	t.Helper()
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	json.Unmarshal(raw, &c)
+	c["model_type"], c["architectures"] = "gpt2", []string{"myGPT2LMHeadModel"}
+	for _, k := range []string{"auto_map", "clm_preset", "clm_version"} {
+		delete(c, k)
+	}
+	b, _ := json.Marshal(c)
+	write(t, path, string(b))
+	os.Remove(filepath.Join(dir, "modeling_clm.py"))
+	os.Remove(filepath.Join(dir, "configuration_clm.py"))
+}
