@@ -164,6 +164,11 @@ func TestHFModelIn(t *testing.T) {
 	if after := snapshot(t, m.dir); after != before {
 		t.Errorf("the readers wrote in the model folder")
 	}
+	// Offline, the Hub cache serves the model.
+	off := append(append([]string(nil), m.env...), "HF_HUB_OFFLINE=1", "HF_ENDPOINT=http://127.0.0.1:1")
+	if out, stderr, code := runClm(t, m.work, off, "sample", "hub:"+hfRepo, "-device", "cpu", "-prompt", "def f(x):", "-n", "24"); code != 0 || out != string(text)+"\n" {
+		t.Errorf("clm sample offline from the Hub cache: exit %d, %q\n%s", code, out, stderr)
+	}
 	snap := filepath.Join(m.work, "hub", "models--tester--gpt2-tiny", "snapshots", m.commit)
 	if _, err := os.Stat(filepath.Join(snap, "quant.json")); err == nil {
 		t.Errorf("clm quant wrote in the Hub cache's snapshot")
