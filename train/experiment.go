@@ -95,7 +95,9 @@ type Options struct {
 	DistTimeout float64 `toml:"dist_timeout"`
 	// InitFrom warm-starts a new run from the weights of another run's
 	// checkpoint: a run folder (its latest checkpoint, resolved when the run
-	// starts and recorded so) or a checkpoint folder. Only the weights are
+	// starts and recorded so) or a checkpoint folder; or of a Hugging Face
+	// GPT-2, a model folder or "hub:org/name[@revision]" (pinned to its
+	// commit when the run starts). Only the weights are
 	// taken: the optimizer, schedule, data order and step start afresh, and
 	// the model must be the same architecture ("": initialise).
 	InitFrom string `toml:"init_from"`
