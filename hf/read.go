@@ -26,6 +26,8 @@ const (
 	WeightsIndexFile  = "model.safetensors.index.json"
 	TokenizerFile     = "tokenizer.json"
 	pytorchWeights    = "pytorch_model.bin"
+	vocabFile         = "vocab.json"
+	mergesFile        = "merges.txt"
 	runCheckpointMark = "state.json" // a clm checkpoint folder's
 )
 
@@ -42,7 +44,7 @@ type Folder struct {
 	// Preset is clm_preset of a clm export, else "default".
 	Preset string
 	// Tokenizer is the folder's tokenizer.json (the one the model was
-	// trained with).
+	// trained with), else its GPT-2 files as "vocab.json:merges.txt".
 	Tokenizer string
 	// weights are the safetensors files, in order.
 	weights []string
@@ -76,7 +78,10 @@ func Open(dir string) (*Folder, error) {
 		return nil, err
 	}
 	f.Tokenizer = filepath.Join(dir, TokenizerFile)
-	if _, err := os.Stat(f.Tokenizer); err != nil {
+	vocab, merges := filepath.Join(dir, vocabFile), filepath.Join(dir, mergesFile)
+	if !exists(f.Tokenizer) && exists(vocab) && exists(merges) {
+		f.Tokenizer = vocab + ":" + merges // GPT-2's original files (see bpe.Load)
+	} else if !exists(f.Tokenizer) {
 		return nil, fmt.Errorf("%s has no %s: clm evaluates and samples a model with its own tokenizer only (save it beside the model with tokenizer.save_pretrained)", dir, TokenizerFile)
 	}
 	return f, nil
@@ -101,6 +106,8 @@ func weightFiles(dir string) ([]string, error) {
 	}
 	return nil, fmt.Errorf("%s has no %s (nor %s)", dir, WeightsFile, WeightsIndexFile)
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // ShardNames lists the shard files that a model.safetensors.index.json
 // names, in order of first appearance.

@@ -41,6 +41,11 @@ func Download(ctx context.Context, c *hub.Client, spec string) (dir, pinned stri
 		return "", "", err
 	}
 	pinned = HubPrefix + id + "@" + snap.Commit
+	if !snap.Has(TokenizerFile) && snap.Has(vocabFile) && snap.Has(mergesFile) {
+		if err := c.Fetch(ctx, snap, func(p string) bool { return p == vocabFile || p == mergesFile }); err != nil {
+			return "", "", err
+		}
+	}
 	if !snap.Has(ConfigFile) {
 		return "", "", fmt.Errorf("%s: model %s@%s has no %s: not a transformers model", spec, id, rev, ConfigFile)
 	}

@@ -69,6 +69,22 @@ func TestDownload(t *testing.T) {
 		return nil
 	})
 
+	// GPT-2's original tokenizer files serve when there is no tokenizer.json.
+	old := map[string]hubtest.File{ConfigFile: files[ConfigFile], WeightsIndexFile: files[WeightsIndexFile],
+		vocabFile: {Content: []byte("{}")}, mergesFile: {Content: []byte("#version: 0.2\n")}}
+	for name, f := range files {
+		if strings.HasSuffix(name, ".safetensors") {
+			old[name] = f
+		}
+	}
+	srv.Repo(hub.TypeModel, "tester/old", hubtest.Public)
+	srv.Commit(hub.TypeModel, "tester/old", "main", old)
+	if d, _, err := Download(ctx, c, "hub:tester/old"); err != nil {
+		t.Error(err)
+	} else if f, err := Open(d); err != nil || !strings.HasSuffix(f.Tokenizer, vocabFile+":"+filepath.Join(d, mergesFile)) {
+		t.Errorf("vocab.json and merges.txt: %v", err)
+	}
+
 	off := hub.New(hub.Config{Endpoint: "http://127.0.0.1:1", CacheDir: cache, Offline: true, Log: io.Discard})
 	if d, p, err := Download(ctx, off, "hub:tester/tiny@"+commit); err != nil || d != dir || p != pinned {
 		t.Errorf("offline: %s %s %v", d, p, err)

@@ -342,4 +342,9 @@ func TestTensorsRefusals(t *testing.T) {
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "has no tokenizer.json") {
 		t.Errorf("no tokenizer: %v", err)
 	}
+	os.WriteFile(filepath.Join(dir, vocabFile), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(dir, mergesFile), []byte(""), 0o644)
+	if f, err := Open(dir); err != nil || f.Tokenizer != filepath.Join(dir, vocabFile)+":"+filepath.Join(dir, mergesFile) {
+		t.Errorf("GPT-2's vocab.json and merges.txt: %v", err)
+	}
 }
