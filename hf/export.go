@@ -88,6 +88,9 @@ func Export(src Source, dir string, force bool) (Result, error) {
 	if parent == "" {
 		parent = "."
 	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return Result{}, fmt.Errorf("export: %w", err)
+	}
 	tmp, err := os.MkdirTemp(parent, "."+base+".export-*")
 	if err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
