@@ -260,8 +260,20 @@ func ModelKeysFromConfig(data []byte) (keys ModelKeys, plain bool, err error) {
 	return nil, false, fmt.Errorf("config.json: model_type %s is neither %q nor %q", jsonValue(c["model_type"]), ModelTypeGPT2, ModelTypeCLM)
 }
 
+// gpt2Defaults are GPT2Config's defaults of the keys it shares with clm,
+// for a config.json that leaves one out (transformers then uses these).
+var gpt2Defaults = map[string]any{"vocab_size": 50257.0, "n_positions": 1024.0, "n_embd": 768.0,
+	"n_layer": 12.0, "n_head": 12.0, "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1,
+	"layer_norm_epsilon": 1e-5, "initializer_range": 0.02}
+
 // gpt2ModelKeys maps the keys of a GPT2Config to model keys.
 func gpt2ModelKeys(c map[string]any) (ModelKeys, error) {
+	c = maps.Clone(c)
+	for k, v := range gpt2Defaults {
+		if _, ok := c[k]; !ok {
+			c[k] = v
+		}
+	}
 	keys := ModelKeys{"norm_type": "ln", "activation_function": "gelu_new"}
 	names := slices.Sorted(maps.Keys(c))
 	for _, k := range names {
@@ -287,7 +299,7 @@ func gpt2ModelKeys(c map[string]any) (ModelKeys, error) {
 
 // gpt2Derived sets the model keys that GPT2Config spells differently:
 // context_length (n_ctx, else n_positions), mlp_width_mult (n_inner,
-// default 4·n_embd) and the activation.
+// default 4·n_embd) and the activation (default gelu_new).
 func gpt2Derived(c map[string]any, keys ModelKeys) error {
 	if n, ok := c["n_ctx"]; ok {
 		keys["context_length"] = n

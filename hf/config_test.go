@@ -130,6 +130,15 @@ func TestGPT2ConfigIn(t *testing.T) {
 		c.ContextLength != 1024 || c.ResidPdrop != 0.1 || c.VocabSize != 50257 {
 		t.Errorf("config %+v", c)
 	}
+	// A config.json that leaves keys out gets GPT2Config's defaults.
+	keys, _, err = ModelKeysFromConfig([]byte(`{"model_type": "gpt2", "n_layer": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = model.PresetWith("default", keys); err != nil || c.NEmbd != 768 || c.NLayer != 2 || c.ContextLength != 1024 ||
+		c.AttnPdrop != 0.1 || c.VocabSize != 50257 || c.ActivationFunction != model.ActGELUNew {
+		t.Errorf("a sparse GPT-2 config: %+v, %v", c, err)
+	}
 	for _, bad := range []struct{ from, to, key string }{
 		{`"scale_attn_by_inverse_layer_idx": false`, `"scale_attn_by_inverse_layer_idx": true`, "scale_attn_by_inverse_layer_idx"},
 		{`"add_cross_attention": false`, `"add_cross_attention": true`, "add_cross_attention"},

@@ -88,6 +88,9 @@ func Export(src Source, dir string, force bool) (Result, error) {
 	if parent == "" {
 		parent = "."
 	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return Result{}, fmt.Errorf("export: %w", err)
+	}
 	tmp, err := os.MkdirTemp(parent, "."+base+".export-*")
 	if err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
@@ -102,6 +105,7 @@ func Export(src Source, dir string, force bool) (Result, error) {
 		}
 		res.Files = append(res.Files, name)
 	}
+	syncDir(tmp) // the files' names, before the folder takes dir's
 	if err := install(tmp, filepath.Clean(dir)); err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
 	}
@@ -140,11 +144,17 @@ func install(tmp, dir string) error {
 	} else if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE); err != nil {
 		return fmt.Errorf("replace %s: %w", dir, err)
 	}
-	if d, err := os.Open(filepath.Dir(dir)); err == nil {
+	syncDir(filepath.Dir(dir))
+	return nil
+}
+
+// syncDir makes the entries of a folder durable (not every system can sync
+// a folder).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // folderFiles returns a writer for each file of the folder.

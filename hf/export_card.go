@@ -39,12 +39,14 @@ func modelCard(c Card, m ModelKeys, plain bool, why string) string {
 	w("```python")
 	w("from transformers import AutoModelForCausalLM, AutoTokenizer")
 	w("")
+	w("DIR = \"path/to/this/folder\"")
 	if plain {
 		w("model = AutoModelForCausalLM.from_pretrained(DIR)  # a GPT2LMHeadModel")
+		w("tok = AutoTokenizer.from_pretrained(DIR)")
 	} else {
 		w("model = AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True)")
+		w("tok = AutoTokenizer.from_pretrained(DIR, trust_remote_code=True)  # it reads config.json too")
 	}
-	w("tok = AutoTokenizer.from_pretrained(DIR)")
 	w("ids = tok(\"def fib(n):\", return_tensors=\"pt\").input_ids")
 	w("print(tok.decode(model.generate(ids, do_sample=False, max_new_tokens=40)[0]))")
 	w("```")

@@ -16,6 +16,7 @@ import (
 	"clm/data"
 	"clm/internal/testkit/pyref"
 	"clm/model"
+	"clm/safetensors"
 	"clm/torch"
 	"clm/torch/torchtest"
 	"clm/train"
@@ -127,6 +128,7 @@ func TestExportTransformers(t *testing.T) {
 		if code != 0 || strings.Contains(stdout, "plain GPT2LMHeadModel") != c.plain {
 			t.Fatalf("%s: clm export: exit %d\n%s%s", c.name, code, stdout, stderr)
 		}
+		checkWeightsFile(t, filepath.Join(out, "model.safetensors"))
 		w, job := clmSide(t, dir, c)
 		job.Dir = out
 		jobs, want[c.name] = append(jobs, job), w
@@ -146,6 +148,25 @@ func TestExportTransformers(t *testing.T) {
 	}
 	if texts == 0 {
 		t.Error("no case sampled valid UTF-8: the generated text was compared nowhere")
+	}
+}
+
+// checkWeightsFile: an export's weights are fp32 with the metadata
+// transformers' PyTorch loader wants.
+func checkWeightsFile(t *testing.T, path string) {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if m := f.Metadata(); m["format"] != "pt" || len(m) != 1 {
+		t.Errorf("%s: metadata %v, want {format: pt}", path, m)
+	}
+	for _, n := range f.Names() {
+		if info, _ := f.Info(n); info.DType != safetensors.F32 {
+			t.Errorf("%s: %s is %s, not F32", path, n, info.DType)
+		}
 	}
 }
 
