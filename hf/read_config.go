@@ -97,12 +97,15 @@ func withoutGPT2Only(c map[string]any) ([]byte, error) {
 }
 
 // originalModelKeys are the model keys of an original-code checkpoint's
-// config.json: GPT2Config's keys that are model keys and every key of its
-// model yaml (clm's names), with GPT2Config's settings that clm cannot
-// compute refused; context_length is n_ctx, else n_positions, unless
+// config.json: GPT2Config's keys that are model keys (its defaults for
+// those left out) and every key of its model yaml (clm's names), with
+// GPT2Config's settings that clm cannot compute refused; context_length is n_ctx, else n_positions, unless
 // given, and n_inner must be the width clm derives.
 func originalModelKeys(c map[string]any) (ModelKeys, error) {
 	keys := ModelKeys{}
+	for k, v := range gpt2Defaults { // its config is a GPT2Config: what it leaves out is GPT2Config's default
+		keys[k] = v
+	}
 	for _, k := range sortedNames(c) {
 		v := c[k]
 		switch want, fixed := gpt2Fixed[k]; {
@@ -116,8 +119,8 @@ func originalModelKeys(c map[string]any) (ModelKeys, error) {
 	if _, ok := keys["context_length"]; !ok {
 		if n, ok := c["n_ctx"]; ok {
 			keys["context_length"] = n
-		} else if n, ok := c["n_positions"]; ok {
-			keys["context_length"] = n
+		} else {
+			keys["context_length"] = keys["n_positions"]
 		}
 	}
 	inner, ok := c["n_inner"].(float64)

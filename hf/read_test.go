@@ -120,6 +120,12 @@ func TestReadConfigFormats(t *testing.T) {
 			"activation_function": "leaky_relu", "norm_type": "none", "qk_norm_type": "rmsnorm", "attn_block_resid_gain": 0.2,
 			"mlp_block_resid_gain": 0.2, "n_inner": 3072}, FormatOriginal, op},
 		{"clm export", export, FormatCLM, skipless},
+		{"original, GPT2Config's defaults", map[string]any{"vocab_size": nil, "n_positions": nil, "norm_type": "ln", "resid_pdrop": nil},
+			FormatOriginal, func() model.Config {
+				c := plain.Clone()
+				c.VocabSize, c.NPositions, c.ContextLength, c.ResidPdrop = 50257, 1024, 1024, 0.1
+				return c
+			}()},
 	} {
 		got, format, err := resolve(gpt2JSON(t, tc.over))
 		if err != nil {
