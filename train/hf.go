@@ -249,8 +249,9 @@ func (r *Run) warmStartHF() error {
 	return nil
 }
 
-// sameHubInit reports whether a run's train.init_from is the hub: spec
-// asked, pinned to its commit when the run started.
+// sameHubInit reports whether a run's train.init_from is the hub: model
+// asked (at any revision), pinned to its commit when the run started.
 func sameHubInit(asked, run string) bool {
-	return hf.IsHub(asked) && !strings.Contains(asked, "@") && strings.HasPrefix(run, asked+"@")
+	id, _, _ := strings.Cut(asked, "@")
+	return hf.IsHub(asked) && strings.HasPrefix(run, id+"@")
 }
