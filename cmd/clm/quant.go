@@ -33,6 +33,7 @@ func runQuant(args []string, stdout io.Writer) error {
 	calib := fs.Int("calib-batches", 8, "training batches (of eval_batch rows) that calibrate static ranges")
 	residual := fs.Bool("residual", false, "also quantise the residual stream between blocks and after the last")
 	evalBatches := fs.Int("eval-batches", -1, "validation batches to evaluate (-1: the run's train.eval_batches; 0: all)")
+	batch := fs.Int("batch", 0, "sequences per forward, calibration and evaluation (0: the run's train.eval_batch)")
 	asJSON := fs.Bool("json", false, "print each scheme's record (as quant.json keeps it) as one JSON line instead of the table")
 	var sets setFlags
 	fs.Var(&sets, "set", "a Hugging Face model's corpus: a [data] key, e.g. -set data.source=dir -set data.path=src (repeatable)")
@@ -46,6 +47,9 @@ func runQuant(args []string, stdout io.Writer) error {
 	}
 	if *calib < 1 || *calib > 1<<20 {
 		return fmt.Errorf("quant: -calib-batches %d is outside [1, %d]", *calib, 1<<20)
+	}
+	if *batch < 0 || *batch > 1<<20 {
+		return fmt.Errorf("quant: -batch %d is outside [0, %d]", *batch, 1<<20)
 	}
 	if *evalBatches < -1 || *evalBatches > 1<<30 {
 		return fmt.Errorf("quant: -eval-batches %d is outside [-1, %d]", *evalBatches, 1<<30)
@@ -68,6 +72,9 @@ func runQuant(args []string, stdout io.Writer) error {
 		o := quant.Options{Scheme: scheme, CalibBatches: *calib, Batch: exp.Train.EvalBatch, EvalBatches: *evalBatches, Pad: train.EvalPad(ds)}
 		if o.EvalBatches < 0 {
 			o.EvalBatches = exp.Train.EvalBatches
+		}
+		if *batch > 0 {
+			o.Batch = *batch
 		}
 		r, err := quant.Evaluate(tr.Model, ds.Train, ds.Valid, o)
 		if err != nil {
