@@ -152,26 +152,26 @@ func indexShards(dir, index string, b []byte) ([]string, error) {
 // as they are; names get the "transformer." prefix where they lack it,
 // and the attention-mask buffers of older checkpoints are dropped.
 // lm_head.weight is accepted only as the tied copy of wte. Whether the
-// tensors are exactly the model's is the loader's check.
-func (f *Folder) Tensors(resolved ModelKeys) ([]safetensors.Tensor, error) {
-	have, closeAll, err := f.readAll()
-	defer closeAll()
+// tensors are exactly the model's is the loader's check. The tensors'
+// bytes may lie in the mapped weight files: use them before release, which
+// unmaps the files (call it also after an error).
+func (f *Folder) Tensors(resolved ModelKeys) (tensors []safetensors.Tensor, release func(), err error) {
+	have, release, err := f.readAll()
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	if err := f.checkHead(have); err != nil {
-		return nil, err
+		return nil, release, err
 	}
-	var out []safetensors.Tensor
 	for _, name := range sortedNames(have) {
-		out = append(out, have[name])
+		tensors = append(tensors, have[name])
 	}
 	if f.Format == FormatGPT2 {
-		if out, err = FromGPT2(out, resolved); err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Dir, err)
+		if tensors, err = FromGPT2(tensors, resolved); err != nil {
+			return nil, release, fmt.Errorf("%s: %w", f.Dir, err)
 		}
 	}
-	return out, nil
+	return tensors, release, nil
 }
 
 // checkHead accepts lm_head.weight only as a copy of wte (clm ties them).
@@ -188,8 +188,9 @@ func (f *Folder) checkHead(have map[string]safetensors.Tensor) error {
 // attnBuffer is the causal-mask buffer of older GPT-2 checkpoints.
 var attnBuffer = regexp.MustCompile(`^transformer\.h\.\d+\.attn\.(bias|masked_bias)$`)
 
-// readAll reads every tensor of the weight files, named with the
-// "transformer." prefix (but lm_head.weight), without the mask buffers.
+// readAll reads every tensor of the weight files (their bytes in the
+// mapped files until closeAll), named with the "transformer." prefix (but
+// lm_head.weight), without the mask buffers.
 func (f *Folder) readAll() (map[string]safetensors.Tensor, func(), error) {
 	var files []*safetensors.File
 	closeAll := func() {
@@ -209,7 +210,6 @@ func (f *Folder) readAll() (map[string]safetensors.Tensor, func(), error) {
 			if err != nil {
 				return nil, closeAll, err
 			}
-			t.Data = bytes.Clone(t.Data) // the file is unmapped on return
 			if t.Name != "lm_head.weight" && !strings.HasPrefix(t.Name, "transformer.") {
 				t.Name = "transformer." + t.Name
 			}

@@ -54,7 +54,9 @@ func TestDownload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w, err := f.Tensors(keysOf(t, cfg)); err != nil || len(w) != len(cfg.Params()) {
+	w, release, err := f.Tensors(keysOf(t, cfg))
+	defer release()
+	if err != nil || len(w) != len(cfg.Params()) {
 		t.Fatalf("the downloaded shards: %d tensors, %v", len(w), err)
 	}
 

@@ -242,7 +242,8 @@ func TestTensors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		tensors, err := f.Tensors(keysOf(t, cfg))
+		tensors, release, err := f.Tensors(keysOf(t, cfg))
+		defer release()
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -332,7 +333,9 @@ func TestTensorsRefusals(t *testing.T) {
 	} {
 		f, err := Open(writeFolder(t, gpt2JSON(t, nil), tc.tensors, false))
 		if err == nil {
-			_, err = f.Tensors(keysOf(t, cfg))
+			var release func()
+			_, release, err = f.Tensors(keysOf(t, cfg))
+			release()
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line with %q", tc.name, err, tc.want)

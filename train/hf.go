@@ -113,7 +113,8 @@ func loadHF(m *model.Model, h *hfModel) (frozen []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tensors, err := h.Tensors(keys)
+	tensors, release, err := h.Tensors(keys)
+	defer release()
 	if err != nil {
 		return nil, err
 	}
