@@ -151,10 +151,12 @@ type Options struct {
 	DistTimeout float64 `toml:"dist_timeout"`
 	// InitFrom warm-starts a new run from the weights of another run: a run
 	// folder (its latest checkpoint, resolved when the run starts and
-	// written so into the run's config.toml) or a checkpoint folder. Only
-	// the weights are taken: the optimizer, schedule, data order and step
-	// start afresh, and the model must be the same architecture (refused
-	// before anything is written otherwise). Empty: initialise.
+	// written so into the run's config.toml) or a checkpoint folder; or from
+	// a Hugging Face GPT-2: a model folder or hub:org/name[@revision] (pinned
+	// to its commit when the run starts). Only the weights are taken: the
+	// optimizer, schedule, data order and step start afresh, and the model
+	// must be the same architecture (refused before anything is written
+	// otherwise). Empty: initialise.
 	InitFrom string `toml:"init_from"`
 	// Optim are the [train.optim] keys of SOAP and Muon.
 	Optim OptimOptions `toml:"optim"`

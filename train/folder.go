@@ -61,8 +61,8 @@ func Differences(run, asked *Experiment) ([]string, error) {
 		delete(a, "model.vocab_size")
 		delete(b, "model.vocab_size")
 	}
-	if from := asked.Train.InitFrom; from != "" && strings.HasPrefix(run.Train.InitFrom, filepath.Join(from, "checkpoints")+string(filepath.Separator)) {
-		delete(a, "train.init_from") // the run folder asked, resolved to its checkpoint when the run started
+	if from := asked.Train.InitFrom; from != "" && (strings.HasPrefix(run.Train.InitFrom, filepath.Join(from, "checkpoints")+string(filepath.Separator)) || sameHubInit(from, run.Train.InitFrom)) {
+		delete(a, "train.init_from") // the run folder asked, resolved to its checkpoint when the run started (a hub: model to its commit)
 		delete(b, "train.init_from")
 	}
 	keys := map[string]bool{}

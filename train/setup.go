@@ -55,6 +55,7 @@ type Run struct {
 	peers   replicas            // the group, or solo
 	ds      *data.Dataset
 	pad     model.Pad
+	initHF  *hfModel       // the Hugging Face model of train.init_from, if it is one
 	closers []func() error // in order of acquisition
 }
 
@@ -305,6 +306,9 @@ func (r *Run) resolveInitFrom() error {
 	if from == "" || r.opts.Resume {
 		return nil
 	}
+	if IsHF(from) {
+		return r.resolveHFInit()
+	}
 	if _, err := os.Stat(filepath.Join(from, stateFile)); err == nil {
 		return nil // a checkpoint folder
 	}
@@ -326,6 +330,9 @@ func (r *Run) checkInitFrom() error {
 	if from == "" || r.opts.Resume {
 		return nil
 	}
+	if r.initHF != nil {
+		return r.checkHFInit()
+	}
 	cfg, err := ReadModelConfig(from)
 	if err != nil {
 		return fmt.Errorf("train.init_from: %w", err)
@@ -341,6 +348,9 @@ func (r *Run) warmStart() error {
 	from := r.Exp.Train.InitFrom
 	if from == "" || r.opts.Resume {
 		return nil
+	}
+	if r.initHF != nil {
+		return r.warmStartHF()
 	}
 	if err := LoadWeights(from, r.Model); err != nil {
 		return fmt.Errorf("train.init_from: %w", err)

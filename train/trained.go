@@ -13,8 +13,10 @@ import (
 type Trained struct {
 	Model      *model.Model
 	Exp        *Experiment
-	Checkpoint string // the checkpoint folder
-	RunDir     string // the run folder it belongs to
+	Checkpoint string // the checkpoint folder (a model's folder or pinned hub: spec)
+	RunDir     string // the run folder it belongs to (a model's folder)
+
+	hf *hfModel // a Hugging Face model, or nil
 }
 
 // Config is the path of the run's config.toml, which Exp was read from.
@@ -23,6 +25,9 @@ func (t *Trained) Config() string { return RunConfig(t.RunDir) }
 // CheckpointName is the checkpoint's path relative to the run folder, e.g.
 // "checkpoints/step-100".
 func (t *Trained) CheckpointName() string {
+	if t.hf != nil {
+		return t.Checkpoint
+	}
 	if rel, err := filepath.Rel(t.RunDir, t.Checkpoint); err == nil {
 		return rel
 	}
@@ -30,8 +35,13 @@ func (t *Trained) CheckpointName() string {
 }
 
 // OpenTrained loads a checkpoint onto device ("cpu", "cuda" or "cuda:N"):
-// path is a run folder (its latest checkpoint) or a checkpoint folder.
+// path is a run folder (its latest checkpoint), a checkpoint folder, or a
+// Hugging Face model (a folder, or "hub:org/name[@revision]") with the
+// default experiment (see IsHF).
 func OpenTrained(path, device string) (*Trained, error) {
+	if IsHF(path) {
+		return openTrainedHF(path, device)
+	}
 	ckpt, runDir := path, path
 	if _, err := os.Stat(filepath.Join(path, stateFile)); err == nil {
 		runDir = filepath.Dir(filepath.Dir(path)) // RUN/checkpoints/step-N

@@ -32,10 +32,12 @@ func runEval(args []string, stdout io.Writer) error {
 	fs := newFlags(stdout, "eval", "clm eval [flags] RUN",
 		"Evaluates RUN's checkpoint (a run folder: its latest; or a checkpoint folder) as the run logs eval_loss: the same "+
 			"batches, padding and precision, on the run's validation set or, with -set data.KEY=VALUE, on another corpus "+
-			"tokenized with the run's tokenizer. Prints one JSON record; writes nothing in the run folder.",
+			"tokenized with the run's tokenizer. Prints one JSON record; writes nothing in the run folder. RUN may also be a "+
+			"Hugging Face GPT-2 model, a folder or hub:org/name[@revision], evaluated with its own tokenizer on the corpus -set data.* names.",
 		"clm eval runs/demo",
 		"clm eval runs/demo -eval-batches 2 -device cpu",
-		"clm eval runs/demo -set data.source=dir -set data.path=src")
+		"clm eval runs/demo -set data.source=dir -set data.path=src",
+		"clm eval hub:openai-community/gpt2 -set data.source=dir -set data.path=src")
 	ckptFlag, device := fs.oneRun()
 	batches := fs.Int("eval-batches", -1, "batches to evaluate (-1: the run's train.eval_batches; 0: all)")
 	batch := fs.Int("batch", 0, "sequences per forward (0: the run's train.eval_batch)")
@@ -58,9 +60,12 @@ func runEval(args []string, stdout io.Writer) error {
 		return fmt.Errorf("eval: %w", err)
 	}
 	defer tr.Close()
+	if err := needsCorpus("eval", tr, sets); err != nil {
+		return err
+	}
 	exp := tr.Exp
 	if len(sets.order) > 0 {
-		if exp, err = train.Load(tr.Config(), sets.values); err != nil {
+		if exp, err = tr.Experiment(sets.values); err != nil {
 			return fmt.Errorf("eval: %w", err)
 		}
 	}
@@ -97,6 +102,16 @@ func runEval(args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", line)
 	return err
+}
+
+// needsCorpus refuses to evaluate a Hugging Face model on no corpus: it
+// has no validation set of its own.
+func needsCorpus(cmd string, tr *train.Trained, sets setFlags) error {
+	if !tr.FromHF() || len(sets.order) > 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s is a Hugging Face model, which has no validation set: name a corpus, e.g. -set data.source=stdlib "+
+		"(the local Python standard library), -set data.source=dir -set data.path=DIR, or -set data.source=hub -set data.dataset=ORG/NAME", cmd, tr.Checkpoint)
 }
 
 // batchProgress is a progress display of evaluation batches on stderr

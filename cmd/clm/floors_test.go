@@ -21,14 +21,15 @@ import (
 // the ground floor, which any package may use.
 var floors = map[string][]string{
 	"cmd/configdoc": {"train", "model"},
-	"cmd/clm":       {"train", "quant", "plot", "sweep", "model", "data", "data/bpe", "data/corpus", "runlog", "torch"},
-	"train":         {"stats", "optim", "model", "data", "data/corpus", "hub", "runlog", "safetensors", "torch"},
+	"cmd/clm":       {"train", "quant", "plot", "sweep", "hf", "model", "data", "data/bpe", "data/corpus", "runlog", "torch"},
+	"train":         {"stats", "optim", "model", "data", "data/corpus", "hf", "hub", "runlog", "safetensors", "torch"},
 	"quant":         {"model", "stats", "runlog", "torch"},
 	"stats":         {"runlog", "torch"},
 	"optim":         {"torch"},
 	"model":         {"torch"},
 	"plot":          {"runlog"},
 	"sweep":         {"runlog"},
+	"hf":            {"hub", "safetensors"},
 	"data":          {"data/bpe", "data/corpus", "data/nprand", "hub"},
 	"data/bpe":      {},
 	"data/corpus":   {},
@@ -42,7 +43,7 @@ var floors = map[string][]string{
 
 // torchFree are the packages that must never reach libtorch, not even
 // through another package.
-var torchFree = []string{"data", "data/bpe", "data/corpus", "data/nprand", "hub", "runlog", "plot", "sweep", "safetensors", "tensorboard"}
+var torchFree = []string{"hf", "data", "data/bpe", "data/corpus", "data/nprand", "hub", "runlog", "plot", "sweep", "safetensors", "tensorboard"}
 
 // testOnly are the helpers only tests may import.
 func testOnly(pkg string) bool {

@@ -18,9 +18,11 @@ func init() {
 
 func runSample(args []string, stdout io.Writer) error {
 	fs := newFlags(stdout, "sample", "clm sample [flags] RUN",
-		"Continues a prompt with the model of RUN: a run folder (its latest checkpoint) or one of its checkpoint folders.",
+		"Continues a prompt with the model of RUN: a run folder (its latest checkpoint) or one of its checkpoint folders, or a "+
+			"Hugging Face GPT-2 model (a folder or hub:org/name[@revision]) with its own tokenizer.",
 		"clm sample runs/demo -prompt 'def fib(n):' -n 60",
-		"clm sample runs/demo/checkpoints/step-00000100 -temperature 0.8 -top-k 40 -seed 1")
+		"clm sample runs/demo/checkpoints/step-00000100 -temperature 0.8 -top-k 40 -seed 1",
+		"clm sample hub:openai-community/gpt2 -prompt 'def fib(n):' -n 40")
 	ckptFlag, device := fs.oneRun()
 	prompt := fs.String("prompt", "def ", "text to continue")
 	n := fs.Int("n", 100, "tokens to generate")
