@@ -38,6 +38,9 @@ func runExport(args []string, stdout io.Writer) error {
 	if *out == "" {
 		return errors.New("export: -o DIR is missing (the folder to write)")
 	}
+	if train.IsHF(run) {
+		return fmt.Errorf("export: %s is a Hugging Face model already (export writes a clm run's checkpoint as one)", run)
+	}
 	tr, err := train.OpenTrained(run, "cpu") // checks the weights against their config
 	if err != nil {
 		return fmt.Errorf("export: %w", err)

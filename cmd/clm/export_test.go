@@ -265,7 +265,8 @@ func checkExport(t *testing.T, c exportCase, r exportResult, w exportWant) {
 }
 
 // TestExportRefuses: export refuses, in one line, a run without a
-// checkpoint, a missing -o, and a non-empty folder unless -force; it writes
+// checkpoint, a missing -o, a Hugging Face model (a folder or hub:), and a
+// non-empty folder unless -force; it writes
 // nothing into the run and leaves no temporary folder.
 func TestExportRefuses(t *testing.T) {
 	dir := t.TempDir()
@@ -277,6 +278,8 @@ func TestExportRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "taken", "keep.txt"), "mine")
+	write(t, filepath.Join(dir, "hfmodel", "config.json"), `{"model_type": "gpt2"}`)
+	write(t, filepath.Join(dir, "hfmodel", "model.safetensors"), "")
 	before := listTree(t, filepath.Join(dir, "run"))
 	for _, c := range []struct {
 		args []string
@@ -286,6 +289,8 @@ func TestExportRefuses(t *testing.T) {
 		{[]string{"export", "run"}, "-o"},
 		{[]string{"export", "run", "-o", "taken"}, "not empty"},
 		{[]string{"export", "-o", "out"}, "which run"},
+		{[]string{"export", "hfmodel", "-o", "out"}, "is a Hugging Face model already"},
+		{[]string{"export", "hub:org/name", "-o", "out"}, "is a Hugging Face model already"},
 	} {
 		_, stderr, code := clm(t, dir, c.args...)
 		if code == 0 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, c.says) {
