@@ -236,7 +236,7 @@ var gpt2Fixed = map[string]any{"scale_attn_weights": true, "scale_attn_by_invers
 // ModelKeysFromConfig reads a config.json into model keys for
 // model.PresetWith("default", keys) (every key of a clm export; for a
 // GPT-2 the keys that differ from the default preset). A GPT-2 maps to the
-// Pre-LN block with LayerNorm and its activation; a key clm cannot
+// Pre-LN block with LayerNorm, its activation and trainable biases; a key clm cannot
 // compute, or does not know, is an error that names it. plain says which
 // kind the folder is (its weights then have GPT-2's names, see FromGPT2).
 func ModelKeysFromConfig(data []byte) (keys ModelKeys, plain bool, err error) {
@@ -274,7 +274,7 @@ func gpt2ModelKeys(c map[string]any) (ModelKeys, error) {
 			c[k] = v
 		}
 	}
-	keys := ModelKeys{"norm_type": "ln", "activation_function": "gelu_new"}
+	keys := ModelKeys{"norm_type": "ln", "activation_function": "gelu_new", "trainable_biases": true}
 	names := slices.Sorted(maps.Keys(c))
 	for _, k := range names {
 		v := c[k]

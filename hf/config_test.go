@@ -94,6 +94,10 @@ func TestConfigRoundTrip(t *testing.T) {
 			// Only the keys that change the logits come back.
 			back.InitializerRange, back.ValInitType, back.ProjInitType = cfg.InitializerRange, cfg.ValInitType, cfg.ProjInitType
 			back.QueryInitStd, back.KeyInitStd = cfg.QueryInitStd, cfg.KeyInitStd
+			if !back.TrainableBiases {
+				t.Errorf("%s %v: a GPT-2 reads back with frozen biases", c.preset, c.set)
+			}
+			back.TrainableBiases = cfg.TrainableBiases // GPT-2's biases train; clm's here are frozen zeros
 			if c.act == "relu" {
 				back.ActivationFunction = cfg.ActivationFunction // relu computes leaky_relu with slope 0
 			}

@@ -95,6 +95,8 @@ func TestReadConfigFormats(t *testing.T) {
 	plain.NormType, plain.VocabSize, plain.NPositions, plain.ContextLength = model.NormLN, 11, 6, 6
 	plain.NEmbd, plain.NLayer, plain.NHead, plain.ActivationFunction = 8, 1, 2, model.ActGELUNew
 	plain.ResidPdrop, plain.EmbdPdrop, plain.AttnPdrop = 0.1, 0.1, 0.1
+	original := plain.Clone() // the original's checkpoints freeze those biases
+	plain.TrainableBiases = true
 	relu := plain.Clone()
 	relu.ActivationFunction, relu.LReLUNegSlope, relu.MLPWidthMult, relu.ContextLength = model.ActLeakyReLU, 0.01, 2.5, 4
 	op, _ := model.Preset("op")
@@ -122,7 +124,7 @@ func TestReadConfigFormats(t *testing.T) {
 		{"clm export", export, FormatCLM, skipless},
 		{"original, GPT2Config's defaults", map[string]any{"vocab_size": nil, "n_positions": nil, "norm_type": "ln", "resid_pdrop": nil},
 			FormatOriginal, func() model.Config {
-				c := plain.Clone()
+				c := original.Clone()
 				c.VocabSize, c.NPositions, c.ContextLength, c.ResidPdrop = 50257, 1024, 1024, 0.1
 				return c
 			}()},

@@ -107,8 +107,8 @@ func newAttention(p path, cfg *Config, layer int) attention {
 	a.matSkip = p.param("attn_mat_skip_gain", RoleGain, gains, constant(cfg.AttnMatSkipGain), 1, H, 1, 1)
 	a.centre = p.param("centre_attn_gain", RoleGain, gains && cfg.CentreAttnGain != 0, constant(cfg.CentreAttnGain), 1, H, 1, 1)
 	a.qk = newLinear(p.sub("qk_attn"), plainLinear, true, d, 2*d)
-	a.v = newLinear(p.sub("v_attn"), cfg.ValueLayer(layer), false, d, d)
-	a.proj = newLinear(p.sub("c_proj"), cfg.ProjLayer(layer), false, d, d)
+	a.v = newLinear(p.sub("v_attn"), cfg.ValueLayer(layer), cfg.TrainableBiases, d, d)
+	a.proj = newLinear(p.sub("c_proj"), cfg.ProjLayer(layer), cfg.TrainableBiases, d, d)
 	if cfg.QKNormType == QKNormRMS {
 		a.qNorm = newNorm(p.sub("q_norm"), NormRMS, hd, cfg.LayerNormEpsilon)
 		a.kNorm = newNorm(p.sub("k_norm"), NormRMS, hd, cfg.LayerNormEpsilon)

@@ -16,8 +16,8 @@ type mlp struct {
 func newMLP(p path, cfg *Config) mlp {
 	d, inner := int64(cfg.NEmbd), int64(cfg.NInner)
 	m := mlp{
-		fc:    newLinear(p.sub("c_fc"), plainLinear, false, d, inner),
-		proj:  newLinear(p.sub("c_proj"), plainLinear, false, inner, d),
+		fc:    newLinear(p.sub("c_fc"), plainLinear, cfg.TrainableBiases, d, inner),
+		proj:  newLinear(p.sub("c_proj"), plainLinear, cfg.TrainableBiases, inner, d),
 		act:   cfg.ActivationFunction,
 		slope: cfg.LReLUNegSlope,
 		pdrop: cfg.ResidPdrop,

@@ -286,6 +286,11 @@ type Config struct {
 	// TrainableProjGains makes the Eq. 6 gains of attn.c_proj trainable.
 	TrainableProjGains bool `json:"trainable_proj_gains" toml:"trainable_proj_gains"`
 
+	// TrainableBiases trains the biases of v_attn, attn.c_proj, mlp.c_fc
+	// and mlp.c_proj, as GPT-2 does; the original freezes them at zero (only
+	// qk_attn's bias trains). A Hugging Face GPT-2 opened as a run sets it.
+	TrainableBiases bool `json:"trainable_biases" toml:"trainable_biases"`
+
 	// ---- Initialisation ----
 
 	// InitializerRange is the std of wte and wpe (only; block linears use

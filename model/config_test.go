@@ -293,6 +293,10 @@ func referenceVariants() []referenceVariant {
 		referenceVariant{"skipless", map[string]any{"val_init_type": "normal", "tie_valproj_init": "all_blocks", "trainable_value_gains": false}},
 		referenceVariant{"default", map[string]any{"norm_type": "ln", "qk_norm_type": "rmsnorm", "mlp_width_mult": 2.5, "trainable_attn_mat_gains": true, "centre_attn_gain": 0}},
 		referenceVariant{"skipless-parallel", map[string]any{"norm_type": "none", "norm_position": "post"}},
+		// GPT-2's block (a Hugging Face GPT-2 opened as a run), and
+		// trainable biases beside Eq. 6's reparameterised layers.
+		referenceVariant{"default", map[string]any{"norm_type": "ln", "activation_function": "gelu_new", "trainable_biases": true}},
+		referenceVariant{"skipless", map[string]any{"value_skip_gain": 0.5, "val_init_type": "orth", "trainable_biases": true}},
 	)
 }
 

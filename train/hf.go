@@ -220,6 +220,7 @@ func (r *Run) checkHFInit() error {
 	cfg := r.initHF.Config.Clone()
 	cfg.ContextLength = r.Exp.Model.ContextLength
 	cfg.ResidPdrop, cfg.AttnPdrop, cfg.EmbdPdrop = r.Exp.Model.ResidPdrop, r.Exp.Model.AttnPdrop, r.Exp.Model.EmbdPdrop
+	cfg.TrainableBiases = r.Exp.Model.TrainableBiases // which parameters train is the run's choice
 	if diff := configDiff(cfg, r.Exp.Model); diff != "" {
 		return fmt.Errorf("train.init_from: %s is another model: %s", from, diff)
 	}
@@ -245,7 +246,7 @@ func (r *Run) warmStartHF() error {
 	}
 	fmt.Fprintf(r.log, "warm start: the weights of %s (Hugging Face, %s); optimizer, schedule and data order start afresh\n", r.Exp.Train.InitFrom, r.initHF.Format)
 	if len(frozen) > 0 {
-		fmt.Fprintf(r.log, "warm start: %d trained biases (e.g. %s) stay frozen at their values: clm's blocks train no bias in v_attn, attn.c_proj, mlp.c_fc and mlp.c_proj\n", len(frozen), frozen[0])
+		fmt.Fprintf(r.log, "warm start: %d trained biases (e.g. %s) stay frozen at their values, as the original's blocks keep those of v_attn, attn.c_proj and the MLP; model.trainable_biases = true trains them, as GPT-2 does\n", len(frozen), frozen[0])
 	}
 	return nil
 }

@@ -260,6 +260,13 @@ func (m *hfModel) checkWarmStart(t *testing.T, valid32, first float64) {
 		if code != 0 || !strings.Contains(stderr, "warm start: the weights of") || !strings.Contains(stderr, "stay frozen") {
 			t.Fatalf("init_from %s: exit %d\n%s", from, code, stderr)
 		}
+		if i == 0 {
+			_, stderr, code := m.clm(t, "-config", cfg, "-run-dir", run+"-biases", "-set", fmt.Sprintf("train.init_from=%q", from),
+				"-set", "model.trainable_biases=true")
+			if code != 0 || strings.Contains(stderr, "stay frozen") || !strings.Contains(stderr, "warm start: the weights of") {
+				t.Errorf("init_from %s with trainable biases: exit %d\n%s", from, code, stderr)
+			}
+		}
 		recs := readRecords(t, run)
 		e0, _ := recs["eval@0"]["eval_loss"].(float64)
 		l1, _ := recs["train@1"]["loss"].(float64)

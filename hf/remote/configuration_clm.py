@@ -68,6 +68,9 @@ class CLMConfig(PreTrainedConfig):
     trainable_attn_mat_gains: bool = False
     trainable_value_gains: bool = False
     trainable_proj_gains: bool = False
+    # GPT-2's trainable biases of v_attn, attn.c_proj and the MLP (the
+    # original freezes them at zero)
+    trainable_biases: bool = False
 
     # --- initialisation (clm's training; an export carries its weights) ----
     initializer_range: float = 0.02

@@ -94,14 +94,14 @@ class ReparamConv1D(nn.Module):
         y = x (resid_gain * W_train + skip_gain * W_init) + b
 
     W_train (`weight`) trains, W_init (the buffer `id`) is fixed, b is a frozen
-    zero and the two gains are [1] parameters. When resid_gain is 0 and W_init
+    zero (unless trainable_biases) and the two gains are [1] parameters. When resid_gain is 0 and W_init
     is the identity, the layer is b + skip_gain * x (tested at every forward,
     as clm does), without a matrix product."""
 
-    def __init__(self, d, resid_gain, skip_gain, trainable_gains, init_type):
+    def __init__(self, d, resid_gain, skip_gain, trainable_gains, init_type, bias=False):
         super().__init__()
         self.init_type = init_type
-        self.bias = nn.Parameter(torch.zeros(d), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(d), requires_grad=bias)
         self.resid_gain = nn.Parameter(torch.tensor([float(resid_gain)]), requires_grad=trainable_gains)
         self.skip_gain = nn.Parameter(torch.tensor([float(skip_gain)]), requires_grad=trainable_gains)
         self.weight = nn.Parameter(torch.zeros(d, d))
@@ -121,10 +121,10 @@ def value_or_projection(cfg, skip_gain, resid_gain, init_type, trainable_gains):
     W_init the identity), else Eq. 6."""
     d = cfg.n_embd
     if skip_gain is None:
-        return Conv1D(d, d, bias=False)
+        return Conv1D(d, d, bias=cfg.trainable_biases)
     if skip_gain == 1 and resid_gain == 0 and init_type == "id":
         return nn.Identity()
-    return ReparamConv1D(d, resid_gain, skip_gain, trainable_gains, init_type)
+    return ReparamConv1D(d, resid_gain, skip_gain, trainable_gains, init_type, cfg.trainable_biases)
 
 
 def activation(name, slope):
@@ -229,13 +229,13 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """c_proj(act(c_fc(x))), with frozen zero biases."""
+    """c_proj(act(c_fc(x))), with frozen zero biases unless trainable_biases."""
 
     def __init__(self, cfg):
         super().__init__()
         d, inner = cfg.n_embd, int(cfg.n_embd * cfg.mlp_width_mult)
-        self.c_fc = Conv1D(inner, d, bias=False)
-        self.c_proj = Conv1D(d, inner, bias=False)
+        self.c_fc = Conv1D(inner, d, bias=cfg.trainable_biases)
+        self.c_proj = Conv1D(d, inner, bias=cfg.trainable_biases)
         self.act = activation(cfg.activation_function, cfg.lrelu_neg_slope)
         self.dropout = nn.Dropout(cfg.resid_pdrop)
 

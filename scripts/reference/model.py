@@ -127,6 +127,10 @@ class Config:
     trainable_attn_mat_gains: bool = False
     trainable_value_gains: bool = False
     trainable_proj_gains: bool = False
+    # clm's extension (not in the original yaml): GPT-2's trainable biases of
+    # v_attn, attn.c_proj, mlp.c_fc and mlp.c_proj (the original freezes them
+    # at zero).
+    trainable_biases: bool = False
 
     # --- initialisation ------------------------------------------------------
     initializer_range: float = 0.02  # std of wte and wpe only
@@ -440,14 +444,16 @@ class Attention(nn.Module):
             self.v_attn = nn.Identity()
         else:
             self.v_attn = Conv1D(d, d, resid_gain=v_resid, skip_gain=cfg.value_skip_gain,
-                                 trainable_gains=cfg.trainable_value_gains, init_type=cfg.val_init_type, bias=False)
+                                 trainable_gains=cfg.trainable_value_gains, init_type=cfg.val_init_type,
+                                 bias=cfg.trainable_biases)
 
         p_resid = cfg.proj_resid_gain_at(layer_idx)
         if Config.is_identity_layer(cfg.proj_skip_gain, p_resid, cfg.proj_init_type):
             self.c_proj = nn.Identity()
         else:
             self.c_proj = Conv1D(d, d, resid_gain=p_resid, skip_gain=cfg.proj_skip_gain,
-                                 trainable_gains=cfg.trainable_proj_gains, init_type=cfg.proj_init_type, bias=False)
+                                 trainable_gains=cfg.trainable_proj_gains, init_type=cfg.proj_init_type,
+                                 bias=cfg.trainable_biases)
 
         with torch.no_grad():
             w_q, w_k = self.qk_attn.weight.split(d, dim=1)
@@ -529,8 +535,8 @@ class MLP(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         d, inner = cfg.n_embd, cfg.n_inner
-        self.c_fc = Conv1D(inner, d, bias=False)  # [d, inner], frozen zero bias
-        self.c_proj = Conv1D(d, inner, bias=False)  # [inner, d], frozen zero bias
+        self.c_fc = Conv1D(inner, d, bias=cfg.trainable_biases)  # [d, inner], a frozen zero bias unless trainable_biases
+        self.c_proj = Conv1D(d, inner, bias=cfg.trainable_biases)  # [inner, d]
         self.act = activation(cfg.activation_function, cfg.lrelu_neg_slope)
         self.dropout = nn.Dropout(cfg.resid_pdrop)
         if cfg.mlp_proj_init_std is not None:
