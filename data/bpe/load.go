@@ -194,6 +194,11 @@ func (t *Tokenizer) fillVocab(vocab map[string]int32, added []AddedToken) error 
 	t.tokens = make([]string, maxID+1)
 	filled := make([]bool, maxID+1)
 	for s, id := range vocab {
+		if s == "" {
+			// Every byte-level token is at least one byte; the token table
+			// keeps "" for ids that no token has.
+			return fmt.Errorf("model.vocab: id %d is the empty string, which is not a token", id)
+		}
 		if filled[id] {
 			return fmt.Errorf("model.vocab: id %d is given to both %q and %q", id, t.tokens[id], s)
 		}

@@ -104,6 +104,7 @@ func TestLoadErrors(t *testing.T) {
 		`{"model":{"type":"BPE","vocab":{}},"normalizer":{"type":"NFC"},"pre_tokenizer":{"type":"ByteLevel"}}`: `normalizer "NFC"`,
 		`{"model":{"type":"BPE","vocab":{"a":0,"b":0}},"pre_tokenizer":{"type":"ByteLevel"}}`:                  "is given to both",
 		`{"model":{"type":"BPE","vocab":{"a":-1}},"pre_tokenizer":{"type":"ByteLevel"}}`:                       "negative id",
+		`{"model":{"type":"BPE","vocab":{"":0,"a":1}},"pre_tokenizer":{"type":"ByteLevel"}}`:                   "the empty string, which is not a token",
 		`{"model":{"type":"BPE","vocab":{}},"pre_tokenizer":null}`:                                             "pre_tokenizer is null",
 		`{"model":{"type":"BPE","vocab":{"a":99999999}},"pre_tokenizer":{"type":"ByteLevel"}}`:                 "too large",
 	}
