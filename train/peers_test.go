@@ -21,7 +21,9 @@ const peerSteps, peerAccum = 6, 2
 // loss looks, no dropout modules, foreach AdamW and clipping) and
 // torch.compile of it give clm's loss at the first step to 1e-5 relative
 // and at every later step to 1e-4 (float32 rounding through AdamW), for
-// the two presets the benchmarks time. bench_peers.py check holds the
+// the two presets the benchmarks time, and torch.compile's graph has no
+// break (one made it run the model's forward eagerly before the peers
+// skipped a .item()). bench_peers.py check holds the
 // benchmarks' forward to the plain one in float64 (loss and gradients).
 func TestPeersTrainAsClm(t *testing.T) {
 	pyref.Require(t)
@@ -71,13 +73,19 @@ every = 0
 // comparePeer compares a peer's trajectory file with clm's train records.
 func comparePeer(t *testing.T, mode, path string, got []map[string]any) {
 	t.Helper()
-	var ref refTrajectory
+	var ref struct {
+		refTrajectory
+		GraphBreaks int `json:"graph_breaks"`
+	}
 	b, err := os.ReadFile(path)
 	if err == nil {
 		err = json.Unmarshal(b, &ref)
 	}
 	if err != nil || len(ref.Steps) != len(got) {
 		t.Fatalf("%s: %v; %d peer steps, %d clm steps", mode, err, len(ref.Steps), len(got))
+	}
+	if ref.GraphBreaks != 0 {
+		t.Errorf("%s: %d graph breaks: torch.compile runs part of the step eagerly, a weaker peer than a user would write", mode, ref.GraphBreaks)
 	}
 	worst := 0.0
 	defer func() { t.Logf("%s: worst relative loss difference %.2g over %d steps", mode, worst, len(got)) }()
