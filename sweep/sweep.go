@@ -22,6 +22,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"clm/internal/editdist"
 )
 
 // SeedKey is the experiment key that seeds a run (initialisation, data
@@ -324,7 +326,7 @@ func at(path string, src []byte, key string) string {
 func nearest(key string, known map[string]bool) string {
 	best, bestD := "", 1<<30
 	for k := range known {
-		if d := editDistance(key, k); d < bestD || (d == bestD && k < best) {
+		if d := editdist.Levenshtein(key, k); d < bestD || (d == bestD && k < best) {
 			best, bestD = k, d
 		}
 	}
@@ -332,24 +334,4 @@ func nearest(key string, known map[string]bool) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"clm/internal/editdist"
 	"clm/model"
 )
 
@@ -49,12 +50,12 @@ func didYouMean(key string) string {
 	keys := Keys()
 	best, bestD := "", 1<<30
 	for _, k := range keys {
-		if d := editDistance(key, k); d < bestD {
+		if d := editdist.Levenshtein(key, k); d < bestD {
 			best, bestD = k, d
 		}
 		// A typo of the section alone ("trian") or of a table's name.
 		if sec, _, _ := strings.Cut(k, "."); !strings.Contains(key, ".") && sec != k {
-			if d := editDistance(key, sec); d < bestD {
+			if d := editdist.Levenshtein(key, sec); d < bestD {
 				best, bestD = sec, d
 			}
 		}
@@ -72,25 +73,4 @@ func didYouMean(key string) string {
 		}
 	}
 	return ` (did you mean "` + best + `"?)`
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
