@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"clm/safetensors"
@@ -179,7 +180,7 @@ func (f *Folder) checkHead(have map[string]safetensors.Tensor) error {
 	head, ok := have["lm_head.weight"]
 	delete(have, "lm_head.weight")
 	wte := have["transformer.wte.weight"]
-	if ok && (head.DType != wte.DType || !equalShape(head.Shape, wte.Shape) || !bytes.Equal(head.Data, wte.Data)) {
+	if ok && (head.DType != wte.DType || !slices.Equal(head.Shape, wte.Shape) || !bytes.Equal(head.Data, wte.Data)) {
 		return fmt.Errorf("%s: lm_head.weight differs from transformer.wte.weight: clm ties the output head to the token embedding (tie_word_embeddings = true)", f.Dir)
 	}
 	return nil
@@ -223,16 +224,4 @@ func (f *Folder) readAll() (map[string]safetensors.Tensor, func(), error) {
 		}
 	}
 	return have, closeAll, nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
