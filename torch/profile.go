@@ -81,9 +81,12 @@ type OpTime struct {
 	CUDA        bool
 }
 
+// OpTimes are a profile summed per op, the most self time first.
+type OpTimes []OpTime
+
 // ByOp sums the profile per op name, the most self time first. Self time is
 // an op's duration less that of the ops nested in it on its thread.
-func (p Profile) ByOp() []OpTime {
+func (p Profile) ByOp() OpTimes {
 	self := p.selfTimes()
 	sums := map[string]*OpTime{}
 	var order []string
@@ -102,7 +105,7 @@ func (p Profile) ByOp() []OpTime {
 		s.Self += self[i]
 		s.Total += e.Dur
 	}
-	out := make([]OpTime, 0, len(order))
+	out := make(OpTimes, 0, len(order))
 	for _, k := range order {
 		out = append(out, *sums[k])
 	}
@@ -144,11 +147,10 @@ func (p Profile) selfTimes() []int64 {
 	return self
 }
 
-// Table is the top rows of ByOp as text: op, calls, self and total
-// milliseconds, and the self time's share of all self time on the CPU (or
-// on the GPU, for kernels).
-func (p Profile) Table(top int) string {
-	ops := p.ByOp()
+// Table is the top rows as text: op, calls, self and total milliseconds,
+// and the self time's share of all self time on the CPU (or on the GPU, for
+// kernels).
+func (ops OpTimes) Table(top int) string {
 	var cpu, gpu int64
 	for _, o := range ops {
 		if o.CUDA {

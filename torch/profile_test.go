@@ -55,7 +55,7 @@ func TestProfiler(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil || len(doc.TraceEvents) == 0 {
 		t.Errorf("trace: %v, %d events", err, len(doc.TraceEvents))
 	}
-	if tab := p.Table(5); !strings.Contains(tab, "self time on the CPU") || strings.Count(tab, "\n") != 7 {
+	if tab := ops.Table(5); !strings.Contains(tab, "self time on the CPU") || strings.Count(tab, "\n") != 7 {
 		t.Errorf("table:\n%s", tab)
 	}
 }

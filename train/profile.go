@@ -76,10 +76,10 @@ func (p *stepProfile) end(n int) error {
 	steps := p.To - p.From + 1
 	head := fmt.Sprintf("profile of steps %d-%d (%d steps, %.1f ms of wall time each) on %v\n",
 		p.From, p.To, steps, float64(prof.Span())/1e6/float64(steps), p.dev)
-	table := filepath.Join(p.dir, name+".txt")
-	if err := atomicfile.Write(table, []byte(head+prof.Table(40)), 0o644); err != nil {
+	ops, table := prof.ByOp(), filepath.Join(p.dir, name+".txt")
+	if err := atomicfile.Write(table, []byte(head+ops.Table(40)), 0o644); err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	fmt.Fprintf(p.log, "%s%s(all ops: %s; trace: %s)\n", head, prof.Table(8), table, trace)
+	fmt.Fprintf(p.log, "%s%s(all ops: %s; trace: %s)\n", head, ops.Table(8), table, trace)
 	return nil
 }
