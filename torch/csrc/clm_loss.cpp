@@ -31,6 +31,7 @@
 #include <string>
 
 #include "clm_internal.h"
+#include "clm_matmul.h"
 
 namespace {
 
@@ -76,24 +77,46 @@ struct HeadGrads {
 
   // add turns the logits g of rows [s, s+n) (accumulation dtype, in place)
   // into (softmax − onehot)·factor, using the rows' logsumexp lse and target
-  // indices idx [n, 1], and adds the chunk's share: its rows of grad_h and a
-  // term of grad_w. hc and wc are the chunk's rows and w in the compute dtype.
+  // indices idx [n, 1], and adds the chunk's share (accumulate).
   void add(at::Tensor &g, const at::Tensor &lse, const at::Tensor &idx, const at::Tensor &factor, const at::Tensor &hc,
            const at::Tensor &wc, at::ScalarType cdt, int64_t s, int64_t n) {
     g.sub_(lse.unsqueeze(1)).exp_();                            // softmax
     g.scatter_add_(1, idx, at::full({n, 1}, -1, g.options()));  // − onehot
     g.mul_(factor.unsqueeze(1));
+    accumulate(g, hc, wc, cdt, s, n);
+  }
+
+  // accumulate adds the share of rows [s, s+n) whose logits' gradient is g:
+  // their rows of grad_h and a term of grad_w. hc and wc are the chunk's
+  // rows and w in the compute dtype.
+  void accumulate(at::Tensor &g, const at::Tensor &hc, const at::Tensor &wc, at::ScalarType cdt, int64_t s,
+                  int64_t n) {
     const auto gc = g.to(cdt);  // the chunk's gradient of the logits
     g.reset();
-    if (h.defined()) h.narrow(0, s, n).copy_(at::matmul(gc, wc));
+    if (h.defined()) h.narrow(0, s, n).copy_(clm::mm(gc, wc));
     if (w.defined()) {
       if (gc.scalar_type() == w.scalar_type())
-        w.addmm_(gc.t(), hc);
+        clm::addmm_(w, gc.t(), hc);
       else
         w.add_(at::matmul(gc.t(), hc));
     }
   }
 };
+
+// xent_grad_ turns logits g [n, V] into the gradient (softmax − onehot)·
+// factor in place and returns each row's loss logsumexp − g[target]: with
+// e = exp(g − max) and S = Σ e per row, the loss is log S − (g[t] − max)
+// and the gradient e·(factor/S) − factor·onehot. No second [n, V] tensor
+// exists (logsumexp would hold two), and g is read and written four times.
+at::Tensor xent_grad_(at::Tensor &g, const at::Tensor &idx, const at::Tensor &factor) {
+  const auto m = g.amax({1}, true);
+  const auto shifted_target = g.gather(1, idx).sub_(m).squeeze(1);
+  g.sub_(m).exp_();
+  const auto S = g.sum({1});
+  g.mul_(factor.div(S).unsqueeze(1));
+  g.scatter_add_(1, idx, factor.neg().unsqueeze(1));
+  return S.log().sub_(shifted_target);
+}
 
 struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &w, const at::Tensor &target,
@@ -119,12 +142,10 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
       for (int64_t s = 0; s < N; s += chunk) {
         const int64_t n = std::min(chunk, N - s);
         const auto hc = h.narrow(0, s, n).to(cdt);
-        auto g = at::matmul(hc, wc.t()).to(adt);  // logits [n, V]
-        const auto idx = safe.narrow(0, s, n);
-        auto l = at::logsumexp(g, {1});
-        auto picked = g.gather(1, idx).squeeze(1);
-        total.add_(at::where(valid.narrow(0, s, n), l - picked, at::zeros({}, l.options())).sum());
-        grads.add(g, l, idx, rowscale.narrow(0, s, n), hc, wc, cdt, s, n);  // for grad_out = 1
+        auto g = clm::mm(hc, wc.t()).to(adt);  // logits [n, V]
+        const auto l = xent_grad_(g, safe.narrow(0, s, n), rowscale.narrow(0, s, n));  // for grad_out = 1
+        total.add_(at::where(valid.narrow(0, s, n), l, at::zeros({}, l.options())).sum());
+        grads.accumulate(g, hc, wc, cdt, s, n);
       }
       ctx->saved_data["grad_h"] = grads.h;
       ctx->saved_data["grad_w"] = grads.w;
@@ -132,7 +153,7 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
       auto lse = at::empty({N}, h.options().dtype(adt));
       for (int64_t s = 0; s < N; s += chunk) {
         const int64_t n = std::min(chunk, N - s);
-        auto logits = at::matmul(h.narrow(0, s, n).to(cdt), wc.t()).to(adt);  // [n, V]
+        auto logits = clm::mm(h.narrow(0, s, n).to(cdt), wc.t()).to(adt);  // [n, V]
         auto l = at::logsumexp(logits, {1});
         auto picked = logits.gather(1, safe.narrow(0, s, n)).squeeze(1);
         logits.reset();
@@ -191,7 +212,7 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
     for (int64_t s = 0; s < N && (need_h || need_w); s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       const auto hc = h.narrow(0, s, n).to(cdt);
-      auto g = at::matmul(hc, wc.t()).to(adt);  // logits [n, V], recomputed
+      auto g = clm::mm(hc, wc.t()).to(adt);  // logits [n, V], recomputed
       grads.add(g, lse.narrow(0, s, n), safe.narrow(0, s, n), at::where(valid.narrow(0, s, n), scale, zero), hc, wc,
                 cdt, s, n);
     }

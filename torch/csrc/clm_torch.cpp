@@ -550,10 +550,6 @@ clm_tresult clm_where(clm_tensor c, clm_tensor a, clm_tensor b) {
   return tresult([&] { return at::where(T(c), T(a), T(b)); });
 }
 
-clm_tresult clm_addmm(clm_tensor bias, clm_tensor a, clm_tensor b) {
-  return tresult([&] { return at::addmm(T(bias), T(a), T(b)); });
-}
-
 clm_tresult clm_addmm_scaled(clm_tensor bias, clm_tensor a, clm_tensor b, double beta, double alpha) {
   return tresult([&] { return at::addmm(T(bias), T(a), T(b), beta, alpha); });
 }

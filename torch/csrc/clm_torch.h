@@ -53,6 +53,15 @@ char *clm_profiler_start(int cuda);
 char *clm_profiler_stop(const char *trace_path, char **out);
 char *clm_set_num_threads(int n);
 int clm_get_num_threads(void);
+/* The engine of float32 matrix products on the CPU (clm_matmul.cpp):
+   libtorch's BLAS, the default, or oneDNN's matmul primitive. */
+#define CLM_MATMUL_BLAS 0
+#define CLM_MATMUL_ONEDNN 1
+/* Why oneDNN cannot be the engine here (malloc'd, freed with
+   clm_free_string), or NULL where it can; probed once per process. */
+char *clm_cpu_matmul_onednn_unusable(void);
+char *clm_set_cpu_matmul(int engine);
+int clm_get_cpu_matmul(void);
 int clm_cuda_is_available(void);
 int clm_cuda_device_count(void);
 char *clm_synchronize(int device);
@@ -119,6 +128,8 @@ clm_tresult clm_binary(int op, clm_tensor a, clm_tensor b);
 /* Tensor-scalar ops by code; see CLM_SCALAR_*. */
 clm_tresult clm_scalar(int op, clm_tensor a, double s);
 clm_tresult clm_where(clm_tensor cond, clm_tensor a, clm_tensor b);
+/* bias + a·b (torch.addmm), by the CPU matmul engine for float32 CPU
+   tensors outside autocast (clm_set_cpu_matmul). */
 clm_tresult clm_addmm(clm_tensor bias, clm_tensor a, clm_tensor b);
 /* beta·bias + alpha·a·b (torch.addmm with beta and alpha). */
 clm_tresult clm_addmm_scaled(clm_tensor bias, clm_tensor a, clm_tensor b, double beta, double alpha);
