@@ -112,6 +112,14 @@ type Options struct {
 	Device DeviceSetting `toml:"device"`
 	// Threads is the number of libtorch CPU threads (0: its default).
 	Threads int `toml:"threads"`
+	// CPUMatmul is the engine of the float32 matrix products on the CPU
+	// (the linear layers and the LM head, forward and backward): auto
+	// (oneDNN where it computes true float32 products on this CPU, else
+	// the BLAS), onednn (oneDNN's matmul primitive, which libtorch
+	// carries; it needs AVX-512) or blas (libtorch's own, MKL on x86).
+	// Both are exact float32 with different summation orders: the last
+	// bits of a run differ between them, as between thread counts.
+	CPUMatmul CPUMatmulSetting `toml:"cpu_matmul"`
 	// Attention is the shaped attention's implementation: fused (no T×T
 	// matrix; what auto picks where exact) or materialised (as the
 	// original).
@@ -270,7 +278,7 @@ func Defaults() Experiment {
 			MicroBatch: 32, EvalBatch: 32, Accumulation: 4, FitMicroBatch: true, Epochs: 1, LR: 1e-3, WeightDecay: 0.1,
 			WarmupRatio: 0.05, Schedule: "polynomial", Power: 1, LREnd: 1e-7, Optimizer: "adamw_hf",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1, Precision: "auto",
-			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: DeviceAuto, Attention: model.AttentionAuto, OnNaN: "stop",
+			EvalEvery: 500, LogEvery: 500, SaveEvery: 10000, Device: DeviceAuto, CPUMatmul: CPUMatmulAuto, Attention: model.AttentionAuto, OnNaN: "stop",
 			CheckpointActivations: model.CheckpointNone, FusedKernels: true,
 			DistTimeout: 1800,
 			Optim: OptimOptions{PreconditionFrequency: 10, MaxPreconditionDim: 10000, ShampooBeta: -1,
@@ -596,6 +604,9 @@ func (v *validator) train(t *Options) {
 	}
 	if err := t.Device.Parse(); err != nil {
 		v.bad("train.device", "%v", err)
+	}
+	if err := t.CPUMatmul.Parse(); err != nil {
+		v.bad("train.cpu_matmul", "%v", err)
 	}
 	if t.OnNaN != StopOnNaN && t.OnNaN != SkipOnNaN {
 		v.bad("train.on_nan", "unknown value %q (want stop or skip)", t.OnNaN)

@@ -20,6 +20,7 @@ import (
 var operationalKeys = map[string]bool{
 	"name":                         true,
 	"train.threads":                true,
+	"train.cpu_matmul":             true,
 	"train.device":                 true,
 	"train.log_every":              true,
 	"train.eval_every":             true,

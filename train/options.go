@@ -1,6 +1,10 @@
 package train
 
-import "clm/torch"
+import (
+	"fmt"
+
+	"clm/torch"
+)
 
 // Precision is train.precision: the arithmetic of forwards and backwards.
 // Master weights and optimizer state stay float32 whatever it is.
@@ -108,4 +112,38 @@ func (d DeviceSetting) Resolve() (torch.Device, error) {
 		return dev, err
 	}
 	return dev, torch.CheckDevice(dev)
+}
+
+// CPUMatmulSetting is train.cpu_matmul: auto, onednn or blas.
+type CPUMatmulSetting string
+
+// CPUMatmulAuto is oneDNN where it can be the engine, else the BLAS.
+const CPUMatmulAuto CPUMatmulSetting = "auto"
+
+// Parse checks the setting without probing the CPU.
+func (c CPUMatmulSetting) Parse() error {
+	switch c {
+	case "", CPUMatmulAuto, CPUMatmulSetting(torch.MatmulOneDNN.String()), CPUMatmulSetting(torch.MatmulBLAS.String()):
+		return nil
+	}
+	return fmt.Errorf("unknown engine %q (want auto, onednn or blas)", string(c))
+}
+
+// Resolve is the engine the setting picks on this machine: for auto
+// oneDNN where torch.OneDNNMatmulUnusable says nothing, else the BLAS;
+// onednn where oneDNN cannot be the engine is an error saying why.
+func (c CPUMatmulSetting) Resolve() (torch.CPUMatmul, error) {
+	switch c {
+	case CPUMatmulSetting(torch.MatmulBLAS.String()):
+		return torch.MatmulBLAS, nil
+	case CPUMatmulSetting(torch.MatmulOneDNN.String()):
+		if why := torch.OneDNNMatmulUnusable(); why != "" {
+			return torch.MatmulBLAS, fmt.Errorf("train.cpu_matmul: onednn cannot multiply float32 matrices on this machine: %s (use auto or blas)", why)
+		}
+		return torch.MatmulOneDNN, nil
+	}
+	if torch.OneDNNMatmulUnusable() != "" {
+		return torch.MatmulBLAS, nil
+	}
+	return torch.MatmulOneDNN, nil
 }

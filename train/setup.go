@@ -161,7 +161,7 @@ func (r *Run) joinGroup() error {
 
 // pickDevice chooses train.device (auto: the local rank's GPU, or the CPU
 // on a machine without NVIDIA GPUs), checks that the model fits, and sets
-// train.threads.
+// train.threads and train.cpu_matmul's engine.
 func (r *Run) pickDevice() error {
 	t := &r.Exp.Train
 	dev, err := t.Device.Resolve()
@@ -185,9 +185,17 @@ func (r *Run) pickDevice() error {
 	if err := CheckMemory(r.Exp, dev); err != nil {
 		return err
 	}
-	// Before any libtorch work, so that every OS thread starts with it
-	// (the count is per thread once a thread has run an op).
-	return torch.SetNumThreads(threadCount(t))
+	// Before any libtorch work (the engine's probe is some), so that every
+	// OS thread starts with it (the count is per thread once a thread has
+	// run an op).
+	if err := torch.SetNumThreads(threadCount(t)); err != nil {
+		return err
+	}
+	engine, err := t.CPUMatmul.Resolve()
+	if err != nil {
+		return err
+	}
+	return torch.SetCPUMatmul(engine)
 }
 
 // prepareData resolves the corpus and tokenizer (training a tokenizer when

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,5 +181,49 @@ func TestSetupResume(t *testing.T) {
 	defer r.Close()
 	if st := r.Trainer.State(); st.Step != 2 {
 		t.Errorf("resumed at step %d, want 2", st.Step)
+	}
+}
+
+// TestSetupCPUMatmul: Setup makes train.cpu_matmul's engine the process's
+// and records it in the run's starts: blas as asked, auto as oneDNN where
+// the shim offers it, onednn where it is offered (else refused with the
+// reason, before the run folder exists).
+func TestSetupCPUMatmul(t *testing.T) {
+	t.Setenv("CLM_CACHE", t.TempDir())
+	useCPUMatmul(t, torch.CPUMatmulEngine()) // restored afterwards
+	why := torch.OneDNNMatmulUnusable()
+	auto := torch.MatmulOneDNN
+	if why != "" {
+		auto = torch.MatmulBLAS
+	}
+	for _, c := range []struct {
+		setting string
+		want    torch.CPUMatmul
+		refused bool
+	}{{"blas", torch.MatmulBLAS, false}, {"auto", auto, false}, {"onednn", torch.MatmulOneDNN, why != ""}} {
+		t.Run(c.setting, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			r, err := Setup(context.Background(), loadSetupExperiment(t, map[string]any{"train.cpu_matmul": c.setting}), SetupOptions{Dir: dir})
+			if c.refused {
+				if err == nil || !strings.Contains(err.Error(), why) {
+					t.Fatalf("onednn where %q: %v", why, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if got := torch.CPUMatmulEngine(); got != c.want {
+				t.Errorf("engine %v, want %v", got, c.want)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, StartsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`"cpu_matmul":%q`, c.want); !strings.Contains(string(b), want) {
+				t.Errorf("%s lacks %s:\n%s", StartsFile, want, b)
+			}
+		})
 	}
 }

@@ -27,6 +27,7 @@ type Start struct {
 	Device    string       `json:"device"`
 	GPUs      []string     `json:"gpus,omitempty"` // as the CUDA runtime names them
 	Threads   int          `json:"threads"`
+	CPUMatmul string       `json:"cpu_matmul"` // the engine of float32 CPU products (train.cpu_matmul resolved)
 	Host      string       `json:"host"`
 	WorldSize int          `json:"world_size"`
 	Command   []string     `json:"command"`
@@ -44,7 +45,7 @@ func (r *Run) recordStart() error {
 	host, _ := os.Hostname()
 	s := Start{Time: time.Now().UTC().Format(time.RFC3339), Step: r.Trainer.State().Step, Clm: version.Get(),
 		Libtorch: rep.Torch, CUDABuild: rep.CUDABuild, Device: r.Device.String(), GPUs: rep.Devices,
-		Threads: torch.NumThreads(), Host: host, Command: r.opts.Command, WorldSize: r.peers.Size()}
+		Threads: torch.NumThreads(), CPUMatmul: torch.CPUMatmulEngine().String(), Host: host, Command: r.opts.Command, WorldSize: r.peers.Size()}
 	line, err := json.Marshal(s)
 	if err != nil {
 		return err

@@ -70,6 +70,7 @@ func badSettingCases(good string) []badSetting {
 		{"train.device", "tpu", "train.device"}, {"train.precision", "fp8", "train.precision"}, {"train.on_nan", "ignore", "train.on_nan"},
 		{"train.optimizer", "sgd", "train.optimizer"}, {"train.schedule", "warp", "train.schedule"}, {"train.attention", "flash", "train.attention"},
 		{"train.checkpoint_activations", "layer", "train.checkpoint_activations"}, {"train.fused_kernels", "maybe", "train.fused_kernels"},
+		{"train.cpu_matmul", "mkl", "train.cpu_matmul: unknown engine \"mkl\" (want auto, onednn or blas)"},
 	} {
 		set(c[0], c[1], c[2])
 	}
