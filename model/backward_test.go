@@ -14,7 +14,7 @@ import (
 // and leaves the generator where CheckpointNone leaves it. CheckpointNone
 // itself equals Forward + Backward.
 func TestCheckpointBitIdentical(t *testing.T) {
-	defer func(b int64) { lossChunkBytes = b }(lossChunkBytes)
+	defer func(b int64) { plainHeadBelow = b }(plainHeadBelow)
 	dropout := map[string]any{"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
 	cases := []struct {
 		name, preset string
@@ -32,9 +32,9 @@ func TestCheckpointBitIdentical(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			lossChunkBytes = 1 << 40
+			plainHeadBelow = 1 << 40
 			if c.chunked {
-				lossChunkBytes = 0
+				plainHeadBelow = 0
 			}
 			torchtest.Guard(t)
 			s := torch.NewScope()

@@ -170,9 +170,10 @@ type ForwardOptions struct {
 	// Attention returns the softmax attention probabilities of each layer
 	// (forces the materialised path).
 	Attention bool
-	// LossOnly is the training path: when the fp32 logits would exceed
-	// 512 MiB, the loss is computed in chunks of rows so that the [B·T, V]
-	// logits never exist at once, and Output.Logits stays nil. The loss
+	// LossOnly is the training path: the head computes logits only at the
+	// T−1 positions the loss uses, in chunks of rows so that the [B·T, V]
+	// logits never exist at once, with their gradient formed in forward
+	// (torch.LinearCrossEntropy), and Output.Logits stays nil. The loss
 	// equals the plain one up to summation order.
 	LossOnly bool
 	// LossSegments, when set, splits the batch into consecutive groups of
@@ -289,7 +290,7 @@ func (m *Model) head(x, wte *torch.Tensor, o ForwardOptions, out *Output) {
 	if o.Hidden {
 		out.Hidden = append(out.Hidden, x)
 	}
-	if o.LossOnly && o.Labels != nil && s[0]*s[1]*int64(m.cfg.VocabSize)*4 > lossChunkBytes {
+	if o.LossOnly && o.Labels != nil && s[0]*s[1]*int64(m.cfg.VocabSize)*4 >= plainHeadBelow {
 		// Memory-lean head: never holds the [B·T, V] logits at once.
 		out.Loss = segmentedLoss(o, func(a, n int64) *torch.Tensor {
 			return chunkedNextTokenLoss(x.Narrow(0, a, n), wte, o.Labels.Narrow(0, a, n), o.Pad)
@@ -341,11 +342,14 @@ func segmentedLoss(o ForwardOptions, loss func(a, n int64) *torch.Tensor) *torch
 // memory-lean loss: 2048 × 52000 fp32 logits are 426 MB.
 const lossChunk = 2048
 
-// lossChunkBytes is the fp32 logits size above which LossOnly computes the
-// loss in chunks. Below it the plain head is faster (the chunked backward
-// recomputes the logits); above it memory matters more (the paper's 128 ×
-// 128 tokens × 52000 words are 3.4 GB).
-var lossChunkBytes int64 = 512 << 20
+// plainHeadBelow is the fp32 logits size below which LossOnly takes the
+// plain head (x·wteᵀ at every position, then the loss), for the tests that
+// hold the two heads to each other. It is 0: the chunked head is the
+// faster one at every size measured (mid size, 2 cores: 8% a step; it
+// reads and writes the logits fewer times, and its temporaries stay
+// within one chunk), and the only one that fits at the paper's (128 × 128
+// tokens × 52000 words are 3.4 GB of logits).
+var plainHeadBelow int64
 
 // chunkedNextTokenLoss is NextTokenLoss of the tied head x·wteᵀ computed by
 // torch.LinearCrossEntropy in chunks of rows.

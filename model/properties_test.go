@@ -212,8 +212,8 @@ func TestFusedEqualsMaterialised(t *testing.T) {
 // TestLossOnlyMatchesPlain: the memory-lean loss (chunked head) equals the
 // plain loss, and so do the gradients (float64 1e-12, float32 1e-5).
 func TestLossOnlyMatchesPlain(t *testing.T) {
-	defer func(b int64) { lossChunkBytes = b }(lossChunkBytes)
-	lossChunkBytes = 0 // chunk even these small logits
+	defer func(b int64) { plainHeadBelow = b }(plainHeadBelow)
+	plainHeadBelow = 0 // chunk even these small logits
 	for _, dt := range []torch.DType{torch.Float32, torch.Float64} {
 		t.Run(dt.String(), func(t *testing.T) {
 			torchtest.Guard(t)
@@ -251,7 +251,7 @@ func TestLossOnlyMatchesPlain(t *testing.T) {
 // all its targets are ignored; segments that do not split the batch are an
 // error.
 func TestLossSegments(t *testing.T) {
-	defer func(b int64) { lossChunkBytes = b }(lossChunkBytes)
+	defer func(b int64) { plainHeadBelow = b }(plainHeadBelow)
 	const B, T, V = 4, 16, 512
 	segs := []LossSegment{{Rows: 1, Weight: 1}, {Rows: 2, Weight: 0.375}, {Rows: 1, Weight: 0}}
 	for _, c := range []struct {
@@ -259,7 +259,7 @@ func TestLossSegments(t *testing.T) {
 		chunk int64
 	}{{"plain head", 1 << 40}, {"chunked head", 0}} {
 		t.Run(c.name, func(t *testing.T) {
-			lossChunkBytes = c.chunk
+			plainHeadBelow = c.chunk
 			torchtest.Guard(t)
 			s := torch.NewScope()
 			defer s.Close()
