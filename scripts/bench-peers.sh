@@ -232,6 +232,20 @@ for conf in confs:
         wu = get(conf, "compile", 6)
         cells += [f"{wu[0]:.0f} / {statistics.median(wu[1:]):.0f}" if len(wu) > 1 else f"{wu[0]:.0f} / –"]
     print("| " + " | ".join(cells) + " |")
+if "clm" in peers and others:
+    # Run by run: clm's run i over each peer's run i (the same round of the
+    # interleaving, minutes apart), which the machine's drift affects less
+    # than the ratio of medians.
+    print()
+    head = ["size", "preset", "threads"] + [f"clm/{p} run by run (median)" for p in others]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for conf in confs:
+        cells = list(conf)
+        for p in others:
+            ratios = [c / o for c, o in zip(get(conf, "clm", 5), get(conf, p, 5))]
+            cells.append(" ".join(f"{x:.2f}" for x in ratios) + f" ({statistics.median(ratios):.2f})")
+        print("| " + " | ".join(cells) + " |")
 EOF
 {
   echo

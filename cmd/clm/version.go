@@ -18,7 +18,7 @@ func init() {
 func runVersion(args []string, stdout io.Writer) error {
 	fs := newFlags(stdout, "version", "clm version [-json]",
 		"Says which clm this is (release, commit), the libtorch it runs, whether its shim has CUDA, the CUDA runtime, driver and cuDNN, "+
-			"the devices it sees (or why none) and its threads: paste it into a bug report.",
+			"the devices it sees (or why none), its threads and the engine of float32 CPU products: paste it into a bug report.",
 		"clm version", "clm version -json")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of lines")
 	pos, err := fs.parse(args)
@@ -33,15 +33,17 @@ func runVersion(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	unusable := torch.OneDNNMatmulUnusable()
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Clm        version.Info `json:"clm"`
-			Torch      torch.Report `json:"libtorch"`
-			CPUs       int          `json:"cpus"`
-			NVIDIAGPUs []string     `json:"nvidia_gpus"` // as the kernel driver lists them, usable or not
-		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs()})
+			Clm            version.Info `json:"clm"`
+			Torch          torch.Report `json:"libtorch"`
+			CPUs           int          `json:"cpus"`
+			NVIDIAGPUs     []string     `json:"nvidia_gpus"`               // as the kernel driver lists them, usable or not
+			OneDNNUnusable string       `json:"onednn_unusable,omitempty"` // why train.cpu_matmul's auto is the BLAS here
+		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable})
 	}
 	kind := "CPU build"
 	if r.CUDABuild {
@@ -56,7 +58,17 @@ func runVersion(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "CUDA      %s\n", cudaLine(r))
 	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
 	fmt.Fprintf(stdout, "threads   %d (%s) on %d CPUs\n", r.Threads, r.Parallel, runtime.NumCPU())
+	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(unusable))
 	return nil
+}
+
+// matmulLine says which engine train.cpu_matmul's auto gives float32 CPU
+// products on this machine, and why not oneDNN where it is the BLAS.
+func matmulLine(onednnUnusable string) string {
+	if onednnUnusable != "" {
+		return "float32 CPU products by the BLAS (oneDNN is not offered: " + onednnUnusable + ")"
+	}
+	return "float32 CPU products by oneDNN (train.cpu_matmul auto; blas for libtorch's own)"
 }
 
 func cudaLine(r torch.Report) string {

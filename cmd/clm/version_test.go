@@ -18,10 +18,17 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("clm version: exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{"clm       " + version.Release + " (commit ", "libtorch  " + torch.Version() + "  ",
-		"shim      ", "CUDA      ", "devices   ", "threads   "} {
+		"shim      ", "CUDA      ", "devices   ", "threads   ", "matmul    float32 CPU products by "} {
 		if !strings.Contains(out, "\n"+want) && !strings.HasPrefix(out, want) {
 			t.Errorf("clm version lacks %q:\n%s", want, out)
 		}
+	}
+	engine := "matmul    float32 CPU products by oneDNN"
+	if torch.OneDNNMatmulUnusable() != "" {
+		engine = "matmul    float32 CPU products by the BLAS (oneDNN is not offered: "
+	}
+	if !strings.Contains(out, "\n"+engine) {
+		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", engine, out)
 	}
 	out, _, code = clm(t, dir, "version", "-json")
 	var got struct {
