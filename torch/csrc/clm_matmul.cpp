@@ -20,7 +20,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <atomic>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -97,7 +96,9 @@ void onednn_mm_out(const at::Tensor &out, const at::Tensor &a, const at::Tensor 
 // the bias's shape.
 struct Addmm : public torch::autograd::Function<Addmm> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &bias, const at::Tensor &x, const at::Tensor &w) {
-    auto y = bias.expand({x.size(0), w.size(1)}).contiguous();
+    // A fresh buffer: contiguous() of an [N, out] bias would be the bias
+    // itself, and the product is added into y in place.
+    auto y = bias.expand({x.size(0), w.size(1)}).clone(at::MemoryFormat::Contiguous);
     onednn_mm_out(y, x, w, 1.f);
     ctx->save_for_backward({x, w});
     ctx->saved_data["bias_sizes"] = bias.sizes();
