@@ -18,7 +18,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -55,14 +54,6 @@ bool is_reduced(at::ScalarType s) { return s == at::kBFloat16 || s == at::kHalf;
 at::ScalarType opmath_of(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
 
 using clm::cuda_kernels;
-
-bool cuda_autocast() {
-#if CLM_TORCH_AT_LEAST(2, 4)
-  return at::autocast::is_autocast_enabled(at::kCUDA);
-#else
-  return at::autocast::is_enabled();
-#endif
-}
 
 // fused: the fused path handles t's device (the CPU, or CUDA with kernels).
 bool fused(const at::Tensor &t) { return is_float(t) && (t.is_cpu() || (t.is_cuda() && cuda_kernels())); }
@@ -406,7 +397,7 @@ clm_tresult clm_fused_rms_norm(clm_tensor xh, clm_tensor sh, double eps) {
     // CUDA autocast runs the composite's norm in float32 (its fp32 list),
     // which makes the composite's output float32 for a 16-bit x whatever the
     // scale's dtype (CPU autocast leaves norm alone).
-    if (x.is_cuda() && is_reduced(x.scalar_type()) && cuda_autocast()) out = at::promote_types(out, at::kFloat);
+    if (x.is_cuda() && is_reduced(x.scalar_type()) && clm::autocast_on(at::kCUDA)) out = at::promote_types(out, at::kFloat);
     if (out != x.scalar_type() && !(is_reduced(x.scalar_type()) && out == at::kFloat)) x = x.to(out);
     // The scale in x's arithmetic type; a differentiable cast (a no-op for
     // a float scale and a float or 16-bit x).

@@ -22,7 +22,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -332,7 +331,7 @@ Tensor epilogue_composite(const Tensor &y, const Tensor &v, const Tensor &r, con
 // cumsum(v, 2) runs in fp32 under CUDA autocast (its fp32 list, with
 // dtype=float), in v's dtype otherwise.
 bool cum_f32_for(const Tensor &v) {
-  return v.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA) &&
+  return v.is_cuda() && clm::autocast_on(at::kCUDA) &&
          (v.scalar_type() == ScalarType::BFloat16 || v.scalar_type() == ScalarType::Half);
 }
 

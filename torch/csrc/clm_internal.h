@@ -7,6 +7,7 @@
 #ifndef CLM_INTERNAL_H
 #define CLM_INTERNAL_H
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
@@ -77,6 +78,17 @@ clm_tresult tresult(F &&f) {
   clm_tresult r{nullptr, nullptr};
   r.err = guard([&] { r.t = wrap(f()); });
   return r;
+}
+
+// autocast_on reports whether autocast is on for dev (the CPU or CUDA) on
+// this thread, across the API change of libtorch 2.4.
+inline bool autocast_on(at::DeviceType dev) {
+#if CLM_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(dev);
+#else
+  if (dev == at::kCUDA) return at::autocast::is_enabled();
+  return dev == at::kCPU && at::autocast::is_cpu_enabled();
+#endif
 }
 
 // T borrows the tensor of a handle; a nil handle is an error.

@@ -51,13 +51,12 @@ at::ScalarType compute_dtype(const at::Tensor &h, const at::Tensor &w) {
   if (dt != at::kFloat) return dt;
   const auto devt = h.device().type();
   if (devt != at::kCPU && devt != at::kCUDA) return dt;
+  if (!clm::autocast_on(devt)) return dt;
 #if CLM_TORCH_AT_LEAST(2, 4)
-  if (at::autocast::is_autocast_enabled(devt)) return at::autocast::get_autocast_dtype(devt);
+  return at::autocast::get_autocast_dtype(devt);
 #else
-  if (devt == at::kCUDA && at::autocast::is_enabled()) return at::autocast::get_autocast_gpu_dtype();
-  if (devt == at::kCPU && at::autocast::is_cpu_enabled()) return at::autocast::get_autocast_cpu_dtype();
+  return devt == at::kCUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
 #endif
-  return dt;
 }
 
 // The dtype logits, softmax and the loss are evaluated in: float32 for half

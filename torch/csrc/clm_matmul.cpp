@@ -15,7 +15,6 @@
 // AVX-512) or a reduced-precision math mode (ONEDNN_DEFAULT_FPMATH_MODE,
 // torch's float32 matmul precision) leaves the BLAS as the only engine.
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -66,14 +65,6 @@ std::string probe_onednn() {
 const std::string &onednn_unusable() {
   static const std::string why = probe_onednn();
   return why;
-}
-
-bool cpu_autocast() {
-#if CLM_TORCH_AT_LEAST(2, 4)
-  return at::autocast::is_autocast_enabled(at::kCPU);
-#else
-  return at::autocast::is_cpu_enabled();
-#endif
 }
 
 // by_onednn says whether the product of a and b goes to oneDNN.
@@ -162,7 +153,7 @@ int clm_get_cpu_matmul(void) { return engine.load(); }
 clm_tresult clm_addmm(clm_tensor hb, clm_tensor ha, clm_tensor hw) {
   return clm::tresult([&] {
     const auto &bias = clm::T(hb), &a = clm::T(ha), &b = clm::T(hw);
-    if (by_onednn(a, b) && bias.scalar_type() == at::kFloat && !cpu_autocast()) return Addmm::apply(bias, a, b);
+    if (by_onednn(a, b) && bias.scalar_type() == at::kFloat && !clm::autocast_on(at::kCPU)) return Addmm::apply(bias, a, b);
     return at::addmm(bias, a, b);
   });
 }
