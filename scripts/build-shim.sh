@@ -33,10 +33,12 @@ esac
 
 start=$(date +%s)
 cmake "${args[@]}" >"$dir.cmake.log" 2>&1 || { cat "$dir.cmake.log" >&2; log "cmake configure failed (log above)"; exit 1; }
-want=()
+# Every kind: the fused CPU kernels must run in libtorch's OpenMP team
+# (CMakeLists.txt), not on one thread.
+want=("run in libtorch's OpenMP team")
 case $kind in
-  cpu) want=('building the CPU shim') ;;
-  cuda) want=('building the CUDA shim' 'clm: CUDA kernels:') ;;
+  cpu) want+=('building the CPU shim') ;;
+  cuda) want+=('building the CUDA shim' 'clm: CUDA kernels:') ;;
 esac
 for w in "${want[@]}"; do
   grep -q "$w" "$dir.cmake.log" || { cat "$dir.cmake.log" >&2; log "asked for a $kind shim, but CMake configured otherwise (no '$w')"; exit 1; }

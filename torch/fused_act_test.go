@@ -358,10 +358,23 @@ func TestFusedActSpecialValues(t *testing.T) {
 	})
 }
 
-// TestFusedRMSNormDeterministic: the scale gradient is the same bit for bit
-// whatever the number of threads (fixed row chunks, partials summed in
-// order).
-func TestFusedRMSNormDeterministic(t *testing.T) {
+// fusedBytes runs f (one fused op, forward and backward) in a scope and
+// returns the bytes of every tensor it gives back.
+func fusedBytes(f func() []*Tensor) [][]byte {
+	var out [][]byte
+	WithScope(func(*Scope) {
+		for _, t := range f() {
+			out = append(out, t.Contiguous().Bytes())
+		}
+	})
+	return out
+}
+
+// TestFusedDeterministicThreads: every fused CPU kernel gives the same bits
+// whatever the number of threads (the sums over fixed chunks of rows or per
+// (batch, head) slice, their partials added in order), on shapes that split
+// into many parallel tasks.
+func TestFusedDeterministicThreads(t *testing.T) {
 	leakCheck(t)
 	prev := NumThreads()
 	defer func() {
@@ -369,26 +382,100 @@ func TestFusedRMSNormDeterministic(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	c := fusedActCase{op: "rms", shape: []int64{1000, 64}, eps: 1e-5}
-	data := newFusedActData(c, 42)
-	var ref [][]byte
+	act := func(c fusedActCase) func() []*Tensor {
+		data := newFusedActData(c, 42)
+		return func() []*Tensor {
+			out := runFusedAct(c, data, Float32, Float32, CPU, true, false)
+			if out.gsc == nil {
+				return []*Tensor{out.y, out.gx}
+			}
+			return []*Tensor{out.y, out.gx, out.gsc}
+		}
+	}
+	seeded := func(seed uint64, f func() fusedRun) func() []*Tensor {
+		return func() []*Tensor {
+			ManualSeed(seed)
+			r := f()
+			return append([]*Tensor{r.out}, r.grads...)
+		}
+	}
+	fp32 := fusedModes[1]
+	combine := seeded(11, func() fusedRun {
+		shape := []int64{8, 64, 129} // 4 reduction chunks of 2^14, the last partial
+		var leaves []*Tensor
+		for i := 0; i < 3; i++ {
+			leaves = append(leaves, fusedLeaf([]int64{1}, Float32, CPU, true))
+		}
+		for i := 0; i < 3; i++ {
+			leaves = append(leaves, fusedLeaf(shape, Float32, CPU, true))
+		}
+		return evalRun(fp32, CPU, leaves, Randn(shape, Float64, CPU), func() *Tensor { return FusedCombine(leaves[:3], leaves[3:]) })
+	})
+	epilogue := seeded(12, func() fusedRun {
+		c := epilogueCase{B: 4, H: 6, T: 33, D: 16}
+		y, yl := heads4(c, false, Float32, CPU)
+		v, vl := heads4(c, true, Float32, CPU)
+		leaves := []*Tensor{yl, vl}
+		for j := 0; j < 3; j++ {
+			leaves = append(leaves, fusedLeaf([]int64{1, c.H, 1, 1}, Float32, CPU, true))
+		}
+		gout := Randn([]int64{c.B, c.H, c.T, c.D}, Float64, CPU)
+		return evalRun(fp32, CPU, leaves, gout, func() *Tensor { return FusedShapedEpilogue(y, v, leaves[2], leaves[3], leaves[4]) })
+	})
+	cases := []struct {
+		name string
+		run  func() []*Tensor
+	}{
+		{"leaky", act(fusedActCase{op: "leaky", shape: []int64{300, 1000}, slope: 0.1})},
+		{"rms", act(fusedActCase{op: "rms", shape: []int64{1000, 64}, eps: 1e-5})},
+		{"combine", combine},
+		{"epilogue", epilogue},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ref [][]byte
+			for _, n := range []int{1, 2, 3} {
+				if err := SetNumThreads(n); err != nil {
+					t.Fatal(err)
+				}
+				got := fusedBytes(c.run)
+				if ref == nil {
+					ref = got
+					continue
+				}
+				for i := range got {
+					if !bytes.Equal(got[i], ref[i]) {
+						t.Errorf("%d threads: tensor %d (output, then gradients) differs from 1 thread", n, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestKernelThreads: clm's own CPU kernels get as many threads as libtorch's
+// ops. ATen runs at::parallel_for serially in a caller compiled without
+// OpenMP (ATen/Parallel-inl.h), so a shim built so would run every fused op
+// on one thread whatever train.threads says (CMakeLists.txt).
+func TestKernelThreads(t *testing.T) {
+	leakCheck(t)
+	prev := NumThreads()
+	defer func() {
+		if err := SetNumThreads(prev); err != nil {
+			t.Error(err)
+		}
+	}()
 	for _, n := range []int{1, 2, 3} {
 		if err := SetNumThreads(n); err != nil {
 			t.Fatal(err)
 		}
-		WithScope(func(*Scope) {
-			out := runFusedAct(c, data, Float32, Float32, CPU, true, false)
-			got := [][]byte{out.y.Bytes(), out.gx.Bytes(), out.gsc.Bytes()}
-			if ref == nil {
-				ref = got
-				return
-			}
-			for i, name := range []string{"y", "dx", "dscale"} {
-				if !bytes.Equal(got[i], ref[i]) {
-					t.Errorf("%d threads: %s differs from 1 thread", n, name)
-				}
-			}
-		})
+		r, err := ReadReport()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Threads != n || r.KernelThreads != n {
+			t.Errorf("at %d threads: libtorch's ops get %d, clm's kernels %d", n, r.Threads, r.KernelThreads)
+		}
 	}
 }
 

@@ -13,19 +13,20 @@ import (
 // Report describes the shim, the libtorch it runs on and the CUDA devices it
 // sees: what `clm version` prints and a bug report needs.
 type Report struct {
-	Torch       string   `json:"torch"`                  // libtorch's version the shim was built against, e.g. "2.15.0"
-	Shim        string   `json:"shim"`                   // the file of the loaded shim (libclmtorch.so)
-	Libtorch    string   `json:"libtorch"`               // the file of the loaded libtorch_cpu
-	Threads     int      `json:"threads"`                // libtorch's intra-op threads
-	Parallel    string   `json:"parallel"`               // ATen's parallel backend, e.g. "OpenMP"
-	CUDABuild   bool     `json:"cuda_build"`             // the shim was compiled with CUDA
-	CUDAKernels bool     `json:"cuda_kernels"`           // and with clm's own CUDA kernels (torch/csrc/*.cu)
-	CUDA        string   `json:"cuda,omitempty"`         // the CUDA version the shim was compiled with ("" in a CPU build)
-	CUDARuntime string   `json:"cuda_runtime,omitempty"` // the CUDA runtime loaded
-	CUDADriver  string   `json:"cuda_driver,omitempty"`  // the driver's CUDA version ("" with no driver)
-	CuDNN       string   `json:"cudnn,omitempty"`        // the cuDNN loaded ("" when none)
-	Devices     []string `json:"devices,omitempty"`
-	DeviceError string   `json:"device_error,omitempty"` // why no device was found, as the CUDA runtime says it
+	Torch         string   `json:"torch"`                  // libtorch's version the shim was built against, e.g. "2.15.0"
+	Shim          string   `json:"shim"`                   // the file of the loaded shim (libclmtorch.so)
+	Libtorch      string   `json:"libtorch"`               // the file of the loaded libtorch_cpu
+	Threads       int      `json:"threads"`                // libtorch's intra-op threads
+	Parallel      string   `json:"parallel"`               // ATen's parallel backend, e.g. "OpenMP"
+	KernelThreads int      `json:"kernel_threads"`         // the threads clm's own CPU kernels get at Threads (fewer: a shim built without OpenMP)
+	CUDABuild     bool     `json:"cuda_build"`             // the shim was compiled with CUDA
+	CUDAKernels   bool     `json:"cuda_kernels"`           // and with clm's own CUDA kernels (torch/csrc/*.cu)
+	CUDA          string   `json:"cuda,omitempty"`         // the CUDA version the shim was compiled with ("" in a CPU build)
+	CUDARuntime   string   `json:"cuda_runtime,omitempty"` // the CUDA runtime loaded
+	CUDADriver    string   `json:"cuda_driver,omitempty"`  // the driver's CUDA version ("" with no driver)
+	CuDNN         string   `json:"cudnn,omitempty"`        // the cuDNN loaded ("" when none)
+	Devices       []string `json:"devices,omitempty"`
+	DeviceError   string   `json:"device_error,omitempty"` // why no device was found, as the CUDA runtime says it
 }
 
 // ReadReport asks the shim for its Report.
@@ -47,6 +48,7 @@ func parseReport(text string) (Report, error) {
 		"cuda_compiled": &r.CUDA, "cuda_runtime": &r.CUDARuntime, "cuda_driver": &r.CUDADriver, "cudnn": &r.CuDNN,
 		"device_error": &r.DeviceError}
 	flags := map[string]*bool{"cuda_build": &r.CUDABuild, "cuda_kernels": &r.CUDAKernels}
+	ints := map[string]*int{"threads": &r.Threads, "kernel_threads": &r.KernelThreads}
 	for line := range strings.Lines(text) {
 		k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
 		if !ok {
@@ -59,12 +61,12 @@ func parseReport(text string) (Report, error) {
 			*flags[k] = v == "1"
 		case k == "device":
 			r.Devices = append(r.Devices, v)
-		case k == "threads":
+		case ints[k] != nil:
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return r, fmt.Errorf("build report: threads=%q", v)
+				return r, fmt.Errorf("build report: %s=%q", k, v)
 			}
-			r.Threads = n
+			*ints[k] = n
 		}
 	}
 	return r, nil

@@ -13,8 +13,8 @@ func TestParseReport(t *testing.T) {
 		want       Report
 		bad        bool
 	}{
-		{name: "cpu", text: "torch=2.15.0\nshim=/s.so\nlibtorch=/l.so\nthreads=2\nparallel=OpenMP\ncuda_build=0\ncuda_kernels=0\n",
-			want: Report{Torch: "2.15.0", Shim: "/s.so", Libtorch: "/l.so", Threads: 2, Parallel: "OpenMP"}},
+		{name: "cpu", text: "torch=2.15.0\nshim=/s.so\nlibtorch=/l.so\nthreads=2\nparallel=OpenMP\nkernel_threads=2\ncuda_build=0\ncuda_kernels=0\n",
+			want: Report{Torch: "2.15.0", Shim: "/s.so", Libtorch: "/l.so", Threads: 2, Parallel: "OpenMP", KernelThreads: 2}},
 		{name: "cuda without a driver", text: "torch=2.15.0\ncuda_build=1\ncuda_kernels=1\ncuda_compiled=13.2\ncuda_runtime=13.2\ncudnn=9.26.0\ndevice_error=CUDA driver version is insufficient for CUDA runtime version\ndevices=0\n",
 			want: Report{Torch: "2.15.0", CUDABuild: true, CUDAKernels: true, CUDA: "13.2", CUDARuntime: "13.2", CuDNN: "9.26.0",
 				DeviceError: "CUDA driver version is insufficient for CUDA runtime version"}},
@@ -23,6 +23,7 @@ func TestParseReport(t *testing.T) {
 		{name: "a newer shim's key is ignored", text: "torch=2.16.0\nfuture_key=x\n", want: Report{Torch: "2.16.0"}},
 		{name: "not key=value", text: "torch 2.15.0\n", bad: true},
 		{name: "threads not a number", text: "threads=two\n", bad: true},
+		{name: "kernel threads not a number", text: "kernel_threads=\n", bad: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -57,9 +57,19 @@ func runVersion(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "shim      %s  %s\n", kind, r.Shim)
 	fmt.Fprintf(stdout, "CUDA      %s\n", cudaLine(r))
 	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
-	fmt.Fprintf(stdout, "threads   %d (%s) on %d CPUs\n", r.Threads, r.Parallel, runtime.NumCPU())
+	fmt.Fprintf(stdout, "threads   %s\n", threadsLine(r))
 	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(unusable))
 	return nil
+}
+
+// threadsLine gives libtorch's threads and those of clm's own CPU kernels,
+// with the way out where a shim built without OpenMP runs them on fewer.
+func threadsLine(r torch.Report) string {
+	line := fmt.Sprintf("%d (%s) on %d CPUs, clm's kernels on %d", r.Threads, r.Parallel, runtime.NumCPU(), r.KernelThreads)
+	if r.KernelThreads < r.Threads {
+		line += " (a shim built without OpenMP: `make setup` rebuilds it)"
+	}
+	return line
 }
 
 // matmulLine says which engine train.cpu_matmul's auto gives float32 CPU

@@ -44,11 +44,31 @@ func TestVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Torch.Torch != want.Torch || got.Torch.CUDABuild != want.CUDABuild || got.Torch.Shim == "" || got.CPUs < 1 ||
-		got.Clm.Release != version.Release {
+		got.Clm.Release != version.Release || got.Torch.KernelThreads != got.Torch.Threads {
 		t.Errorf("clm version -json = %+v, the binding reports %+v", got, want)
 	}
 	_, errOut, code = clm(t, dir, "version", "extra")
 	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, `"extra"`) {
 		t.Errorf("clm version extra: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestThreadsLine: the threads line names clm's kernels' threads, and the
+// way out where the shim gives them fewer than libtorch's ops.
+func TestThreadsLine(t *testing.T) {
+	cases := []struct {
+		r      torch.Report
+		want   string
+		wayOut bool
+	}{
+		{torch.Report{Threads: 2, KernelThreads: 2, Parallel: "OpenMP"}, "2 (OpenMP) on ", false},
+		{torch.Report{Threads: 4, KernelThreads: 1, Parallel: "OpenMP"}, "clm's kernels on 1 (a shim built without OpenMP", true},
+		{torch.Report{Threads: 1, KernelThreads: 1, Parallel: "OpenMP"}, "clm's kernels on 1", false},
+	}
+	for _, c := range cases {
+		got := threadsLine(c.r)
+		if !strings.Contains(got, c.want) || strings.Contains(got, "make setup") != c.wayOut {
+			t.Errorf("threadsLine(%+v) = %q, want %q (way out %v)", c.r, got, c.want, c.wayOut)
+		}
 	}
 }

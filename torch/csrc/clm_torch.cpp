@@ -16,6 +16,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -85,6 +86,21 @@ std::string parallel_backend() {
   return info.substr(start, info.find('\n', start) - start);
 }
 
+// kernel_team is how many threads at::parallel_for gives the shim's own CPU
+// kernels at this thread's thread count: 1 where the shim was compiled
+// without OpenMP (ATen runs parallel_for serially in such a caller,
+// CMakeLists.txt), whatever libtorch's own ops get.
+int kernel_team() {
+  std::atomic<int> team{1};
+  at::parallel_for(0, 1 << 12, 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num() + 1;
+    int seen = team.load();
+    while (seen < t && !team.compare_exchange_weak(seen, t)) {
+    }
+  });
+  return team.load();
+}
+
 #ifdef CLM_WITH_CUDA
 // dotted writes a CUDA-style version number (13020 -> "13.2").
 std::string dotted(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
@@ -152,6 +168,7 @@ char *clm_build_report(char **out) {
     kv("libtorch", library_file(reinterpret_cast<void *>(&at::get_num_threads)));
     kv("threads", std::to_string(at::get_num_threads()));
     kv("parallel", parallel_backend());
+    kv("kernel_threads", std::to_string(kernel_team()));
 #ifdef CLM_WITH_CUDA
     kv("cuda_build", "1");
 #ifdef CLM_WITH_CUDA_KERNELS
