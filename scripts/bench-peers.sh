@@ -34,6 +34,11 @@
 #                      'train.fused_kernels=false train.checkpoint_activations=block'
 #   PEERS_OUT          a folder to keep the raw results and the table in
 #   CLM_PYTHON         default .clm/venv/bin/python (its libtorch is clm's)
+#   ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS
+#                      the libraries' own caps on the instruction set, for
+#                      every process: avx2, AVX2 and AVX2 emulate a CPU
+#                      without AVX-512 (clm's products then fall back to the
+#                      BLAS, as `clm version` says); the command shows them
 #
 # clm trains on the local Python standard library with a tokenizer of the
 # size's vocabulary, trained and tokenized once into their own cache
@@ -52,7 +57,7 @@
 #
 # Cost: the defaults run 72 processes, about 40 minutes on a quiet 2-core
 # machine, two thirds of it at the paper size (1 thread: ~12 s per step);
-# `PEERS_SIZES=mid` alone takes about 12 minutes.
+# `PEERS_SIZES=mid` alone takes about 14 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${CLM_PYTHON:-.clm/venv/bin/python}
@@ -131,8 +136,17 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 torchv=$("$py" -c 'import torch; print(torch.__version__)')
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev+changes"
-command="BENCH_COUNT=$count CLM_BENCH_THREADS=\"$threads_list\" PEERS_SIZES=\"$sizes\" PEERS_PRESETS=\"$presets\" PEERS_MID_STEPS=$mid_steps PEERS_PAPER_STEPS=$paper_steps${extra:+ CLM_PEERS_SET=\"$extra\"} scripts/bench-peers.sh"
-echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv, clm $rev; $command"
+# Settings that change which kernels the libraries pick (an ISA cap emulates
+# a CPU without AVX-512 on one with it, docs/benchmarks.md): a table measured
+# under them says so in its command, and names clm's engine of products.
+caps=""
+for v in ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA MKL_ENABLE_INSTRUCTIONS ONEDNN_DEFAULT_FPMATH_MODE; do
+  [ -z "${!v:-}" ] || caps+="$v=${!v} "
+done
+engine=$("$clm" version | sed -n 's/^matmul *float32 CPU products by \([^ ]*\).*/\1/p')
+case " $extra " in *" train.cpu_matmul="*) engine=$(echo "$extra" | sed -n 's/.*train\.cpu_matmul=\([^ ]*\).*/\1/p') ;; esac
+command="${caps}BENCH_COUNT=$count CLM_BENCH_THREADS=\"$threads_list\" PEERS_SIZES=\"$sizes\" PEERS_PRESETS=\"$presets\" PEERS_MID_STEPS=$mid_steps PEERS_PAPER_STEPS=$paper_steps${extra:+ CLM_PEERS_SET=\"$extra\"} scripts/bench-peers.sh"
+echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv, clm $rev (products by ${engine:-?}); $command"
 start=$(date +%s)
 
 # Priming: the tokenizer and token cache of each size, outside the measurements.
@@ -249,7 +263,7 @@ if "clm" in peers and others:
 EOF
 {
   echo
-  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, clm $rev, fp32; medians of $count interleaved runs"
+  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, clm $rev (float32 products by ${engine:-?}), fp32; medians of $count interleaved runs"
   echo "(min–max: the spread); tokens/s over the measured steps after warm-up (mid $mid_steps, paper $paper_steps:"
   echo "warm-up+measured); speed ratios > 1 and RSS ratios < 1 favour clm; took ${elapsed}s. Command:"
   echo "$command"
