@@ -358,6 +358,17 @@ func TestFusedActSpecialValues(t *testing.T) {
 	})
 }
 
+// keepThreads restores libtorch's thread count when the test ends (on the
+// OS thread leakCheck locked, which its cleanup releases after this one).
+func keepThreads(t *testing.T) {
+	prev := NumThreads()
+	t.Cleanup(func() {
+		if err := SetNumThreads(prev); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // fusedBytes runs f (one fused op, forward and backward) in a scope and
 // returns the bytes of every tensor it gives back.
 func fusedBytes(f func() []*Tensor) [][]byte {
@@ -376,12 +387,7 @@ func fusedBytes(f func() []*Tensor) [][]byte {
 // into many parallel tasks.
 func TestFusedDeterministicThreads(t *testing.T) {
 	leakCheck(t)
-	prev := NumThreads()
-	defer func() {
-		if err := SetNumThreads(prev); err != nil {
-			t.Error(err)
-		}
-	}()
+	keepThreads(t)
 	act := func(c fusedActCase) func() []*Tensor {
 		data := newFusedActData(c, 42)
 		return func() []*Tensor {
@@ -459,12 +465,7 @@ func TestFusedDeterministicThreads(t *testing.T) {
 // on one thread whatever train.threads says (CMakeLists.txt).
 func TestKernelThreads(t *testing.T) {
 	leakCheck(t)
-	prev := NumThreads()
-	defer func() {
-		if err := SetNumThreads(prev); err != nil {
-			t.Error(err)
-		}
-	}()
+	keepThreads(t)
 	for _, n := range []int{1, 2, 3} {
 		if err := SetNumThreads(n); err != nil {
 			t.Fatal(err)
