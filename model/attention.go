@@ -207,7 +207,7 @@ func (a *attention) shapedMatrix(q, k *torch.Tensor, T int64, dt torch.DType) (A
 // shapedFused is Eq. 5 without the T×T matrix (see AttentionFused):
 // resid·softmax(QKᵀ/√d_h)·V + skip·V − centre·C·V.
 func (a *attention) shapedFused(k kernels, q, key, v *torch.Tensor, T int64) *torch.Tensor {
-	sdpa := torch.SDPA(q, key, v, nil, 0, true, 0) // softmax(QKᵀ/√d_h)·V
+	sdpa := k.causalAttention(q, key, v) // softmax(QKᵀ/√d_h)·V
 	if !a.cfg.CentreAttn {
 		return a.matResid.Mul(sdpa)
 	}

@@ -25,8 +25,10 @@ type Options struct {
 	// FusedKernels computes the MLP's leaky ReLU, RMSNorm, the residual
 	// combinations (and Eq. 6's weight combination) and the
 	// shaped-attention epilogue each in one fused operation (package torch's
-	// Fused*), equal to the composite ops to rounding; false: the composite
-	// ops, op by op as the original writes them.
+	// Fused*), equal to the composite ops to rounding, and causal attention
+	// by torch.FusedCausalAttention (clm's kernels for float32 on the CPU,
+	// SDPA elsewhere); false: the composite ops, op by op as the original
+	// writes them, and SDPA.
 	FusedKernels bool
 }
 

@@ -18,6 +18,9 @@ type kernels interface {
 	combine(gains, terms []*torch.Tensor) *torch.Tensor
 	// leakyReLU is x for x ≥ 0, slope·x otherwise.
 	leakyReLU(x *torch.Tensor, slope float64) *torch.Tensor
+	// causalAttention is softmax(QKᵀ/√d_h)·V with the causal mask, of q, k
+	// and v [B, H, T, d_h].
+	causalAttention(q, k, v *torch.Tensor) *torch.Tensor
 	// shapedEpilogue is resid·sdpa + skip·V − centre·C·V, with C·V the
 	// running mean of V over the T positions (dim 2): Eq. 5 after SDPA.
 	shapedEpilogue(sdpa, v, resid, skip, centre *torch.Tensor, T int64) *torch.Tensor
@@ -52,6 +55,10 @@ func (compositeKernels) leakyReLU(x *torch.Tensor, slope float64) *torch.Tensor 
 	return torch.Where(x.GeScalar(0), x, x.MulScalar(slope))
 }
 
+func (compositeKernels) causalAttention(q, k, v *torch.Tensor) *torch.Tensor {
+	return torch.SDPA(q, k, v, nil, 0, true, 0)
+}
+
 func (compositeKernels) shapedEpilogue(sdpa, v, resid, skip, centre *torch.Tensor, T int64) *torch.Tensor {
 	y := resid.Mul(sdpa)
 	pos := torch.Arange(1, float64(T+1), 1, v.DType(), v.Device()).View(-1, 1) // [T, 1]
@@ -73,6 +80,10 @@ func (fusedKernels) combine(gains, terms []*torch.Tensor) *torch.Tensor {
 
 func (fusedKernels) leakyReLU(x *torch.Tensor, slope float64) *torch.Tensor {
 	return torch.FusedLeakyReLU(x, slope)
+}
+
+func (fusedKernels) causalAttention(q, k, v *torch.Tensor) *torch.Tensor {
+	return torch.FusedCausalAttention(q, k, v)
 }
 
 func (fusedKernels) shapedEpilogue(sdpa, v, resid, skip, centre *torch.Tensor, _ int64) *torch.Tensor {

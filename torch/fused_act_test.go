@@ -436,6 +436,10 @@ func TestFusedDeterministicThreads(t *testing.T) {
 		{"rms", act(fusedActCase{op: "rms", shape: []int64{1000, 64}, eps: 1e-5})},
 		{"combine", combine},
 		{"epilogue", epilogue},
+		{"attention", func() []*Tensor { // 32 slices, a partial last block
+			r := attentionRun(attentionCase{B: 4, H: 8, T: 70, D: 16, permuted: true}, 13, Float32, FusedCausalAttention)
+			return append([]*Tensor{r.out}, r.grads...)
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -135,8 +135,10 @@ type Options struct {
 	// combinations (and Eq. 6's weight) and the shaped-attention epilogue
 	// each as one fused operation with its own backward (CPU kernels, and
 	// CUDA kernels where the shim was built with nvcc), equal to the
-	// composite ops to rounding; false runs the composite ops, for A/B
-	// checks.
+	// composite ops to rounding, and float32 causal attention on the CPU by
+	// clm's kernels (the queries in blocks that skip the masked keys;
+	// elsewhere libtorch's SDPA, as with false); false runs the composite
+	// ops and SDPA, for A/B checks.
 	FusedKernels bool `toml:"fused_kernels"`
 	// CUDAGraphs, on a GPU, captures the whole step (forwards, backwards,
 	// clipping, AdamW) in a CUDA graph after 3 eager steps and replays it

@@ -42,6 +42,17 @@ clm_tresult clm_fused_combine(const clm_tensor *gains, const clm_tensor *terms, 
 clm_tresult clm_fused_shaped_epilogue(clm_tensor y, clm_tensor v, clm_tensor resid, clm_tensor skip,
                                       clm_tensor centre);
 
+/* Causal attention softmax(q·kᵀ/√D)·v of q, k, v [B, H, T, D], as
+ * at::scaled_dot_product_attention(q, k, v, is_causal=true), which computes
+ * it for anything but float32 CPU tensors; those take clm's kernels
+ * (clm_fused_attention.cpp), where libtorch exports its BLAS's sgemm_. The
+ * output is a [B, H, T, D] view of a contiguous [B, T, H, D]. */
+clm_tresult clm_fused_causal_attention(clm_tensor q, clm_tensor k, clm_tensor v);
+
+/* 1 when float32 CPU attention takes clm's kernels (libtorch exports
+ * sgemm_), 0 when it runs libtorch's SDPA. */
+int clm_fused_causal_attention_native(void);
+
 /* 1 when the shim has CUDA kernels for the operations above. */
 int clm_fused_cuda_kernels(void);
 
