@@ -35,6 +35,7 @@
 #include <cstring>
 #include <vector>
 
+#include "clm_exp.h"
 #include "clm_fused.h"
 #include "clm_internal.h"
 
@@ -48,6 +49,7 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using clm::exp_neg;
 
 // Query rows per block: a block's scores stop at its last row's key. 64 of
 // 128 positions skip a quarter of the products; smaller blocks make the
@@ -56,11 +58,6 @@ constexpr int64_t kBlock = 64;
 // Independent accumulators of the row sums (see clm_fused_act.cpp).
 constexpr int kLanes = 16;
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CLM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLM_CLONES
-#endif
 
 // gemm is the row-major C[m×n] = alpha·op(A)·op(B) (op: transposed or not;
 // ld: row strides) by the column-major BLAS, which sees each matrix
@@ -72,31 +69,6 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
   const float beta = 0.f;
   sgemm_(&opb, &opa, &M, &N, &K, &alpha, b, &la, a, &lb, &beta, c, &lc);
-}
-
-// exp_neg is e^x for the x ≤ 0 of a softmax (x − its row's maximum): n =
-// round(x·log₂e), r = x − n·ln 2 in two parts (|r| ≤ ln 2 / 2), e^r by its
-// Taylor series to r⁸/8! (below float's rounding there), times 2ⁿ by the
-// exponent bits. Below e^−87.3 (float's smallest normal) it is 0; NaN stays
-// NaN.
-inline float exp_neg(float x) {
-  const float lo = -87.3f;
-  const float xc = x < lo ? lo : x;
-  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // 1.5·2²³: round to nearest
-  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.f / 40320;
-  p = p * r + 1.f / 5040;
-  p = p * r + 1.f / 720;
-  p = p * r + 1.f / 120;
-  p = p * r + 1.f / 24;
-  p = p * r + 1.f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  return x < lo ? 0.f : p * two_n;
 }
 
 // softmax_row turns the scores s[0, n) into P = e^(s − m)/Σ in place and
