@@ -58,7 +58,6 @@ constexpr int64_t kBlock = 64;
 // Independent accumulators of the row sums (see clm_fused_act.cpp).
 constexpr int kLanes = 16;
 
-
 // gemm is the row-major C[m×n] = alpha·op(A)·op(B) (op: transposed or not;
 // ld: row strides) by the column-major BLAS, which sees each matrix
 // transposed: Cᵀ = op(B)ᵀ·op(A)ᵀ.
