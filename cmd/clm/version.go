@@ -18,7 +18,7 @@ func init() {
 func runVersion(args []string, stdout io.Writer) error {
 	fs := newFlags(stdout, "version", "clm version [-json]",
 		"Says which clm this is (release, commit), the libtorch it runs, whether its shim has CUDA, the CUDA runtime, driver and cuDNN, "+
-			"the devices it sees (or why none), its threads and the engine of float32 CPU products: paste it into a bug report.",
+			"the devices it sees (or why none), its threads, the engine of float32 CPU products and of CPU attention: paste it into a bug report.",
 		"clm version", "clm version -json")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of lines")
 	pos, err := fs.parse(args)
@@ -43,7 +43,8 @@ func runVersion(args []string, stdout io.Writer) error {
 			CPUs           int          `json:"cpus"`
 			NVIDIAGPUs     []string     `json:"nvidia_gpus"`               // as the kernel driver lists them, usable or not
 			OneDNNUnusable string       `json:"onednn_unusable,omitempty"` // why train.cpu_matmul's auto is the BLAS here
-		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable})
+			CPUAttention   bool         `json:"cpu_attention_clm"`         // float32 CPU attention by clm's kernels, not SDPA
+		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable, torch.FusedCausalAttentionNative()})
 	}
 	kind := "CPU build"
 	if r.CUDABuild {
@@ -59,6 +60,7 @@ func runVersion(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
 	fmt.Fprintf(stdout, "threads   %s\n", threadsLine(r))
 	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(unusable))
+	fmt.Fprintf(stdout, "attention %s\n", attentionLine(torch.FusedCausalAttentionNative()))
 	return nil
 }
 
@@ -79,6 +81,14 @@ func matmulLine(onednnUnusable string) string {
 		return "float32 CPU products by the BLAS (oneDNN is not offered: " + onednnUnusable + ")"
 	}
 	return "float32 CPU products by oneDNN (train.cpu_matmul auto; blas for libtorch's own)"
+}
+
+// attentionLine says what computes float32 causal attention on the CPU.
+func attentionLine(native bool) string {
+	if !native {
+		return "float32 CPU causal attention by libtorch's SDPA (this libtorch exports no sgemm_ for clm's kernels)"
+	}
+	return "float32 CPU causal attention by clm's kernels (train.fused_kernels; SDPA where it is false)"
 }
 
 func cudaLine(r torch.Report) string {

@@ -30,11 +30,15 @@ func TestVersion(t *testing.T) {
 	if !strings.Contains(out, "\n"+engine) {
 		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", engine, out)
 	}
+	if attn := "\nattention " + attentionLine(torch.FusedCausalAttentionNative()) + "\n"; !strings.Contains(out, attn) {
+		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", attn, out)
+	}
 	out, _, code = clm(t, dir, "version", "-json")
 	var got struct {
 		Clm   version.Info `json:"clm"`
 		Torch torch.Report `json:"libtorch"`
 		CPUs  int          `json:"cpus"`
+		Attn  *bool        `json:"cpu_attention_clm"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
 		t.Fatalf("clm version -json: exit %d, %v:\n%s", code, err, out)
@@ -44,7 +48,8 @@ func TestVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Torch.Torch != want.Torch || got.Torch.CUDABuild != want.CUDABuild || got.Torch.Shim == "" || got.CPUs < 1 ||
-		got.Clm.Release != version.Release || got.Torch.KernelThreads != got.Torch.Threads {
+		got.Clm.Release != version.Release || got.Torch.KernelThreads != got.Torch.Threads ||
+		got.Attn == nil || *got.Attn != torch.FusedCausalAttentionNative() {
 		t.Errorf("clm version -json = %+v, the binding reports %+v", got, want)
 	}
 	_, errOut, code = clm(t, dir, "version", "extra")
@@ -69,6 +74,19 @@ func TestThreadsLine(t *testing.T) {
 		got := threadsLine(c.r)
 		if !strings.Contains(got, c.want) || strings.Contains(got, "make setup") != c.wayOut {
 			t.Errorf("threadsLine(%+v) = %q, want %q (way out %v)", c.r, got, c.want, c.wayOut)
+		}
+	}
+}
+
+// TestAttentionLine: the attention line names clm's kernels where libtorch
+// exports the BLAS they call, and SDPA with the reason where it does not.
+func TestAttentionLine(t *testing.T) {
+	for _, c := range []struct {
+		native bool
+		want   string
+	}{{true, "by clm's kernels"}, {false, "by libtorch's SDPA (this libtorch exports no sgemm_"}} {
+		if got := attentionLine(c.native); !strings.Contains(got, c.want) {
+			t.Errorf("attentionLine(%v) = %q, want it to contain %q", c.native, got, c.want)
 		}
 	}
 }
