@@ -401,8 +401,7 @@ func TestFusedDeterministicThreads(t *testing.T) {
 	seeded := func(seed uint64, f func() fusedRun) func() []*Tensor {
 		return func() []*Tensor {
 			ManualSeed(seed)
-			r := f()
-			return append([]*Tensor{r.out}, r.grads...)
+			return f().tensors()
 		}
 	}
 	fp32 := fusedModes[1]
@@ -438,7 +437,7 @@ func TestFusedDeterministicThreads(t *testing.T) {
 		{"epilogue", epilogue},
 		{"attention", func() []*Tensor { // 32 slices, a partial last block
 			r := attentionRun(attentionCase{B: 4, H: 8, T: 70, D: 16, permuted: true}, 13, Float32, FusedCausalAttention)
-			return append([]*Tensor{r.out}, r.grads...)
+			return r.tensors()
 		}},
 	}
 	for _, c := range cases {

@@ -65,9 +65,9 @@ func TestFusedCausalAttention(t *testing.T) {
 				got := attentionRun(c, seed, Float32, FusedCausalAttention)
 				sdpa := attentionRun(c, seed, Float32, sdpaCausal)
 				want := attentionRun(c, seed, Float64, sdpaCausal)
-				g := append([]*Tensor{got.out}, got.grads...)
-				s := append([]*Tensor{sdpa.out}, sdpa.grads...)
-				w := append([]*Tensor{want.out}, want.grads...)
+				g := got.tensors()
+				s := sdpa.tensors()
+				w := want.tensors()
 				for i := range w {
 					if g[i].DType() != Float32 {
 						t.Fatalf("%s: dtype %v, want float32", names[i], g[i].DType())
@@ -91,11 +91,11 @@ func TestFusedCausalAttentionFallback(t *testing.T) {
 	WithScope(func(*Scope) {
 		got := fusedBytes(func() []*Tensor {
 			r := attentionRun(c, 7, Float64, FusedCausalAttention)
-			return append([]*Tensor{r.out}, r.grads...)
+			return r.tensors()
 		})
 		want := fusedBytes(func() []*Tensor {
 			r := attentionRun(c, 7, Float64, sdpaCausal)
-			return append([]*Tensor{r.out}, r.grads...)
+			return r.tensors()
 		})
 		for i := range want {
 			if !bytes.Equal(got[i], want[i]) {

@@ -91,6 +91,9 @@ type fusedRun struct {
 	grads []*Tensor
 }
 
+// tensors is the output, then the gradients.
+func (r fusedRun) tensors() []*Tensor { return append([]*Tensor{r.out}, r.grads...) }
+
 func evalRun(m fusedMode, dev Device, leaves []*Tensor, gout *Tensor, f func() *Tensor) fusedRun {
 	var out *Tensor
 	runMode(m, dev, func() { out = f() })

@@ -171,10 +171,6 @@ void forward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor &
   });
 }
 
-}  // namespace
-
-namespace {
-
 // backward_slices fills dq, dk, dv from the saved q, k, v, o, lse and the
 // output's gradient g.
 void backward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
