@@ -2,6 +2,9 @@ package torch
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -80,6 +83,95 @@ func TestFusedCausalAttention(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// attentionISAs are the instruction sets of the attention's row loops.
+var attentionISAs = []string{"DEFAULT", "AVX2", "AVX512"}
+
+// TestFusedCausalAttentionISAs: the row loops compiled for each instruction
+// set this CPU runs give the same bits, forward and backward, on every case,
+// and on scores wide enough that the exponential underflows.
+func TestFusedCausalAttentionISAs(t *testing.T) {
+	leakCheck(t)
+	if !FusedCausalAttentionNative() {
+		t.Skip("this libtorch exports no sgemm_: FusedCausalAttention runs SDPA")
+	}
+	orig := FusedAttentionISA()
+	t.Cleanup(func() { useAttentionISA(orig) })
+	wide := func(q, k, v *Tensor) *Tensor { return FusedCausalAttention(q.MulScalar(40), k, v) }
+	kinds := []struct {
+		name string
+		f    func(q, k, v *Tensor) *Tensor
+	}{{"plain", FusedCausalAttention}, {"wide_scores", wide}}
+	tensors := []string{"output", "dq", "dk", "dv"}
+	// run returns every case's output and gradients, named.
+	run := func() (names []string, out [][]byte) {
+		for ci, c := range attentionCases {
+			for _, k := range kinds {
+				b := fusedBytes(func() []*Tensor { return attentionRun(c, uint64(500+ci), Float32, k.f).tensors() })
+				for i := range b {
+					names = append(names, c.name+"/"+k.name+"/"+tensors[i])
+				}
+				out = append(out, b...)
+			}
+		}
+		return names, out
+	}
+	var want [][]byte
+	ran := 0
+	for _, isa := range attentionISAs {
+		if !useAttentionISA(isa) {
+			t.Logf("%s: not on this CPU or build", isa)
+			continue
+		}
+		if got := FusedAttentionISA(); got != isa {
+			t.Fatalf("FusedAttentionISA() = %q after choosing %q", got, isa)
+		}
+		names, got := run()
+		ran++
+		if want == nil {
+			want = got
+			continue
+		}
+		var differ []string
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				differ = append(differ, names[i])
+			}
+		}
+		if len(differ) > 0 {
+			t.Errorf("%s: %d of %d tensors differ from %s's bits, first %s", isa, len(differ), len(want), attentionISAs[0], differ[0])
+		}
+	}
+	if ran < 2 {
+		t.Skipf("only %d instruction set runs here: nothing to compare", ran)
+	}
+}
+
+// TestFusedAttentionISAFollowsATen: the process runs the row loops for the
+// capability libtorch runs its own kernels with, which ATEN_CPU_CAPABILITY
+// lowers (a child process each: the choice is made once).
+func TestFusedAttentionISAFollowsATen(t *testing.T) {
+	if os.Getenv("CLM_TEST_ISA_CHILD") != "" {
+		os.Stdout.WriteString("isa=" + FusedAttentionISA() + "\n")
+		return
+	}
+	orig := FusedAttentionISA()
+	t.Cleanup(func() { useAttentionISA(orig) })
+	for _, c := range []struct{ env, want string }{{"default", "DEFAULT"}, {"avx2", "AVX2"}, {"avx512", "AVX512"}} {
+		if !useAttentionISA(c.want) {
+			continue // this CPU lacks it; libtorch's choice would be lower
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFusedAttentionISAFollowsATen$")
+		cmd.Env = append(os.Environ(), "CLM_TEST_ISA_CHILD=1", "ATEN_CPU_CAPABILITY="+c.env)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ATEN_CPU_CAPABILITY=%s: %v\n%s", c.env, err, out)
+		}
+		if !strings.Contains(string(out), "isa="+c.want+"\n") {
+			t.Errorf("ATEN_CPU_CAPABILITY=%s: the child says %q, want isa=%s", c.env, out, c.want)
+		}
 	}
 }
 

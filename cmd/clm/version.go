@@ -44,7 +44,8 @@ func runVersion(args []string, stdout io.Writer) error {
 			NVIDIAGPUs     []string     `json:"nvidia_gpus"`               // as the kernel driver lists them, usable or not
 			OneDNNUnusable string       `json:"onednn_unusable,omitempty"` // why train.cpu_matmul's auto is the BLAS here
 			CPUAttention   bool         `json:"cpu_attention_clm"`         // float32 CPU attention by clm's kernels, not SDPA
-		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable, torch.FusedCausalAttentionNative()})
+			AttentionISA   string       `json:"cpu_attention_isa"`         // the instruction set of their row loops
+		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable, torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()})
 	}
 	kind := "CPU build"
 	if r.CUDABuild {
@@ -60,7 +61,7 @@ func runVersion(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
 	fmt.Fprintf(stdout, "threads   %s\n", threadsLine(r))
 	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(unusable))
-	fmt.Fprintf(stdout, "attention %s\n", attentionLine(torch.FusedCausalAttentionNative()))
+	fmt.Fprintf(stdout, "attention %s\n", attentionLine(torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()))
 	return nil
 }
 
@@ -83,12 +84,13 @@ func matmulLine(onednnUnusable string) string {
 	return "float32 CPU products by oneDNN (train.cpu_matmul auto; blas for libtorch's own)"
 }
 
-// attentionLine says what computes float32 causal attention on the CPU.
-func attentionLine(native bool) string {
+// attentionLine says what computes float32 causal attention on the CPU and,
+// for clm's kernels, the instruction set of their row loops (libtorch's).
+func attentionLine(native bool, isa string) string {
 	if !native {
 		return "float32 CPU causal attention by libtorch's SDPA (this libtorch exports no sgemm_ for clm's kernels)"
 	}
-	return "float32 CPU causal attention by clm's kernels (train.fused_kernels; SDPA where it is false)"
+	return "float32 CPU causal attention by clm's kernels, row loops for " + isa + " (train.fused_kernels; SDPA where it is false)"
 }
 
 func cudaLine(r torch.Report) string {

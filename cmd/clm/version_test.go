@@ -30,7 +30,7 @@ func TestVersion(t *testing.T) {
 	if !strings.Contains(out, "\n"+engine) {
 		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", engine, out)
 	}
-	if attn := "\nattention " + attentionLine(torch.FusedCausalAttentionNative()) + "\n"; !strings.Contains(out, attn) {
+	if attn := "\nattention " + attentionLine(torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()) + "\n"; !strings.Contains(out, attn) {
 		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", attn, out)
 	}
 	out, _, code = clm(t, dir, "version", "-json")
@@ -39,6 +39,7 @@ func TestVersion(t *testing.T) {
 		Torch torch.Report `json:"libtorch"`
 		CPUs  int          `json:"cpus"`
 		Attn  *bool        `json:"cpu_attention_clm"`
+		ISA   string       `json:"cpu_attention_isa"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
 		t.Fatalf("clm version -json: exit %d, %v:\n%s", code, err, out)
@@ -49,7 +50,7 @@ func TestVersion(t *testing.T) {
 	}
 	if got.Torch.Torch != want.Torch || got.Torch.CUDABuild != want.CUDABuild || got.Torch.Shim == "" || got.CPUs < 1 ||
 		got.Clm.Release != version.Release || got.Torch.KernelThreads != got.Torch.Threads ||
-		got.Attn == nil || *got.Attn != torch.FusedCausalAttentionNative() {
+		got.Attn == nil || *got.Attn != torch.FusedCausalAttentionNative() || got.ISA != torch.FusedAttentionISA() {
 		t.Errorf("clm version -json = %+v, the binding reports %+v", got, want)
 	}
 	_, errOut, code = clm(t, dir, "version", "extra")
@@ -84,9 +85,9 @@ func TestAttentionLine(t *testing.T) {
 	for _, c := range []struct {
 		native bool
 		want   string
-	}{{true, "by clm's kernels"}, {false, "by libtorch's SDPA (this libtorch exports no sgemm_"}} {
-		if got := attentionLine(c.native); !strings.Contains(got, c.want) {
-			t.Errorf("attentionLine(%v) = %q, want it to contain %q", c.native, got, c.want)
+	}{{true, "by clm's kernels, row loops for AVX2 ("}, {false, "by libtorch's SDPA (this libtorch exports no sgemm_"}} {
+		if got := attentionLine(c.native, "AVX2"); !strings.Contains(got, c.want) {
+			t.Errorf("attentionLine(%v, AVX2) = %q, want it to contain %q", c.native, got, c.want)
 		}
 	}
 }

@@ -1,22 +1,12 @@
-// clm_exp.h — the exponential of the shim's softmax kernels, and the
-// attribute that compiles a kernel for the CPU at hand.
+// clm_exp.h — the exponential of the shim's softmax loops (clm_rows.h).
 //
 // Include it only in files compiled with -ffp-contract=off (CMakeLists.txt):
-// then every clone computes the same bits.
+// then the loops compute the same bits for every instruction set.
 #ifndef CLM_EXP_H
 #define CLM_EXP_H
 
 #include <cstdint>
 #include <cstring>
-
-// CLM_CLONES compiles a function for AVX-512, AVX2 and the baseline, the
-// loader choosing one for the CPU (GCC's target_clones, an ifunc). Only the
-// function is cloned: what it calls without inlining is the baseline's.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CLM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLM_CLONES
-#endif
 
 namespace clm {
 
@@ -26,7 +16,8 @@ namespace clm {
 // rounding there), times 2ⁿ by the exponent bits. Below e^−87.3 (float's
 // smallest normal) it is 0; NaN stays NaN. Off by at most 1.14 ulp from
 // e^x over [−87.3, 0] (every 16th float against exp in double, 2026-12-06).
-inline float exp_neg(float x) {
+// Static: each file compiled for its own instruction set keeps its own copy.
+static inline float exp_neg(float x) {
   const float lo = -87.3f;
   const float xc = x < lo ? lo : x;
   const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // 1.5·2²³: round to nearest

@@ -53,6 +53,15 @@ clm_tresult clm_fused_causal_attention(clm_tensor q, clm_tensor k, clm_tensor v)
  * sgemm_), 0 when it runs libtorch's SDPA. */
 int clm_fused_causal_attention_native(void);
 
+/* The instruction set of the attention's row loops (clm_rows.h), as
+ * libtorch names its CPU capabilities: "AVX512", "AVX2" or "DEFAULT". A
+ * static string. */
+const char *clm_fused_attention_isa(void);
+
+/* Makes isa's row loops the process's: 1 where this build and CPU have
+ * them, else 0 and no change. For tests. */
+int clm_fused_attention_use_isa(const char *isa);
+
 /* 1 when the shim has CUDA kernels for the operations above. */
 int clm_fused_cuda_kernels(void);
 

@@ -7,8 +7,8 @@
 // one works slice by slice ([T, D] of one sequence and head; the slices in
 // at::parallel_for): the queries in blocks of kBlock rows, each against the
 // keys up to its last row only, by libtorch's BLAS (sgemm_, MKL in the x86
-// wheels), and the softmax by rows in loops the compiler vectorises for the
-// CPU at hand (target_clones). Like the flash kernel it keeps O and the
+// wheels), and the softmax by rows in the loops of clm_rows.h (vectorised for
+// the instruction set libtorch runs). Like the flash kernel it keeps O and the
 // log-sum-exp L of each row, and the backward pass recomputes P = exp(S − L)
 // block by block:
 //
@@ -18,9 +18,9 @@
 // A slice's arithmetic does not depend on the thread count or on the other
 // slices: the results are the same bits at any train.threads (each slice's
 // products run on one thread inside the parallel region; a single slice,
-// B·H = 1, runs outside it, where the BLAS may split its products). The file is
-// compiled with -ffp-contract=off, so that the clones for each instruction
-// set compute the same bits too (the products are the BLAS's).
+// B·H = 1, runs outside it, where the BLAS may split its products). The row
+// loops compute the same bits for every instruction set (clm_rows.h); the
+// products are the BLAS's.
 //
 // Anything else (CUDA, float64 or 16-bit types, a libtorch without sgemm_)
 // goes to at::scaled_dot_product_attention, which computes the same function.
@@ -32,12 +32,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
-#include "clm_exp.h"
 #include "clm_fused.h"
 #include "clm_internal.h"
+#include "clm_rows.h"
 
 // The Fortran BLAS of libtorch_cpu (the x86 wheels export MKL's): weak, so
 // that a libtorch without it loads the shim and takes SDPA instead.
@@ -49,14 +48,11 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-using clm::exp_neg;
 
 // Query rows per block: a block's scores stop at its last row's key. 64 of
 // 128 positions skip a quarter of the products; smaller blocks make the
 // BLAS calls too small to pay.
 constexpr int64_t kBlock = 64;
-// Independent accumulators of the row sums (see clm_fused_act.cpp).
-constexpr int kLanes = 16;
 
 // gemm is the row-major C[m×n] = alpha·op(A)·op(B) (op: transposed or not;
 // ld: row strides) by the column-major BLAS, which sees each matrix
@@ -68,58 +64,6 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
   const float beta = 0.f;
   sgemm_(&opb, &opa, &M, &N, &K, &alpha, b, &la, a, &lb, &beta, c, &lc);
-}
-
-// softmax_row turns the scores s[0, n) into P = e^(s − m)/Σ in place and
-// returns L = m + log Σ (m the row's maximum).
-CLM_CLONES float softmax_row(float *__restrict__ s, int64_t n) {
-  float mx[kLanes];
-  for (int k = 0; k < kLanes; ++k) mx[k] = -INFINITY;
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k) mx[k] = s[j + k] > mx[k] ? s[j + k] : mx[k];
-  for (int k = 0; j < n; ++j, ++k) mx[k] = s[j] > mx[k] ? s[j] : mx[k];
-  float m = mx[0];
-  for (int k = 1; k < kLanes; ++k) m = mx[k] > m ? mx[k] : m;
-  float acc[kLanes] = {};
-  for (j = 0; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k) {
-      const float e = exp_neg(s[j + k] - m);
-      s[j + k] = e;
-      acc[k] += e;
-    }
-  for (int k = 0; j < n; ++j, ++k) {
-    const float e = exp_neg(s[j] - m);
-    s[j] = e;
-    acc[k] += e;
-  }
-  float sum = 0.f;
-  for (int k = 0; k < kLanes; ++k) sum += acc[k];
-  const float inv = 1.f / sum;
-  for (j = 0; j < n; ++j) s[j] *= inv;
-  return m + std::log(sum);
-}
-
-// grad_row recomputes p = e^(s − L) in place over [0, n) and turns dP into
-// dS = p·(dP − delta) in place.
-CLM_CLONES void grad_row(float *__restrict__ s, float *__restrict__ dp, int64_t n, float L, float delta) {
-  for (int64_t j = 0; j < n; ++j) {
-    const float p = exp_neg(s[j] - L);
-    s[j] = p;
-    dp[j] = p * (dp[j] - delta);
-  }
-}
-
-// dot is Σ a[j]·b[j] over [0, n).
-CLM_CLONES float dot(const float *__restrict__ a, const float *__restrict__ b, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k) acc[k] += a[j + k] * b[j + k];
-  for (int k = 0; j < n; ++j, ++k) acc[k] += a[j] * b[j];
-  float s = 0.f;
-  for (int k = 0; k < kLanes; ++k) s += acc[k];
-  return s;
 }
 
 // Heads is a [B, H, T, D] float tensor with unit stride in D, read slice by
@@ -154,6 +98,7 @@ void forward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor &
   const float scale = scale_of(D);
   const Heads Q(q), K(k), V(v), O(o);
   float *L = lse.data_ptr<float>();
+  const clm::RowKernels &rk = clm::row_kernels();
   at::parallel_for(0, BH, 1, [&](int64_t s0, int64_t s1) {
     std::vector<float> buf(static_cast<size_t>(kBlock * T));
     float *S = buf.data();
@@ -163,7 +108,7 @@ void forward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor &
         gemm(false, true, rows, keys, D, scale, Q.at(s) + r0 * Q.ld, Q.ld, K.at(s), K.ld, S, keys);
         for (int64_t i = 0; i < rows; ++i) {
           float *row = S + i * keys;
-          L[s * T + r0 + i] = softmax_row(row, r0 + i + 1);
+          L[s * T + r0 + i] = rk.softmax_row(row, r0 + i + 1);
           std::fill(row + r0 + i + 1, row + keys, 0.f);  // the causal mask
         }
         gemm(false, false, rows, D, keys, 1.f, S, keys, V.at(s), V.ld, O.at(s) + r0 * O.ld, O.ld);
@@ -180,11 +125,12 @@ void backward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor 
   const float scale = scale_of(D);
   const Heads Q(q), K(k), V(v), O(o), G(g), dQ(dq), dK(dk), dV(dv);
   const float *L = lse.data_ptr<float>();
+  const clm::RowKernels &rk = clm::row_kernels();
   at::parallel_for(0, BH, 1, [&](int64_t s0, int64_t s1) {
     std::vector<float> buf(static_cast<size_t>(2 * T * T + T));
     float *P = buf.data(), *dS = P + T * T, *delta = dS + T * T;
     for (int64_t s = s0; s < s1; ++s) {
-      for (int64_t i = 0; i < T; ++i) delta[i] = dot(G.at(s) + i * G.ld, O.at(s) + i * O.ld, D);
+      for (int64_t i = 0; i < T; ++i) delta[i] = rk.dot(G.at(s) + i * G.ld, O.at(s) + i * O.ld, D);
       for (int64_t r0 = 0; r0 < T; r0 += kBlock) {
         const int64_t rows = std::min(kBlock, T - r0), keys = r0 + rows;
         float *Pb = P + r0 * T, *dSb = dS + r0 * T;
@@ -192,7 +138,7 @@ void backward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor 
         gemm(false, true, rows, keys, D, 1.f, G.at(s) + r0 * G.ld, G.ld, V.at(s), V.ld, dSb, T);
         for (int64_t i = 0; i < rows; ++i) {
           const int64_t n = r0 + i + 1;
-          grad_row(Pb + i * T, dSb + i * T, n, L[s * T + r0 + i], delta[r0 + i]);
+          rk.grad_row(Pb + i * T, dSb + i * T, n, L[s * T + r0 + i], delta[r0 + i]);
           std::fill(Pb + i * T + n, Pb + i * T + keys, 0.f);  // the causal mask
           std::fill(dSb + i * T + n, dSb + i * T + keys, 0.f);
         }
@@ -257,5 +203,9 @@ clm_tresult clm_fused_causal_attention(clm_tensor q, clm_tensor k, clm_tensor v)
 }
 
 int clm_fused_causal_attention_native(void) { return sgemm_ != nullptr ? 1 : 0; }
+
+const char *clm_fused_attention_isa(void) { return clm::row_kernels().isa; }
+
+int clm_fused_attention_use_isa(const char *isa) { return clm::use_row_kernels(isa) ? 1 : 0; }
 
 }  // extern "C"
