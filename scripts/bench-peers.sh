@@ -143,10 +143,13 @@ caps=""
 for v in ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA MKL_ENABLE_INSTRUCTIONS ONEDNN_DEFAULT_FPMATH_MODE; do
   [ -z "${!v:-}" ] || caps+="$v=${!v} "
 done
-engine=$("$clm" version | sed -n 's/^matmul *float32 CPU products by \([^ ]*\).*/\1/p')
+engine=$("$clm" version | sed -n 's/^matmul *float32 CPU products by \(oneDNN\|the BLAS\).*/\1/p')
+# The instruction set of clm's attention row loops (libtorch's capability).
+rowisa=$("$clm" version | sed -n 's/^attention .* row loops for \([A-Z0-9]*\).*/\1/p')
+case " $extra " in *" train.fused_kernels=false "*) rowisa=SDPA ;; esac
 case " $extra " in *" train.cpu_matmul="*) engine=$(echo "$extra" | sed -n 's/.*train\.cpu_matmul=\([^ ]*\).*/\1/p') ;; esac
 command="${caps}BENCH_COUNT=$count CLM_BENCH_THREADS=\"$threads_list\" PEERS_SIZES=\"$sizes\" PEERS_PRESETS=\"$presets\" PEERS_MID_STEPS=$mid_steps PEERS_PAPER_STEPS=$paper_steps${extra:+ CLM_PEERS_SET=\"$extra\"} scripts/bench-peers.sh"
-echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv, clm $rev (products by ${engine:-?}); $command"
+echo "bench-peers: $(date -u +%F), $cpu, $cores cores, libtorch $torchv, clm $rev (products by ${engine:-?}, attention rows ${rowisa:-SDPA}); $command"
 start=$(date +%s)
 
 # Priming: the tokenizer and token cache of each size, outside the measurements.
@@ -263,7 +266,7 @@ if "clm" in peers and others:
 EOF
 {
   echo
-  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, clm $rev (float32 products by ${engine:-?}), fp32; medians of $count interleaved runs"
+  echo "bench-peers, $(date -u +%F): $cpu ($cores cores), libtorch $torchv, clm $rev (float32 products by ${engine:-?}, attention rows ${rowisa:-SDPA}), fp32; medians of $count interleaved runs"
   echo "(min–max: the spread); tokens/s over the measured steps after warm-up (mid $mid_steps, paper $paper_steps:"
   echo "warm-up+measured); speed ratios > 1 and RSS ratios < 1 favour clm; took ${elapsed}s. Command:"
   echo "$command"
