@@ -439,6 +439,10 @@ func TestFusedDeterministicThreads(t *testing.T) {
 			r := attentionRun(attentionCase{B: 4, H: 8, T: 70, D: 16, permuted: true}, 13, Float32, FusedCausalAttention)
 			return r.tensors()
 		}},
+		{"attention_one_slice", func() []*Tensor { // B·H = 1: the slice runs outside the parallel region
+			r := attentionRun(attentionCase{B: 1, H: 1, T: 1500, D: 64}, 14, Float32, FusedCausalAttention)
+			return r.tensors()
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

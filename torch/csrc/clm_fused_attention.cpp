@@ -17,8 +17,9 @@
 //
 // A slice's arithmetic does not depend on the thread count or on the other
 // slices: the results are the same bits at any train.threads (each slice's
-// products run on one thread inside the parallel region; a single slice,
-// B·H = 1, runs outside it, where the BLAS may split its products). The row
+// products run on one thread: inside the parallel region, and by MKL's
+// thread-local setting where the BLAS is MKL, for a single slice, B·H = 1,
+// which ATen runs outside the region). The row
 // loops compute the same bits for every instruction set (clm_rows.h); the
 // products are the BLAS's.
 //
@@ -43,6 +44,9 @@
 extern "C" void sgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k,
                        const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
                        const float *beta, float *c, const int *ldc) __attribute__((weak));
+// MKL's thread count for the calling thread (0: its global one), where the
+// BLAS is MKL; the C interface (the lower-case name is Fortran's, by pointer).
+extern "C" int MKL_Set_Num_Threads_Local(int nt) __attribute__((weak));
 
 namespace {
 
@@ -53,6 +57,20 @@ using torch::autograd::variable_list;
 // 128 positions skip a quarter of the products; smaller blocks make the
 // BLAS calls too small to pay.
 constexpr int64_t kBlock = 64;
+
+// OneBLASThread runs the BLAS calls of its scope on the calling thread
+// alone: a slice's products are the same bits whatever the thread count.
+struct OneBLASThread {
+  int prev = 0;
+  OneBLASThread() {
+    if (MKL_Set_Num_Threads_Local != nullptr) prev = MKL_Set_Num_Threads_Local(1);
+  }
+  ~OneBLASThread() {
+    if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(prev);
+  }
+  OneBLASThread(const OneBLASThread &) = delete;
+  OneBLASThread &operator=(const OneBLASThread &) = delete;
+};
 
 // gemm is the row-major C[m×n] = alpha·op(A)·op(B) (op: transposed or not;
 // ld: row strides) by the column-major BLAS, which sees each matrix
@@ -100,6 +118,7 @@ void forward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor &
   float *L = lse.data_ptr<float>();
   const clm::RowKernels &rk = clm::row_kernels();
   at::parallel_for(0, BH, 1, [&](int64_t s0, int64_t s1) {
+    const OneBLASThread one;
     std::vector<float> buf(static_cast<size_t>(kBlock * T));
     float *S = buf.data();
     for (int64_t s = s0; s < s1; ++s)
@@ -127,6 +146,7 @@ void backward_slices(const at::Tensor &q, const at::Tensor &k, const at::Tensor 
   const float *L = lse.data_ptr<float>();
   const clm::RowKernels &rk = clm::row_kernels();
   at::parallel_for(0, BH, 1, [&](int64_t s0, int64_t s1) {
+    const OneBLASThread one;
     std::vector<float> buf(static_cast<size_t>(2 * T * T + T));
     float *P = buf.data(), *dS = P + T * T, *delta = dS + T * T;
     for (int64_t s = s0; s < s1; ++s) {
