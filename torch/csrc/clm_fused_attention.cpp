@@ -16,12 +16,11 @@
 //	dQ = scale·dS·K,  dK = scale·dSᵀ·Q.
 //
 // A slice's arithmetic does not depend on the thread count or on the other
-// slices: the results are the same bits at any train.threads (each slice's
-// products run on one thread: inside the parallel region, and by MKL's
-// thread-local setting where the BLAS is MKL, for a single slice, B·H = 1,
-// which ATen runs outside the region). The row
-// loops compute the same bits for every instruction set (clm_rows.h); the
-// products are the BLAS's.
+// slices: the results are the same bits at any train.threads. Each slice's
+// products run on one thread, inside the parallel region, and by MKL's
+// thread-local setting (OneBLASThread) also for a single slice, B·H = 1,
+// which ATen runs outside the region. The row loops compute the same bits
+// for every instruction set (clm_rows.h); the products are the BLAS's.
 //
 // Anything else (CUDA, float64 or 16-bit types, a libtorch without sgemm_)
 // goes to at::scaled_dot_product_attention, which computes the same function.
