@@ -38,7 +38,10 @@
 #                      the libraries' own caps on the instruction set, for
 #                      every process: avx2, AVX2 and AVX2 emulate a CPU
 #                      without AVX-512 (clm's products then fall back to the
-#                      BLAS, as `clm version` says); the command shows them
+#                      BLAS and its attention rows to their AVX2 loops, as
+#                      `clm version` says); the command shows them
+#   PEERS_CPU          avx2: sets those three caps so (one that is set
+#                      already is kept)
 #
 # clm trains on the local Python standard library with a tokenizer of the
 # size's vocabulary, trained and tokenized once into their own cache
@@ -60,6 +63,12 @@
 # `PEERS_SIZES=mid` alone takes about 14 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${PEERS_CPU:-} in
+  "") ;;
+  avx2) export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} \
+          MKL_ENABLE_INSTRUCTIONS=${MKL_ENABLE_INSTRUCTIONS:-AVX2} ;;
+  *) echo "bench-peers: PEERS_CPU=$PEERS_CPU: want avx2 (or leave it unset)" >&2; exit 1 ;;
+esac
 py=${CLM_PYTHON:-.clm/venv/bin/python}
 count=${BENCH_COUNT:-3}
 threads_list=${CLM_BENCH_THREADS:-1 2}
