@@ -51,6 +51,9 @@ func attentionRun(c attentionCase, seed uint64, dt DType, f func(q, k, v *Tensor
 
 func sdpaCausal(q, k, v *Tensor) *Tensor { return SDPA(q, k, v, nil, 0, true, 0) }
 
+// attentionTensors name what fusedRun.tensors() returns for attention.
+var attentionTensors = []string{"output", "dq", "dk", "dv"}
+
 // TestFusedCausalAttention holds clm's float32 kernels to SDPA in float64
 // on the same values, forward and backward, no further from it than
 // float32's rounding allows; SDPA's own float32 error is logged beside.
@@ -60,7 +63,6 @@ func TestFusedCausalAttention(t *testing.T) {
 		t.Skip("this libtorch exports no sgemm_: FusedCausalAttention runs SDPA")
 	}
 	const tol = 2e-6 // float32 rounding: both kernels are within 1e-6 on these cases
-	names := []string{"output", "dq", "dk", "dv"}
 	for ci, c := range attentionCases {
 		t.Run(c.name, func(t *testing.T) {
 			WithScope(func(*Scope) {
@@ -73,13 +75,13 @@ func TestFusedCausalAttention(t *testing.T) {
 				w := want.tensors()
 				for i := range w {
 					if g[i].DType() != Float32 {
-						t.Fatalf("%s: dtype %v, want float32", names[i], g[i].DType())
+						t.Fatalf("%s: dtype %v, want float32", attentionTensors[i], g[i].DType())
 					}
 					e, es := fusedErr(g[i].ToDType(Float64), w[i]), fusedErr(s[i].ToDType(Float64), w[i])
 					if !(e <= tol) {
-						t.Errorf("%s: error %.3g against SDPA in float64 (tolerance %g; SDPA in float32: %.3g)", names[i], e, tol, es)
+						t.Errorf("%s: error %.3g against SDPA in float64 (tolerance %g; SDPA in float32: %.3g)", attentionTensors[i], e, tol, es)
 					}
-					t.Logf("%s: error %.3g (SDPA in float32: %.3g)", names[i], e, es)
+					t.Logf("%s: error %.3g (SDPA in float32: %.3g)", attentionTensors[i], e, es)
 				}
 			})
 		})
@@ -104,14 +106,13 @@ func TestFusedCausalAttentionISAs(t *testing.T) {
 		name string
 		f    func(q, k, v *Tensor) *Tensor
 	}{{"plain", FusedCausalAttention}, {"wide_scores", wide}}
-	tensors := []string{"output", "dq", "dk", "dv"}
 	// run returns every case's output and gradients, named.
 	run := func() (names []string, out [][]byte) {
 		for ci, c := range attentionCases {
 			for _, k := range kinds {
 				b := fusedBytes(func() []*Tensor { return attentionRun(c, uint64(500+ci), Float32, k.f).tensors() })
 				for i := range b {
-					names = append(names, c.name+"/"+k.name+"/"+tensors[i])
+					names = append(names, c.name+"/"+k.name+"/"+attentionTensors[i])
 				}
 				out = append(out, b...)
 			}
