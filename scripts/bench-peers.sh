@@ -152,9 +152,10 @@ caps=""
 for v in ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA MKL_ENABLE_INSTRUCTIONS ONEDNN_DEFAULT_FPMATH_MODE; do
   [ -z "${!v:-}" ] || caps+="$v=${!v} "
 done
-engine=$("$clm" version | sed -n 's/^matmul *float32 CPU products by \(oneDNN\|the BLAS\).*/\1/p')
+about=$("$clm" version)
+engine=$(sed -n 's/^matmul *float32 CPU products by \(oneDNN\|the BLAS\).*/\1/p' <<<"$about")
 # The instruction set of clm's attention row loops (libtorch's capability).
-rowisa=$("$clm" version | sed -n 's/^attention .* row loops for \([A-Z0-9]*\).*/\1/p')
+rowisa=$(sed -n 's/^attention .* row loops for \([A-Z0-9]*\).*/\1/p' <<<"$about")
 case " $extra " in *" train.fused_kernels=false "*) rowisa=SDPA ;; esac
 case " $extra " in *" train.cpu_matmul="*) engine=$(echo "$extra" | sed -n 's/.*train\.cpu_matmul=\([^ ]*\).*/\1/p') ;; esac
 command="${caps}BENCH_COUNT=$count CLM_BENCH_THREADS=\"$threads_list\" PEERS_SIZES=\"$sizes\" PEERS_PRESETS=\"$presets\" PEERS_MID_STEPS=$mid_steps PEERS_PAPER_STEPS=$paper_steps${extra:+ CLM_PEERS_SET=\"$extra\"} scripts/bench-peers.sh"
