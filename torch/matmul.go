@@ -50,6 +50,34 @@ func OneDNNMatmulUnusable() string {
 	return msg
 }
 
+// MKLOnIntel says whether libtorch's BLAS is MKL and this CPU is Intel's.
+// MKL chooses its sgemm kernels by the CPU's maker as well as its
+// instruction sets: its AVX-512 kernels run on Intel's CPUs, and on Zen 4 it
+// runs as fast with AVX-512 forbidden as without (docs/benchmarks.md).
+func MKLOnIntel() bool { return C.clm_mkl_on_intel() != 0 }
+
+// AutoCPUMatmul is the engine train.cpu_matmul's auto picks on this
+// machine, with why in a few words: the faster of the two where both can
+// multiply float32 matrices, as measured on each maker's CPUs.
+func AutoCPUMatmul() (CPUMatmul, string) {
+	return autoCPUMatmul(OneDNNMatmulUnusable(), MKLOnIntel())
+}
+
+// autoCPUMatmul is AutoCPUMatmul's rule: the BLAS where oneDNN cannot be
+// the engine, and where it is MKL on an Intel CPU (MKL's step is 0–7%
+// faster than oneDNN's at the mid size and 24–30% at the paper's on a
+// 2-core Xeon); oneDNN elsewhere (10–50% faster than MKL per product on a
+// 2-core Zen 4).
+func autoCPUMatmul(onednnUnusable string, mklOnIntel bool) (CPUMatmul, string) {
+	switch {
+	case onednnUnusable != "":
+		return MatmulBLAS, "oneDNN is not offered: " + onednnUnusable
+	case mklOnIntel:
+		return MatmulBLAS, "MKL on an Intel CPU, faster than oneDNN there"
+	}
+	return MatmulOneDNN, "faster than MKL on a CPU not Intel's"
+}
+
 // SetCPUMatmul makes e the engine for the whole process; MatmulOneDNN
 // fails where OneDNNMatmulUnusable says why.
 func SetCPUMatmul(e CPUMatmul) error {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"clm/internal/testkit/pyref"
 )
 
 // withCPUMatmul makes e the process's engine for the test and restores
@@ -254,4 +256,46 @@ func TestOneDNNProbe(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	t.Logf("child:\n%s", out)
+}
+
+// TestAutoCPUMatmul: train.cpu_matmul's auto is the BLAS where oneDNN
+// cannot be the engine or the BLAS is MKL on an Intel CPU, and oneDNN
+// elsewhere, each with its reason.
+func TestAutoCPUMatmul(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		unusable   string
+		mklOnIntel bool
+		want       CPUMatmul
+		why        string
+	}{
+		{"no oneDNN", "no AVX-512", false, MatmulBLAS, "oneDNN is not offered: no AVX-512"},
+		{"no oneDNN, Intel", "no AVX-512", true, MatmulBLAS, "oneDNN is not offered: no AVX-512"},
+		{"MKL on Intel", "", true, MatmulBLAS, "MKL on an Intel CPU, faster than oneDNN there"},
+		{"elsewhere", "", false, MatmulOneDNN, "faster than MKL on a CPU not Intel's"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if e, why := autoCPUMatmul(c.unusable, c.mklOnIntel); e != c.want || why != c.why {
+				t.Errorf("autoCPUMatmul(%q, %v) = %v, %q; want %v, %q", c.unusable, c.mklOnIntel, e, why, c.want, c.why)
+			}
+		})
+	}
+}
+
+// TestMKLOnIntel: the shim's answer agrees with the kernel's vendor_id and
+// with PyTorch's own torch.backends.mkl on the same libtorch.
+func TestMKLOnIntel(t *testing.T) {
+	info, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Skipf("no /proc/cpuinfo: %v", err)
+	}
+	intel := strings.Contains(string(info), "vendor_id\t: GenuineIntel\n")
+	out, err := exec.Command(pyref.Require(t), "-c", "import torch; print(torch.backends.mkl.is_available())").Output()
+	if err != nil {
+		t.Fatalf("reference Python: %v", err)
+	}
+	mkl := strings.TrimSpace(string(out)) == "True"
+	if got := MKLOnIntel(); got != (mkl && intel) {
+		t.Errorf("MKLOnIntel() = %v; the CPU is Intel's: %v, libtorch has MKL: %v", got, intel, mkl)
+	}
 }

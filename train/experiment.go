@@ -114,9 +114,11 @@ type Options struct {
 	Threads int `toml:"threads"`
 	// CPUMatmul is the engine of the float32 matrix products on the CPU
 	// (the linear layers and the LM head, forward and backward): auto
-	// (oneDNN where it computes true float32 products on this CPU, else
-	// the BLAS), onednn (oneDNN's matmul primitive, which libtorch
-	// carries; it needs AVX-512) or blas (libtorch's own, MKL on x86).
+	// (the faster here: the BLAS on an Intel CPU, whose MKL runs its own
+	// AVX-512 kernels; oneDNN on others where it computes true float32
+	// products, else the BLAS; `clm version` says which), onednn
+	// (oneDNN's matmul primitive, which libtorch carries; it needs
+	// AVX-512) or blas (libtorch's own, MKL on x86).
 	// Both are exact float32 with different summation orders: the last
 	// bits of a run differ between them, as between thread counts.
 	CPUMatmul CPUMatmulSetting `toml:"cpu_matmul"`

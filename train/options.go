@@ -117,7 +117,9 @@ func (d DeviceSetting) Resolve() (torch.Device, error) {
 // CPUMatmulSetting is train.cpu_matmul: auto, onednn or blas.
 type CPUMatmulSetting string
 
-// CPUMatmulAuto is oneDNN where it can be the engine, else the BLAS.
+// CPUMatmulAuto is the faster engine this machine offers
+// (torch.AutoCPUMatmul): the BLAS on an Intel CPU, whose MKL runs its own
+// AVX-512 kernels, and where oneDNN cannot be the engine; oneDNN elsewhere.
 const CPUMatmulAuto CPUMatmulSetting = "auto"
 
 // Parse checks the setting without probing the CPU.
@@ -130,8 +132,8 @@ func (c CPUMatmulSetting) Parse() error {
 }
 
 // Resolve is the engine the setting picks on this machine: for auto
-// oneDNN where torch.OneDNNMatmulUnusable says nothing, else the BLAS;
-// onednn where oneDNN cannot be the engine is an error saying why.
+// torch.AutoCPUMatmul's; onednn where oneDNN cannot be the engine is an
+// error saying why.
 func (c CPUMatmulSetting) Resolve() (torch.CPUMatmul, error) {
 	switch c {
 	case CPUMatmulSetting(torch.MatmulBLAS.String()):
@@ -142,8 +144,6 @@ func (c CPUMatmulSetting) Resolve() (torch.CPUMatmul, error) {
 		}
 		return torch.MatmulOneDNN, nil
 	}
-	if torch.OneDNNMatmulUnusable() != "" {
-		return torch.MatmulBLAS, nil
-	}
-	return torch.MatmulOneDNN, nil
+	e, _ := torch.AutoCPUMatmul()
+	return e, nil
 }

@@ -185,17 +185,14 @@ func TestSetupResume(t *testing.T) {
 }
 
 // TestSetupCPUMatmul: Setup makes train.cpu_matmul's engine the process's
-// and records it in the run's starts: blas as asked, auto as oneDNN where
-// the shim offers it, onednn where it is offered (else refused with the
-// reason, before the run folder exists).
+// and records it in the run's starts: blas as asked, auto as
+// torch.AutoCPUMatmul picks here, onednn where it is offered (else refused
+// with the reason, before the run folder exists).
 func TestSetupCPUMatmul(t *testing.T) {
 	t.Setenv("CLM_CACHE", t.TempDir())
 	useCPUMatmul(t, torch.CPUMatmulEngine()) // restored afterwards
 	why := torch.OneDNNMatmulUnusable()
-	auto := torch.MatmulOneDNN
-	if why != "" {
-		auto = torch.MatmulBLAS
-	}
+	auto, _ := torch.AutoCPUMatmul()
 	for _, c := range []struct {
 		setting string
 		want    torch.CPUMatmul

@@ -34,6 +34,7 @@ func runVersion(args []string, stdout io.Writer) error {
 		return err
 	}
 	unusable := torch.OneDNNMatmulUnusable()
+	engine, why := torch.AutoCPUMatmul()
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -42,10 +43,12 @@ func runVersion(args []string, stdout io.Writer) error {
 			Torch          torch.Report `json:"libtorch"`
 			CPUs           int          `json:"cpus"`
 			NVIDIAGPUs     []string     `json:"nvidia_gpus"`               // as the kernel driver lists them, usable or not
-			OneDNNUnusable string       `json:"onednn_unusable,omitempty"` // why train.cpu_matmul's auto is the BLAS here
+			CPUMatmul      string       `json:"cpu_matmul"`                // train.cpu_matmul's auto engine here: onednn or blas
+			CPUMatmulWhy   string       `json:"cpu_matmul_why"`            // why that one
+			OneDNNUnusable string       `json:"onednn_unusable,omitempty"` // why oneDNN cannot be the engine here
 			CPUAttention   bool         `json:"cpu_attention_clm"`         // float32 CPU attention by clm's kernels, not SDPA
 			AttentionISA   string       `json:"cpu_attention_isa"`         // the instruction set of their row loops
-		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), unusable, torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()})
+		}{v, r, runtime.NumCPU(), torch.NVIDIAGPUs(), engine.String(), why, unusable, torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()})
 	}
 	kind := "CPU build"
 	if r.CUDABuild {
@@ -60,7 +63,7 @@ func runVersion(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "CUDA      %s\n", cudaLine(r))
 	fmt.Fprintf(stdout, "devices   %s\n", devicesLine(r))
 	fmt.Fprintf(stdout, "threads   %s\n", threadsLine(r))
-	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(unusable))
+	fmt.Fprintf(stdout, "matmul    %s\n", matmulLine(engine, why))
 	fmt.Fprintf(stdout, "attention %s\n", attentionLine(torch.FusedCausalAttentionNative(), torch.FusedAttentionISA()))
 	return nil
 }
@@ -76,12 +79,12 @@ func threadsLine(r torch.Report) string {
 }
 
 // matmulLine says which engine train.cpu_matmul's auto gives float32 CPU
-// products on this machine, and why not oneDNN where it is the BLAS.
-func matmulLine(onednnUnusable string) string {
-	if onednnUnusable != "" {
-		return "float32 CPU products by the BLAS (oneDNN is not offered: " + onednnUnusable + ")"
+// products on this machine, and why.
+func matmulLine(e torch.CPUMatmul, why string) string {
+	if e == torch.MatmulOneDNN {
+		return "float32 CPU products by oneDNN (train.cpu_matmul auto: " + why + "; blas for libtorch's own)"
 	}
-	return "float32 CPU products by oneDNN (train.cpu_matmul auto; blas for libtorch's own)"
+	return "float32 CPU products by the BLAS (train.cpu_matmul auto: " + why + ")"
 }
 
 // attentionLine says what computes float32 causal attention on the CPU and,

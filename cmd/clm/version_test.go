@@ -23,9 +23,10 @@ func TestVersion(t *testing.T) {
 			t.Errorf("clm version lacks %q:\n%s", want, out)
 		}
 	}
-	engine := "matmul    float32 CPU products by oneDNN"
-	if torch.OneDNNMatmulUnusable() != "" {
-		engine = "matmul    float32 CPU products by the BLAS (oneDNN is not offered: "
+	auto, why := torch.AutoCPUMatmul()
+	engine := "matmul    float32 CPU products by oneDNN (train.cpu_matmul auto: " + why + ";"
+	if auto == torch.MatmulBLAS {
+		engine = "matmul    float32 CPU products by the BLAS (train.cpu_matmul auto: " + why + ")\n"
 	}
 	if !strings.Contains(out, "\n"+engine) {
 		t.Errorf("clm version lacks %q (as this process sees the shim):\n%s", engine, out)
@@ -40,6 +41,8 @@ func TestVersion(t *testing.T) {
 		CPUs  int          `json:"cpus"`
 		Attn  *bool        `json:"cpu_attention_clm"`
 		ISA   string       `json:"cpu_attention_isa"`
+		MM    string       `json:"cpu_matmul"`
+		MMWhy string       `json:"cpu_matmul_why"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
 		t.Fatalf("clm version -json: exit %d, %v:\n%s", code, err, out)
@@ -50,7 +53,8 @@ func TestVersion(t *testing.T) {
 	}
 	if got.Torch.Torch != want.Torch || got.Torch.CUDABuild != want.CUDABuild || got.Torch.Shim == "" || got.CPUs < 1 ||
 		got.Clm.Release != version.Release || got.Torch.KernelThreads != got.Torch.Threads ||
-		got.Attn == nil || *got.Attn != torch.FusedCausalAttentionNative() || got.ISA != torch.FusedAttentionISA() {
+		got.Attn == nil || *got.Attn != torch.FusedCausalAttentionNative() || got.ISA != torch.FusedAttentionISA() ||
+		got.MM != auto.String() || got.MMWhy != why {
 		t.Errorf("clm version -json = %+v, the binding reports %+v", got, want)
 	}
 	_, errOut, code = clm(t, dir, "version", "extra")

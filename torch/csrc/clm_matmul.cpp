@@ -1,8 +1,10 @@
 // clm_matmul.cpp — float32 matrix products on the CPU by the engine the
 // process chose: libtorch's BLAS (MKL in the x86 wheels) or oneDNN's matmul
-// primitive (its AVX-512 brgemm kernels, which libtorch carries too; on a
-// 2-core Zen 4 they are 10–50% faster than MKL's sgemm at every shape of a
-// GPT-2 step, docs/benchmarks.md).
+// primitive (its AVX-512 brgemm kernels, which libtorch carries too). Which
+// is faster depends on the CPU's maker, since MKL picks its kernels by it:
+// on a 2-core Zen 4 oneDNN is 10–50% faster than MKL's sgemm at every shape
+// of a GPT-2 step, on a 2-core Intel Xeon MKL's step is 0–7% (mid) and
+// 24–30% (paper size) faster (docs/benchmarks.md; torch.AutoCPUMatmul).
 //
 // clm_set_cpu_matmul chooses once for the process. The linear layers
 // (clm_addmm: forward and backward) and the LM head (clm::mm, clm::addmm_ in
@@ -132,6 +134,14 @@ extern "C" {
 char *clm_cpu_matmul_onednn_unusable(void) {
   const auto &why = onednn_unusable();
   return why.empty() ? nullptr : clm::dup(why);
+}
+
+int clm_mkl_on_intel(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return at::hasMKL() && __builtin_cpu_is("intel") ? 1 : 0;
+#else
+  return 0;
+#endif
 }
 
 char *clm_set_cpu_matmul(int e) {

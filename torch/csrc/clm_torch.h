@@ -60,6 +60,8 @@ int clm_get_num_threads(void);
 /* Why oneDNN cannot be the engine here (malloc'd, freed with
    clm_free_string), or NULL where it can; probed once per process. */
 char *clm_cpu_matmul_onednn_unusable(void);
+/* 1 where libtorch's BLAS is MKL and the CPU is Intel's, else 0. */
+int clm_mkl_on_intel(void);
 char *clm_set_cpu_matmul(int engine);
 int clm_get_cpu_matmul(void);
 int clm_cuda_is_available(void);
