@@ -215,15 +215,48 @@ func requireRanksSucceeded(t *testing.T, what string, outs [2]string, errs [2]er
 }
 
 // compareFinal checks that the two ranks' final weights in dir are
-// identical and within 1e-5 of the one-process weights want.
+// identical and within 1e-5 of the one-process weights want, but for at
+// most 0.1% of the elements, which must be within 1e-4. The all-reduce sums
+// a step's gradients in another order than one process does, and AdamW,
+// dividing by a gradient's running RMS, turns that rounding into a visible
+// difference where the gradient is a near-cancelling sum: after these 10
+// steps on a 2-core Intel Xeon, 34 of 168k elements, all in one hidden
+// unit's column of layer 1's c_fc, differ by 1.0e-5 to 5.6e-5 (with either
+// CPU matmul engine); on a Zen 4 none passed 1e-5. A wrong reduction or a
+// stale replica moves far more elements than that.
 func compareFinal(t *testing.T, label, dir string, want map[string][]float32) {
 	t.Helper()
-	compareFinalTol(t, label, dir, want, 1e-5)
+	diffs := finalDiffs(t, label, dir, want)
+	beyond, worst := 0, 0.0
+	for _, d := range diffs {
+		if d > 1e-5 {
+			beyond++
+		}
+		worst = math.Max(worst, d)
+	}
+	if worst > 1e-4 || float64(beyond) > 1e-3*float64(len(diffs)) {
+		t.Errorf("%s: %d of %d elements differ from one process by more than 1e-5 (at most 0.1%% may, by up to 1e-4); the most %.3g", label, beyond, len(diffs), worst)
+	}
+	t.Logf("%s: replicas identical; |data parallel − one process| over %d elements: %d beyond 1e-5, the most %.3g", label, len(diffs), beyond, worst)
 }
 
-// compareFinalTol is compareFinal with tol for |data parallel − one
-// process|.
+// compareFinalTol checks that the two ranks' final weights in dir are
+// identical and within tol of the one-process weights want.
 func compareFinalTol(t *testing.T, label, dir string, want map[string][]float32, tol float64) {
+	t.Helper()
+	worst := 0.0
+	for _, d := range finalDiffs(t, label, dir, want) {
+		worst = math.Max(worst, d)
+	}
+	if worst > tol {
+		t.Errorf("%s: max |data parallel − one process| = %.3g", label, worst)
+	}
+	t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
+}
+
+// finalDiffs reads the two ranks' final weights in dir, fails unless they
+// are identical, and returns |data parallel − one process| per element.
+func finalDiffs(t *testing.T, label, dir string, want map[string][]float32) []float64 {
 	t.Helper()
 	var got [2]map[string][]float32
 	for r := range 2 {
@@ -233,19 +266,19 @@ func compareFinalTol(t *testing.T, label, dir string, want map[string][]float32,
 		}
 		json.Unmarshal(b, &got[r])
 	}
-	worst := 0.0
+	var diffs []float64
 	for name, w := range want {
+		if len(got[0][name]) != len(w) || len(got[1][name]) != len(w) {
+			t.Fatalf("%s: %s has %d and %d elements, one process %d", label, name, len(got[0][name]), len(got[1][name]), len(w))
+		}
 		for i := range w {
 			if got[0][name][i] != got[1][name][i] {
 				t.Fatalf("%s: replicas differ at %s[%d]", label, name, i)
 			}
-			worst = math.Max(worst, math.Abs(float64(got[0][name][i]-w[i])))
+			diffs = append(diffs, math.Abs(float64(got[0][name][i]-w[i])))
 		}
 	}
-	if worst > tol {
-		t.Errorf("%s: max |data parallel − one process| = %.3g", label, worst)
-	}
-	t.Logf("%s: replicas identical; max |data parallel − one process| over %d tensors = %.3g", label, len(want), worst)
+	return diffs
 }
 
 // compareDDPMetrics checks that the data-parallel run in dir logged the
