@@ -64,9 +64,9 @@ func AutoCPUMatmul() (CPUMatmul, string) {
 }
 
 // autoCPUMatmul is AutoCPUMatmul's rule: the BLAS where oneDNN cannot be
-// the engine, and where it is MKL on an Intel CPU (MKL's step is 0–7%
-// faster than oneDNN's at the mid size and 24–30% at the paper's on a
-// 2-core Xeon); oneDNN elsewhere (10–50% faster than MKL per product on a
+// the engine, and where it is MKL on an Intel CPU (on a 2-core Xeon MKL's
+// step is level with oneDNN's at the mid size and 24–30% faster at the
+// paper's); oneDNN elsewhere (10–50% faster than MKL per product on a
 // 2-core Zen 4).
 func autoCPUMatmul(onednnUnusable string, mklOnIntel bool) (CPUMatmul, string) {
 	switch {

@@ -3,8 +3,9 @@
 // primitive (its AVX-512 brgemm kernels, which libtorch carries too). Which
 // is faster depends on the CPU's maker, since MKL picks its kernels by it:
 // on a 2-core Zen 4 oneDNN is 10–50% faster than MKL's sgemm at every shape
-// of a GPT-2 step, on a 2-core Intel Xeon MKL's step is 0–7% (mid) and
-// 24–30% (paper size) faster (docs/benchmarks.md; torch.AutoCPUMatmul).
+// of a GPT-2 step; on a 2-core Intel Xeon the two are level at the mid size
+// and MKL's step is 24–30% faster at the paper's (docs/benchmarks.md;
+// torch.AutoCPUMatmul).
 //
 // clm_set_cpu_matmul chooses once for the process. The linear layers
 // (clm_addmm: forward and backward) and the LM head (clm::mm, clm::addmm_ in
